@@ -1,0 +1,49 @@
+"""One typed Settings object, read from SWEEPS_* environment variables or a .env file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+STATE_DIR = Path(".sweeps")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SWEEPS_", env_file=".env", extra="ignore")
+
+    # Storage and queue. The defaults are the embedded stack `sweeps up` / `make run` starts.
+    database_url: str = f"sqlite:///{STATE_DIR / 'sweeps.db'}"
+    broker_url: str = f"redis+socket://{(STATE_DIR / 'redis.sock').absolute()}"
+    # Bootstrap token: accepted by the API and stored (hashed) on start.
+    api_token: str | None = None
+    # Where client commands send requests.
+    url: str = "http://127.0.0.1:8000"
+
+    # Data and artifacts.
+    data_dir: Path | None = None
+    artifact_dir: Path = STATE_DIR / "artifacts"
+
+    # Limits.
+    max_runs: int = Field(10_000, description="cap on runs one sweep may expand to")
+    max_body_bytes: int = Field(2_000_000, description="largest accepted request body")
+
+    # Worker behaviour.
+    lease_seconds: int = Field(120, description="a running run is presumed dead after this")
+    heartbeat_seconds: float = Field(10.0, description="how often a worker renews its lease")
+    reconcile_seconds: float = Field(30.0, description="how often lost runs are re-enqueued")
+    queued_grace_seconds: float = Field(
+        60.0, description="a queued run older than this with no message is re-enqueued"
+    )
+    runs_per_gpu: int = 1
+    metrics_flush_seconds: float = 2.0
+
+    # CORS is closed unless origins are listed.
+    cors_origins: list[str] = []
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

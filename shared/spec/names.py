@@ -1,0 +1,67 @@
+"""Names the engine supports, kept here without importing torch (a worker test checks them)."""
+
+KNOWN_KEYS = {
+    "matrix": "the parameter matrix",
+    "experiment_name": "run name, usually with ${matrix_slug}",
+    "globals": "names visible to all code of the run",
+    "model": "code giving an nn.Module",
+    "train_set": "code giving the training Dataset",
+    "validation_set": "code giving the validation Dataset",
+    "trainer": "trainer class name",
+    "batch_size": "training batch size",
+    "learnrate": "learning rate",
+    "optimizer": "a torch.optim class name",
+    "scheduler": "a torch.optim.lr_scheduler class name",
+    "loss_function": "loss name or code",
+    "max_inputs": "stop after this many training samples",
+    "train_input_transforms": "code giving a list of batch transforms",
+    "freeze_validation_set": "validate on a cached copy of the batches",
+    "validation_batch_size": "validation batch size",
+    "num_epochs_between_validations": "validate every N epochs",
+    "num_inputs_between_validations": "also validate every N inputs",
+    "max_epoch": "stop after this many epochs",
+    "seed": "seed torch, numpy and random",
+    "num_workers": "DataLoader workers",
+    # sweeps' own switches (off by default so the seed's numbers stay comparable)
+    "precision": "fp32 (default) or bf16 autocast",
+    "compile": "torch.compile the model",
+    "description": "free text shown with the sweep",
+}
+REQUIRED_KEYS = ("experiment_name", "model", "train_set", "batch_size", "learnrate", "optimizer")
+# Keys whose value is always Python code; other keys only when the string spans lines.
+ALWAYS_CODE_PREFIXES = ("model", "train_set", "validation_set")
+
+TRAINERS = (
+    "Trainer",
+    "RepresentationClassTrainer",
+    "experiments.reptrainer.RepresentationClassTrainer",
+    "experiments.trainer.Trainer",
+)
+OPTIMIZERS = (
+    "ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax",
+    "LBFGS", "NAdam", "RAdam", "RMSprop", "Rprop", "SGD", "SparseAdam",
+)  # fmt: skip
+# Schedulers whose second positional argument is a length, as the engine builds them.
+SCHEDULERS = ("CosineAnnealingLR", "CosineAnnealingWarmRestarts", "StepLR", "PolynomialLR")
+LOSS_ALIASES = {
+    "l1": "L1Loss",
+    "mae": "L1Loss",
+    "l2": "MSELoss",
+    "mse": "MSELoss",
+    "ce": "CrossEntropyLoss",
+    "cross_entropy": "CrossEntropyLoss",
+    "bce": "BCELoss",
+    "binary_cross_entropy": "BCELoss",
+    "kl_div": "KLDivLoss",
+}
+LOSS_FUNCTIONS = (
+    "l1_loss", "mse_loss", "cross_entropy", "nll_loss", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "smooth_l1_loss", "huber_loss", "soft_margin_loss",
+    "multilabel_soft_margin_loss", "multi_margin_loss", "poisson_nll_loss",
+)  # fmt: skip
+LOSS_CLASSES = (
+    "L1Loss", "MSELoss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss",
+    "KLDivLoss", "SmoothL1Loss", "HuberLoss", "SoftMarginLoss", "MultiLabelSoftMarginLoss",
+    "MultiMarginLoss", "PoissonNLLLoss",
+)  # fmt: skip
+PRECISIONS = ("fp32", "bf16")
