@@ -1,0 +1,1 @@
+"""Storage: models, sessions and the queries both sides share."""

@@ -1,0 +1,105 @@
+"""Fixtures every test folder shares: a private database and a private Redis db per test.
+
+SWEEPS_TEST_DATABASE_URL picks Postgres (CI sets it); without it, a SQLite file per test,
+the embedded default. SWEEPS_TEST_REDIS_URL picks the Redis server (default: this
+machine's on 127.0.0.1:6379); each test gets its own logical db, flushed before use.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from shared.db.models import Base
+
+REPO = Path(__file__).resolve().parent.parent
+SEED_DIR = REPO.parent / "shared" / "seed"
+
+
+def _admin_url() -> str | None:
+    return os.environ.get("SWEEPS_TEST_DATABASE_URL")
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str | None]:
+    """One throwaway Postgres database for the whole session (None on SQLite)."""
+    admin = _admin_url()
+    if not admin:
+        yield None
+        return
+    name = f"sweeps_test_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture
+def db_url(pg_database: str | None, tmp_path: Path) -> Iterator[str]:
+    """A database with the schema at head and no rows, private to this test."""
+    if pg_database is None:
+        url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+        engine = create_engine(url)
+        Base.metadata.create_all(engine)
+        engine.dispose()
+        yield url
+        return
+    engine = create_engine(pg_database)
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    yield pg_database
+
+
+_redis_db_counter = iter(range(1, 16))
+
+
+@pytest.fixture
+def broker_url() -> Iterator[str]:
+    """A flushed logical Redis database on the machine's server."""
+    base = os.environ.get("SWEEPS_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+    db = next(_redis_db_counter, None)
+    if db is None:  # more tests than logical dbs: start over, flushing as we go
+        globals()["_redis_db_counter"] = iter(range(2, 16))
+        db = 1
+    url = f"{base}/{db}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch, db_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Point SWEEPS_* settings at this test's database; clears the cached Settings/engines."""
+    from shared.db import session as db_session
+    from shared.settings import get_settings
+
+    env = {
+        "SWEEPS_DATABASE_URL": db_url,
+        "SWEEPS_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    db_session.get_engine.cache_clear()
+    yield env
+    get_settings.cache_clear()
+    db_session.get_engine.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def seed_yaml() -> str:
+    return (SEED_DIR / "fmnist_vit.yaml").read_text()

@@ -1,0 +1,32 @@
+"""The training and evaluation engine: pure torch + sklearn, no database, no Celery.
+
+Contract (used by worker/tasks.py; keep it stable):
+
+    from worker.engine import train_run, RunCancelled
+
+    summary = train_run(
+        config,                 # one run's resolved configuration (shared.spec RunSpec.config)
+        report=report,          # callable(event: str, **payload) -- see below
+        checkpoint_dir=path,    # Path or None; resume from path/'latest.pt' if present
+        device=None,            # "cuda"/"cpu"/None (None: cuda when available, else cpu)
+        should_stop=None,       # callable() -> bool, polled every few steps; True -> RunCancelled
+        data_dir=None,          # Path with Fashion-MNIST/MNIST IDX .gz files, or None
+    )
+
+Events passed to `report` (all keyword payloads, JSON-serialisable values):
+    report("provenance", info={...})       resolved config, seed, device name, torch/CUDA
+                                           versions, host, python, engine version
+    report("metrics", points=[(key, step, value), ...])
+                                           step = training inputs seen; keys: train_loss,
+                                           learnrate, validation_loss, accuracy_argmax,
+                                           accuracy_svc, accuracy_svc_heldout, model_params,
+                                           train_seconds, throughput
+    report("progress", inputs=int, total=int | None, epoch=int)
+    report("checkpoint", inputs=int)         after a checkpoint is durably written
+
+`train_run` returns a summary dict of the final values (same keys as the metrics, plus
+`inputs`); it raises RunCancelled when should_stop() says so, and lets every other
+exception from the user's code propagate (the caller records it).
+"""
+
+from __future__ import annotations
