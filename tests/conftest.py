@@ -1,13 +1,16 @@
 """Fixtures every test folder shares: a private database and a private Redis db per test.
 
 SWEEPS_TEST_DATABASE_URL picks Postgres (CI sets it); without it, a SQLite file per test,
-the embedded default. SWEEPS_TEST_REDIS_URL picks the Redis server (default: this
-machine's on 127.0.0.1:6379); each test gets its own logical db, flushed before use.
+the embedded default. Redis: a private redis-server per pytest process (SWEEPS_TEST_REDIS_URL to use another),
+flushed before each test.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,23 +65,56 @@ def db_url(pg_database: str | None, tmp_path: Path) -> Iterator[str]:
     yield pg_database
 
 
-_redis_db_counter = iter(range(1, 16))
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server for this pytest process (so parallel sessions never collide).
+
+    SWEEPS_TEST_REDIS_URL uses an existing server instead.
+    """
+    existing = os.environ.get("SWEEPS_TEST_REDIS_URL")
+    if existing:
+        yield existing.rstrip("/")
+        return
+    workdir = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("redis-server did not start") from None
+            time.sleep(0.05)
+    client.close()
+    yield url
+    proc.terminate()
+    proc.wait(10)
 
 
 @pytest.fixture
-def broker_url() -> Iterator[str]:
-    """A flushed logical Redis database on the machine's server."""
-    base = os.environ.get("SWEEPS_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-    db = next(_redis_db_counter, None)
-    if db is None:  # more tests than logical dbs: start over, flushing as we go
-        globals()["_redis_db_counter"] = iter(range(2, 16))
-        db = 1
-    url = f"{base}/{db}"
+def broker_url(redis_server: str) -> Iterator[str]:
+    """A flushed Redis database for this test."""
+    url = f"{redis_server}/1"
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url
     client.flushdb()
     client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
