@@ -1,0 +1,252 @@
+"""Terminal output: tables for preview/inspect/status and the live per-run progress of `watch`."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+FINISHED = {"succeeded", "failed", "cancelled", "reused"}
+# Latest-value keys shown beside each progress bar, with their short labels.
+WATCHED_METRICS = (
+    ("validation_loss", "val loss", "{:.5f}"),
+    ("accuracy_argmax", "acc", "{:.4f}"),
+    ("accuracy_svc", "svc", "{:.4f}"),
+)
+
+
+def print_json(console: Console, data: Any) -> None:
+    # Plain print, not console.print_json: no highlighting, so output pipes cleanly into jq.
+    console.out(json.dumps(data, indent=2, default=str), highlight=False)
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items())
+
+
+def print_preview(console: Console, runs: list[dict[str, Any]]) -> None:
+    table = Table(title=f"{len(runs)} run(s)", title_justify="left")
+    for name in ("matrix_id", "slug", "experiment_name", "config_hash"):
+        table.add_column(name, overflow="fold")
+    for run in runs:
+        table.add_row(
+            run["matrix_id"], run["slug"] or "-", run["experiment_name"], run["config_hash"][:12]
+        )
+    console.print(table)
+
+
+def print_inspect(console: Console, rows: list[dict[str, Any]]) -> None:
+    """One row per run: its id, slug and every scalar field the engine reported."""
+    table = Table(title=f"{len(rows)} model(s)", title_justify="left")
+    columns: list[str] = []
+    for row in rows:
+        for key, value in row.items():
+            if key not in columns and not isinstance(value, (dict, list)):
+                columns.append(key)
+    for column in columns:
+        numeric = any(isinstance(r.get(column), (int, float)) for r in rows)
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*(_cell(row.get(column)) for column in columns))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def print_sweep_list(console: Console, sweeps: Iterable[dict[str, Any]]) -> None:
+    table = Table()
+    for name in ("id", "name", "status", "runs", "created"):
+        table.add_column(name)
+    for sweep in sweeps:
+        counts = sweep.get("counts") or {}
+        total = sweep.get("total_runs", sum(counts.values()) if counts else "")
+        table.add_row(
+            str(sweep["id"]),
+            str(sweep.get("name", "")),
+            str(sweep.get("status", "")),
+            f"{_counts_text(counts)} of {total}" if counts else str(total),
+            str(sweep.get("created_at", ""))[:19],
+        )
+    console.print(table)
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+
+
+def print_sweep(console: Console, sweep: dict[str, Any]) -> None:
+    counts = sweep.get("counts") or {}
+    console.print(
+        f"sweep {sweep['id']} {sweep.get('name', '')}: {sweep.get('status', '')}"
+        + (f" ({_counts_text(counts)})" if counts else ""),
+        highlight=False,
+    )
+    table = Table()
+    for name in ("run", "matrix_id", "slug", "status", "inputs", "device", "error"):
+        table.add_column(name, overflow="fold")
+    for run in sweep.get("runs", []):
+        table.add_row(
+            str(run["id"]),
+            str(run.get("matrix_id", "")),
+            str(run.get("slug") or "-"),
+            str(run.get("status", "")),
+            _inputs_text(run),
+            str(run.get("device") or ""),
+            str(run.get("error") or ""),
+        )
+    console.print(table)
+
+
+def _inputs_text(run: dict[str, Any]) -> str:
+    seen = run.get("inputs_seen") or 0
+    total = run.get("max_inputs")
+    return f"{seen:,} / {total:,}" if total else f"{seen:,}"
+
+
+def metrics_text(latest: dict[str, Any]) -> str:
+    parts = []
+    for key, label, fmt in WATCHED_METRICS:
+        value = latest.get(key)
+        if isinstance(value, (int, float)):
+            parts.append(f"{label} {fmt.format(value)}")
+    return "  ".join(parts)
+
+
+class RateColumn(ProgressColumn):
+    """Training inputs per second, from rich's moving estimate."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        if not speed or task.finished:
+            return Text("")
+        return Text(f"{speed:,.0f} inputs/s", style="progress.data.speed")
+
+
+class InputsColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        total = f"{int(task.total):,}" if task.total else "?"
+        return Text(f"{int(task.completed):,}/{total}", style="progress.download")
+
+
+class SweepView:
+    """Live progress: one bar per run (inputs seen of max_inputs, rate, ETA, latest metrics).
+
+    On a terminal the bars redraw in place; otherwise one line per change of status and a
+    progress line at most every `plain_every` seconds, so logs stay readable.
+    """
+
+    def __init__(self, console: Console, *, plain_every: float = 10.0) -> None:
+        self.console = console
+        self.live = console.is_interactive
+        self.plain_every = plain_every
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=30),
+            InputsColumn(),
+            RateColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            TextColumn("{task.fields[metrics]}"),
+            console=console,
+            auto_refresh=self.live,
+            disable=not self.live,
+        )
+        self.tasks: dict[int, TaskID] = {}
+        self.last_line: dict[int, tuple[str, float]] = {}
+
+    def __enter__(self) -> SweepView:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def update(self, runs: list[dict[str, Any]], latest: dict[int, dict[str, Any]]) -> None:
+        for run in runs:
+            run_id = int(run["id"])
+            status = str(run.get("status", ""))
+            seen = int(run.get("inputs_seen") or 0)
+            total = run.get("max_inputs")
+            metrics = metrics_text(latest.get(run_id, {}))
+            if self.live:
+                self._update_bar(run, run_id, status, seen, total, metrics)
+            else:
+                self._plain_line(run, run_id, status, seen, total, metrics)
+
+    def _update_bar(
+        self, run: dict[str, Any], run_id: int, status: str, seen: int, total: Any, metrics: str
+    ) -> None:
+        if run_id not in self.tasks:
+            label = (
+                f"{run.get('matrix_id', '')} {run.get('slug') or run.get('experiment_name', '')}"
+            )
+            self.tasks[run_id] = self.progress.add_task(
+                label.strip()[:40], total=total, status=status, metrics=metrics
+            )
+        task_id = self.tasks[run_id]
+        if status in FINISHED and total and status in {"succeeded", "reused"}:
+            seen = max(seen, int(total))
+        self.progress.update(task_id, completed=seen, total=total, status=status, metrics=metrics)
+        if status in FINISHED:
+            self.progress.stop_task(task_id)
+
+    def _plain_line(
+        self, run: dict[str, Any], run_id: int, status: str, seen: int, total: Any, metrics: str
+    ) -> None:
+        previous = self.last_line.get(run_id)
+        now = time.monotonic()
+        if previous and previous[0] == status and now - previous[1] < self.plain_every:
+            return
+        if previous and previous[0] == status and status in FINISHED:
+            return
+        self.last_line[run_id] = (status, now)
+        inputs = f"{seen:,}/{int(total):,} inputs" if total else f"{seen:,} inputs"
+        label = run.get("slug") or run.get("experiment_name", "")
+        self.console.out(
+            f"run {run_id} {run.get('matrix_id', '')} {label}: {status} {inputs}"
+            + (f"  {metrics}" if metrics else ""),
+            highlight=False,
+        )
+
+
+def poll_until_finished(
+    fetch: Callable[[], tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]],
+    view: SweepView,
+    *,
+    interval: float,
+    timeout: float | None = None,
+) -> list[dict[str, Any]]:
+    """Call fetch() every `interval` seconds, feeding the view, until every run has ended."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        runs, latest = fetch()
+        view.update(runs, latest)
+        if runs and all(str(r.get("status")) in FINISHED for r in runs):
+            return runs
+        if deadline is not None and time.monotonic() > deadline:
+            return runs
+        time.sleep(interval)
