@@ -38,6 +38,9 @@ class Settings(BaseSettings):
         60.0, description="a queued run older than this with no message is re-enqueued"
     )
     runs_per_gpu: int = 1
+    max_attempts: int = Field(
+        3, description="a run whose worker is lost this many times is failed, not re-queued"
+    )
     metrics_flush_seconds: float = 2.0
 
     # CORS is closed unless origins are listed.
