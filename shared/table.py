@@ -1,0 +1,317 @@
+"""The seed's comparison table: one row per run, as JSON, Markdown or CSV. Pure Python, no DB.
+
+Columns: `run` (and `sweep` when rows span sweeps), `status`, the matrix parameters, then
+`validation loss (N steps)` (N = inputs at the last validation, the most common N across rows;
+a row validated at another N shows it in its cell, as the seed's table does), `accuracy
+(argmax)`, `accuracy (svc)`, `accuracy (svc held-out)`, `model params`, `train time`,
+`throughput`. A reused run shows its source run's results. Markdown right-aligns numbers and
+puts the best value of each quality column in bold (lowest loss, highest accuracy); CSV holds
+the raw numbers (no separators, no bold) plus a `validation inputs` column, for spreadsheets.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+# Metric keys the engine reports (worker/engine/__init__.py); step = training inputs seen.
+METRIC_KEYS = (
+    "train_loss",
+    "learnrate",
+    "validation_loss",
+    "accuracy_argmax",
+    "accuracy_svc",
+    "accuracy_svc_heldout",
+    "model_params",
+    "train_seconds",
+    "throughput",
+)
+
+
+@dataclass(frozen=True)
+class TableRun:
+    """What one row needs; for a reused run, `metrics`/`train_seconds` are its source's."""
+
+    run_id: int
+    sweep_id: int
+    matrix_id: str
+    slug: str
+    status: str
+    params: dict[str, Any]
+    metrics: dict[str, tuple[int, float]]  # key -> (step, value), the latest of each key
+    reused_from_id: int | None = None
+    train_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str  # the header
+    key: str  # stable id: "run", "sweep", "status", "param:<name>", or a metric key
+    kind: str  # "info", "param" or "metric"
+    best: str | None = None  # "min" or "max": the column's best value is bold
+
+
+@dataclass(frozen=True)
+class Row:
+    run: TableRun
+    values: dict[str, Any]  # column name -> raw value (None when missing)
+    validation_inputs: int | None
+    cells: dict[str, str] = field(default_factory=dict)  # column name -> text (no bold)
+    best: tuple[str, ...] = ()  # columns where this row holds the best value
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: list[Column]
+    rows: list[Row]
+    sort: str | None = None
+
+
+_VALIDATION = "validation_loss"
+# (header, metric key, best direction) after the validation loss column
+_METRIC_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
+    ("accuracy (argmax)", "accuracy_argmax", "max"),
+    ("accuracy (svc)", "accuracy_svc", "max"),
+    ("accuracy (svc held-out)", "accuracy_svc_heldout", "max"),
+    ("model params", "model_params", None),
+    ("train time", "train_seconds", None),
+    ("throughput", "throughput", None),
+)
+_FIXED_NAMES = {"run", "sweep", "status", "validation loss"} | {c[0] for c in _METRIC_COLUMNS}
+
+
+class UnknownColumn(ValueError):
+    """A sort column that is not in the table; the message lists the ones that are."""
+
+
+def build_table(runs: list[TableRun], param_keys: list[str], *, sort: str | None = None) -> Table:
+    """Rows for `runs`, in order, or by `sort` (a column name or key; '-' for descending)."""
+    steps = [r.metrics[_VALIDATION][0] for r in runs if _VALIDATION in r.metrics]
+    common = _most_common(steps)
+    columns = _columns(runs, param_keys, common)
+    rows = [_row(run, columns, common) for run in runs]
+    rows = _mark_best(rows, columns)
+    if sort:
+        rows = _sorted(rows, columns, sort)
+    return Table(columns=columns, rows=rows, sort=sort)
+
+
+def _most_common(steps: list[int]) -> int | None:
+    if not steps:
+        return None
+    counts = Counter(steps)
+    return max(counts, key=lambda step: (counts[step], step))
+
+
+def _columns(runs: list[TableRun], param_keys: list[str], common: int | None) -> list[Column]:
+    columns = [Column("run", "run", "info")]
+    if len({r.sweep_id for r in runs}) > 1:
+        columns.append(Column("sweep", "sweep", "info"))
+    columns.append(Column("status", "status", "info"))
+    for key in param_keys:
+        # A matrix key may collide with a fixed header; keep both distinguishable.
+        name = f"{key} (param)" if key in _FIXED_NAMES else key
+        columns.append(Column(name, f"param:{key}", "param"))
+    loss = "validation loss" if common is None else f"validation loss ({common:,} steps)"
+    columns.append(Column(loss, _VALIDATION, "metric", "min"))
+    columns.extend(Column(name, key, "metric", best) for name, key, best in _METRIC_COLUMNS)
+    return columns
+
+
+def _value(run: TableRun, column: Column) -> Any:
+    if column.key == "run":
+        return run.run_id
+    if column.key == "sweep":
+        return run.sweep_id
+    if column.key == "status":
+        return run.status
+    if column.kind == "param":
+        return run.params.get(column.key.removeprefix("param:"))
+    if column.key == "train_seconds" and "train_seconds" not in run.metrics:
+        return run.train_seconds
+    point = run.metrics.get(column.key)
+    if point is None:
+        return None
+    value = point[1]
+    return int(value) if column.key == "model_params" and math.isfinite(value) else value
+
+
+def _row(run: TableRun, columns: list[Column], common: int | None) -> Row:
+    values = {c.name: _value(run, c) for c in columns}
+    validation_inputs = run.metrics[_VALIDATION][0] if _VALIDATION in run.metrics else None
+    cells = {c.name: format_cell(c, values[c.name]) for c in columns}
+    if validation_inputs is not None and validation_inputs != common:
+        loss = next(c.name for c in columns if c.key == _VALIDATION)
+        cells[loss] = f"({validation_inputs:,} steps) {cells[loss]}"
+    return Row(run=run, values=values, validation_inputs=validation_inputs, cells=cells)
+
+
+def _mark_best(rows: list[Row], columns: list[Column]) -> list[Row]:
+    best: dict[int, list[str]] = {id(row): [] for row in rows}
+    for column in columns:
+        if column.best is None:
+            continue
+        numbers = [r.values[column.name] for r in rows if _is_number(r.values[column.name])]
+        numbers = [v for v in numbers if math.isfinite(v)]
+        if not numbers:
+            continue
+        target = min(numbers) if column.best == "min" else max(numbers)
+        for row in rows:
+            if row.values[column.name] == target:
+                best[id(row)].append(column.name)
+    return [Row(r.run, r.values, r.validation_inputs, r.cells, tuple(best[id(r)])) for r in rows]
+
+
+def sortable_columns(columns: list[Column]) -> list[str]:
+    """Every name `sort` accepts: headers, metric keys and `validation loss`."""
+    names = [c.name for c in columns]
+    names += [c.key for c in columns if c.kind == "metric"]
+    names.append("validation loss")
+    return list(dict.fromkeys(names))
+
+
+def _resolve(columns: list[Column], name: str) -> Column:
+    for column in columns:
+        if name in (column.name, column.key) or (
+            column.key == _VALIDATION and name == "validation loss"
+        ):
+            return column
+    known = ", ".join(repr(n) for n in sortable_columns(columns))
+    raise UnknownColumn(f"cannot sort by {name!r}: it is not a column; choose one of {known}")
+
+
+def _sorted(rows: list[Row], columns: list[Column], sort: str) -> list[Row]:
+    descending = sort.startswith("-")
+    column = _resolve(columns, sort.removeprefix("-").strip())
+    present = [r for r in rows if r.values[column.name] is not None]
+    missing = [r for r in rows if r.values[column.name] is None]
+    present.sort(key=lambda r: _sort_key(r.values[column.name]), reverse=descending)
+    return present + missing  # rows without a value last, whichever the direction
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if _is_number(value):
+        return (0, value)
+    return (1, str(value))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def format_cell(column: Column, value: Any) -> str:
+    """The text of one cell, as the seed's table writes it (no bold)."""
+    if value is None:
+        return ""
+    if column.key == _VALIDATION:
+        return f"{value:.5f}"
+    if column.key.startswith("accuracy"):
+        return f"{value:.4f}"
+    if column.key == "model_params":
+        return f"{value:,}"
+    if column.key == "train_seconds":
+        return format_duration(value)
+    if column.key == "throughput":
+        return f"{value:,.0f}/s"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def format_duration(seconds: float) -> str:
+    """12.3s, 4m 05s, 1h 02m 03s."""
+    if not math.isfinite(seconds):
+        return str(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def _right_aligned(table: Table, column: Column) -> bool:
+    if column.kind == "metric" or column.key in ("run", "sweep"):
+        return True
+    values = [r.values[column.name] for r in table.rows if r.values[column.name] is not None]
+    return bool(values) and all(_is_number(v) for v in values)
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(table: Table) -> str:
+    """A GitHub-flavoured Markdown table: numbers right-aligned, best values in bold."""
+    header = "| " + " | ".join(_md_escape(c.name) for c in table.columns) + " |"
+    rule = "|" + "|".join("---:" if _right_aligned(table, c) else ":---" for c in table.columns)
+    lines = [header, rule + "|"]
+    for row in table.rows:
+        cells = []
+        for column in table.columns:
+            text = _md_escape(row.cells[column.name])
+            cells.append(f"**{text}**" if column.name in row.best and text else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    """Raw values for spreadsheets and pandas: no separators, no bold; plus validation inputs."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([c.name for c in table.columns] + ["validation inputs"])
+    for row in table.rows:
+        values = [_csv_value(row.values[c.name]) for c in table.columns]
+        writer.writerow([*values, _csv_value(row.validation_inputs)])
+    return buffer.getvalue()
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple | dict):
+        return str(value)
+    return value
+
+
+def to_json(table: Table) -> dict[str, Any]:
+    """Columns with their alignment and best direction; rows with raw values and cell text."""
+    return {
+        "columns": [
+            {
+                "name": c.name,
+                "key": c.key,
+                "kind": c.kind,
+                "best": c.best,
+                "align": "right" if _right_aligned(table, c) else "left",
+            }
+            for c in table.columns
+        ],
+        "rows": [
+            {
+                "run_id": r.run.run_id,
+                "sweep_id": r.run.sweep_id,
+                "matrix_id": r.run.matrix_id,
+                "slug": r.run.slug,
+                "status": r.run.status,
+                "reused_from_id": r.run.reused_from_id,
+                "validation_inputs": r.validation_inputs,
+                "values": {name: _json_value(v) for name, v in r.values.items()},
+                "cells": r.cells,
+                "best": list(r.best),
+            }
+            for r in table.rows
+        ],
+        "sort": table.sort,
+    }
+
+
+def _json_value(value: Any) -> Any:
+    # NaN/inf are not JSON; a diverged run's loss is shown as null plus its cell text.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
