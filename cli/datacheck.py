@@ -13,6 +13,8 @@ from pathlib import Path
 
 from shared.settings import get_settings
 
+# Where the Debian packages dataset-fashion-mnist / dataset-mnist install their files.
+SYSTEM_ROOT = Path("/usr/share/datasets")
 # Host torchvision downloads (Fashion-)MNIST from; reachable means a download can work.
 DOWNLOAD_HOST = ("ossci-datasets.s3.amazonaws.com", 443)
 FILES = (
@@ -31,7 +33,7 @@ class Dataset:
 
     @property
     def system_dir(self) -> Path:
-        return Path("/usr/share/datasets") / self.name
+        return SYSTEM_ROOT / self.name
 
 
 DATASETS = (

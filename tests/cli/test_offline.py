@@ -1,0 +1,73 @@
+"""Commands that need no server: preview, the data check `sweeps run` makes, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cli import datacheck
+from shared.settings import get_settings
+from tests.cli.conftest import TINY_SWEEP, sweeps
+
+
+def test_preview_lists_runs_without_a_server(tmp_path: Path) -> None:
+    result = sweeps("preview", str(TINY_SWEEP), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    runs = json.loads(result.stdout)
+    assert [r["matrix_id"] for r in runs] == ["1", "2"]
+    assert [r["slug"] for r in runs] == ["hidden:4", "hidden:8"]
+    assert runs[0]["params"] == {"hidden": 4}
+    assert runs[1]["experiment_name"] == "tiny/mlp_hidden:8"
+    assert len(runs[0]["config_hash"]) == 64 and runs[0]["config_hash"] != runs[1]["config_hash"]
+    # Offline means offline: nothing was created here.
+    assert not (tmp_path / ".sweeps").exists()
+
+    table = sweeps("preview", str(TINY_SWEEP), cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "hidden:4" in table.stdout and runs[0]["config_hash"][:12] in table.stdout
+
+
+def test_preview_names_the_problem_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY_SWEEP.read_text().replace("batch_size: 32", "batch_sise: 32"))
+    result = sweeps("preview", str(bad), cwd=tmp_path)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "batch_sise" in lines[0] and "did you mean 'batch_size'" in lines[0]
+    assert "line" in lines[0]
+
+    missing = sweeps("preview", str(tmp_path / "nope.yaml"), cwd=tmp_path)
+    assert missing.returncode != 0
+    assert missing.stderr.strip() == f"error: no such file: {tmp_path / 'nope.yaml'}"
+
+
+def test_missing_fashion_mnist_says_how_to_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("SWEEPS_DATA_DIR", str(empty))
+    monkeypatch.setattr(datacheck, "SYSTEM_ROOT", tmp_path / "no-system-datasets")
+    # Port 9 on localhost (discard) is closed here: the download cannot work.
+    monkeypatch.setattr(datacheck, "DOWNLOAD_HOST", ("127.0.0.1", 9))
+    get_settings.cache_clear()
+    try:
+        uses_it = "train_set: |\n  fmnist_dataset(train=True)\n"
+        message = datacheck.missing_data_message(uses_it)
+        assert message is not None
+        assert "apt-get install dataset-fashion-mnist" in message
+        assert "SWEEPS_DATA_DIR" in message and "torchvision" in message
+        assert str(empty) in message
+        # A file that uses no dataset helper needs nothing.
+        assert datacheck.missing_data_message(TINY_SWEEP.read_text()) is None
+        # The same files in SWEEPS_DATA_DIR/fashion-mnist are found.
+        folder = empty / "fashion-mnist"
+        folder.mkdir()
+        for name in datacheck.FILES:
+            (folder / name).write_bytes(b"")
+        assert datacheck.missing_data_message(uses_it) is None
+    finally:
+        get_settings.cache_clear()
