@@ -1,0 +1,74 @@
+"""Errors a person can act on: each becomes a status code and a sentence saying what to fix."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from shared.db.sweeps import Conflict, NotFound
+from shared.spec import SpecError
+from shared.table import UnknownColumn
+
+log = logging.getLogger("sweeps.api")
+
+DATABASE_DOWN = "the database is unavailable; the service retries by itself, try again shortly"
+
+
+class BadRequest(Exception):
+    """400: the request cannot be read (e.g. not UTF-8, malformed JSON)."""
+
+
+class UnsupportedMediaType(Exception):
+    """415: a body in a format the endpoint does not take."""
+
+
+class PayloadTooLarge(Exception):
+    """413: a body over settings.max_body_bytes."""
+
+
+class InvalidInput(Exception):
+    """422: a query parameter or body field outside what the endpoint accepts."""
+
+
+def _problem(status: int, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+async def spec_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, SpecError)
+    return _problem(422, exc.to_dict())
+
+
+async def database_down(request: Request, exc: Exception) -> JSONResponse:
+    # The driver's message goes to the log only (it may name hosts); never the URL.
+    first_line = str(getattr(exc, "orig", exc)).strip().splitlines()[:1]
+    log.warning("database error on %s %s: %s", request.method, request.url.path, first_line)
+    return _problem(503, DATABASE_DOWN, {"Retry-After": "5"})
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that map our exceptions to statuses."""
+    app.add_exception_handler(SpecError, spec_error)
+    app.add_exception_handler(OperationalError, database_down)
+    app.add_exception_handler(InterfaceError, database_down)
+    simple: list[tuple[type[Exception], int]] = [
+        (NotFound, 404),
+        (Conflict, 409),
+        (BadRequest, 400),
+        (UnsupportedMediaType, 415),
+        (PayloadTooLarge, 413),
+        (InvalidInput, 422),
+        (UnknownColumn, 422),
+    ]
+    for exc_class, status in simple:
+        app.add_exception_handler(exc_class, _handler(status))
+
+
+def _handler(status: int):  # noqa: ANN202 - a Starlette exception handler
+    async def handle(_: Request, exc: Exception) -> JSONResponse:
+        return _problem(status, str(exc))
+
+    return handle

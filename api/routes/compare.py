@@ -1,0 +1,93 @@
+"""The comparison table of one sweep, or of any runs and sweeps together, as JSON/MD/CSV."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import PlainTextResponse, Response
+
+from api.deps import SessionDep, require_token
+from api.errors import InvalidInput
+from api.schemas import Problem, TableOut
+from shared.db import sweeps
+from shared.table import build_table, to_csv, to_json, to_markdown
+
+router = APIRouter(tags=["tables"], dependencies=[Depends(require_token)])
+
+Format = Annotated[Literal["json", "md", "csv"], Query(description="json, md or csv")]
+Sort = Annotated[
+    str | None,
+    Query(max_length=200, description="a column name or metric key; prefix '-' for descending"),
+]
+MAX_IDS = 10_000
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "text/markdown": {"schema": {"type": "string"}},
+            "text/csv": {"schema": {"type": "string"}},
+        },
+        "description": "the table; JSON unless format=md or format=csv",
+    },
+    404: {"model": Problem, "description": "a sweep or run does not exist"},
+    422: {"model": Problem, "description": "unknown sort column or malformed ids"},
+}
+
+
+def render(
+    session: SessionDep,
+    fmt: str,
+    sort: str | None,
+    *,
+    sweep_ids: list[int] = (),  # type: ignore[assignment]
+    run_ids: list[int] = (),  # type: ignore[assignment]
+) -> Response | dict[str, Any]:
+    runs, keys = sweeps.table_runs(session, sweep_ids=sweep_ids, run_ids=run_ids)
+    table = build_table(runs, keys, sort=sort)
+    if fmt == "md":
+        return PlainTextResponse(to_markdown(table), media_type="text/markdown; charset=utf-8")
+    if fmt == "csv":
+        return PlainTextResponse(to_csv(table), media_type="text/csv; charset=utf-8")
+    return to_json(table)
+
+
+SweepId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+@router.get("/sweeps/{sweep_id}/table", response_model=TableOut, responses=_RESPONSES)
+def sweep_table(
+    sweep_id: SweepId, session: SessionDep, format: Format = "json", sort: Sort = None
+) -> Any:
+    """The seed's comparison table for one sweep: parameters, losses, accuracies, size, time."""
+    return render(session, format, sort, sweep_ids=[sweep_id])
+
+
+def parse_ids(text: str | None, what: str) -> list[int]:
+    """'1,2,3' -> [1, 2, 3]; 422 naming the bad item otherwise."""
+    if not text:
+        return []
+    ids = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item.isdigit() or not 1 <= int(item) <= 2**31 - 1:
+            raise InvalidInput(f"{what} must be comma-separated ids like 1,2,3; got {item[:40]!r}")
+        ids.append(int(item))
+    if len(ids) > MAX_IDS:
+        raise InvalidInput(f"at most {MAX_IDS:,} {what} per request")
+    return list(dict.fromkeys(ids))
+
+
+@router.get("/compare", response_model=TableOut, responses=_RESPONSES)
+def compare(
+    session: SessionDep,
+    runs: Annotated[str | None, Query(description="run ids, e.g. 1,2,3")] = None,
+    sweeps_: Annotated[str | None, Query(alias="sweeps", description="sweep ids, e.g. 4,5")] = None,
+    format: Format = "json",
+    sort: Sort = None,
+) -> Any:
+    """The same table across sweeps: the listed runs plus every run of the listed sweeps."""
+    run_ids = parse_ids(runs, "runs")
+    sweep_ids = parse_ids(sweeps_, "sweeps")
+    if not run_ids and not sweep_ids:
+        raise InvalidInput("give runs=1,2 and/or sweeps=3 to compare")
+    return render(session, format, sort, sweep_ids=sweep_ids, run_ids=run_ids)

@@ -1,0 +1,194 @@
+"""Response (and request) models: they validate what the API returns and document it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Problem(BaseModel):
+    """An error: `detail` is a sentence, or for a bad sweep file the SpecError's fields."""
+
+    detail: str | dict[str, Any] | list[Any]
+
+
+class SweepSubmission(BaseModel):
+    """The JSON form of POST /sweeps and /sweeps/preview."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    yaml: str = Field(description="the sweep file's text (nn-experiments YAML)")
+    name: str | None = Field(None, max_length=200, description="a name for the sweep")
+
+
+class RunBrief(_Model):
+    id: int
+    matrix_id: str
+    slug: str
+    status: str
+    config_hash: str
+    reused_from_id: int | None
+
+
+class SweepCreated(BaseModel):
+    id: int
+    name: str
+    status: str
+    runs: list[RunBrief]
+    enqueued: int = Field(description="task messages sent (queued runs)")
+    warnings: list[str] = []
+
+
+class PreviewRun(BaseModel):
+    matrix_id: str
+    slug: str
+    experiment_name: str
+    params: dict[str, Any]
+    config_hash: str
+    would_reuse: bool
+    reuse_from_id: int | None = Field(description="the succeeded run whose results it would show")
+
+
+class SweepPreview(BaseModel):
+    name: str
+    matrix_keys: list[str]
+    runs: list[PreviewRun]
+    would_train: int
+    would_reuse: int
+
+
+class SweepSummary(BaseModel):
+    id: int
+    name: str
+    status: str
+    created_at: datetime
+    finished_at: datetime | None
+    run_count: int
+    counts: dict[str, int] = Field(description="runs per status")
+    progress: float | None = Field(description="inputs seen / max_inputs over the sweep's runs")
+
+
+class SweepPage(BaseModel):
+    items: list[SweepSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class RunSummary(_Model):
+    id: int
+    matrix_id: str
+    slug: str
+    experiment_name: str
+    status: str
+    params: dict[str, Any]
+    reused_from_id: int | None
+    cancel_requested: bool
+    attempts: int
+    inputs_seen: int
+    max_inputs: int | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+
+
+class SweepDetail(SweepSummary):
+    matrix_keys: list[str]
+    yaml_text: str
+    runs: list[RunSummary]
+
+
+class SweepCancelled(BaseModel):
+    sweep_id: int
+    cancelled: list[int] = Field(description="queued runs now cancelled")
+    cancel_requested: list[int] = Field(description="running runs their workers will stop")
+
+
+class SweepRetried(BaseModel):
+    sweep_id: int
+    retried: list[int] = Field(description="failed or cancelled runs now queued again")
+    enqueued: int
+    warnings: list[str] = []
+
+
+class MetricPoint(BaseModel):
+    step: int
+    value: float | None
+
+
+class RunDetail(RunSummary):
+    sweep_id: int
+    config: dict[str, Any]
+    config_hash: str
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    heartbeat_at: datetime | None
+    worker_host: str | None
+    device: str | None
+    provenance: dict[str, Any] | None
+    traceback: str | None
+    created_at: datetime
+    enqueued_at: datetime | None
+    train_seconds: float | None
+    latest: dict[str, MetricPoint] = Field(
+        description="newest value per metric key (the source run's, for a reused run)"
+    )
+
+
+class RunCancelled(_Model):
+    id: int
+    status: str
+    cancel_requested: bool
+
+
+class MetricSeries(BaseModel):
+    run_id: int
+    source_run_id: int = Field(description="the run the points belong to (differs when reused)")
+    series: dict[str, list[tuple[int, float | None]]] = Field(
+        description="key -> [[inputs seen, value], ...] in step order"
+    )
+    last_step: int | None = Field(description="largest step returned; pass as `after` to poll")
+
+
+class TableColumn(BaseModel):
+    name: str
+    key: str
+    kind: str
+    best: str | None
+    align: str
+
+
+class TableRow(BaseModel):
+    run_id: int
+    sweep_id: int
+    matrix_id: str
+    slug: str
+    status: str
+    reused_from_id: int | None
+    validation_inputs: int | None
+    values: dict[str, Any]
+    cells: dict[str, str]
+    best: list[str]
+
+
+class TableOut(BaseModel):
+    columns: list[TableColumn]
+    rows: list[TableRow]
+    sort: str | None
+
+
+class Check(BaseModel):
+    ok: bool
+    error: str | None = None
+
+
+class Health(BaseModel):
+    status: str = Field(description="ok, or unavailable when a dependency is down")
+    database: Check
+    broker: Check
