@@ -41,7 +41,11 @@ class SpecError(ValueError):
         return f"{self.location}: {self.message}" if self.location else self.message
 
     def to_dict(self) -> dict[str, Any]:
-        value = self.value if isinstance(self.value, (int, float, bool, type(None))) else str(self.value)
+        value = (
+            self.value
+            if isinstance(self.value, (int, float, bool, type(None)))
+            else str(self.value)
+        )
         return {
             "message": self.message,
             "line": self.line,

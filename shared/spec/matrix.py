@@ -5,17 +5,21 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SpecError
-from .safe_filter import evaluate_filter
+from .safe_filter import evaluate_filter, make_evaluator
 
 RESERVED = ("matrix_slug", "matrix_id")
 FILTER_KEY = "$filter"
 SLUG_VALUE_CHARS = 96
 _SLUG_KEEP = set(".,-_:")
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+# A safety net for filters that are cheap each but many: the API answers within this.
+FILTER_TIME_LIMIT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -44,16 +48,33 @@ def substitute(text: str, variables: dict[str, Any], *, what: str = "the file") 
     def replace(match: re.Match[str]) -> str:
         name = match.group(1).strip()
         if name not in variables:
-            line = text.count("\n", 0, match.start()) + 1
-            known = ", ".join(variables) or "none"
-            raise SpecError(
-                f"unknown substitution ${{{name}}} in {what} (known: {known})",
-                line=line if what == "the file" else None,
-                value=name,
-            )
+            raise unknown_name(text, match, variables, what=what)
         return str(variables[name])
 
     return _PLACEHOLDER.sub(replace, text)
+
+
+def check_names(text: str, variables: Iterable[str], *, what: str = "the file") -> None:
+    """Raise for the first `${name}` in `text` that is not among `variables`."""
+    known = dict.fromkeys(variables)
+    for match in _PLACEHOLDER.finditer(text):
+        if match.group(1).strip() not in known:
+            raise unknown_name(text, match, known, what=what)
+
+
+def unknown_name(text: str, match: re.Match[str], known: Iterable[str], *, what: str) -> SpecError:
+    name = match.group(1).strip()
+    in_file = what == "the file"
+    line = text.count("\n", 0, match.start()) + 1
+    column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
+    return SpecError(
+        f"unknown substitution ${{{name}}} in {what}: '{name}' is not a matrix key "
+        f"(known: {', '.join(known) or 'none'})",
+        line=line if in_file else None,
+        column=column if in_file else None,
+        key=None if in_file else FILTER_KEY,
+        value=name,
+    )
 
 
 def count_combinations(matrix: dict[str, Any]) -> int:
@@ -85,28 +106,44 @@ def check_matrix(matrix: Any) -> None:
 
 def expand_matrix(matrix: dict[str, Any] | None) -> list[MatrixEntry]:
     """All entries of the cartesian product, first key outermost, ids assigned before filtering."""
-    if not matrix:
+    if matrix is None or matrix == {}:
         return [MatrixEntry(matrix_id="1", slug="", params={})]
     check_matrix(matrix)
     keys = [k for k in matrix if k != FILTER_KEY]
     total = count_combinations(matrix)
     width = id_width(total)
     filter_text = matrix.get(FILTER_KEY)
+    if filter_text is not None:
+        check_names(filter_text, [*keys, *RESERVED], what="$filter")
+    deadline = time.monotonic() + FILTER_TIME_LIMIT_S
+    evaluator = make_evaluator()
     entries = []
     for index, combo in enumerate(itertools.product(*(matrix[k] for k in keys)), start=1):
         params = dict(zip(keys, combo, strict=True))
-        entry = MatrixEntry(matrix_id=str(index).zfill(width), slug=make_slug(params), params=params)
-        if filter_text is not None and not _keep(filter_text, entry):
+        entry = MatrixEntry(
+            matrix_id=str(index).zfill(width), slug=make_slug(params), params=params
+        )
+        if filter_text is None:
+            entries.append(entry)
             continue
-        entries.append(entry)
+        if index % 256 == 0 and time.monotonic() > deadline:
+            raise SpecError(
+                f"evaluating $filter over {total:,} combinations takes more than "
+                f"{FILTER_TIME_LIMIT_S:.0f} s (stopped at {index:,}); simplify it",
+                key=FILTER_KEY,
+            )
+        if _keep(filter_text, entry, evaluator):
+            entries.append(entry)
     return entries
 
 
-def _keep(filter_text: str, entry: MatrixEntry) -> bool:
+def _keep(filter_text: str, entry: MatrixEntry, evaluator: Any) -> bool:
     expression = substitute(filter_text.replace("\n", " "), entry.variables(), what="$filter")
     try:
-        return bool(evaluate_filter(expression))
+        return bool(evaluate_filter(expression, evaluator))
     except SpecError as exc:
         raise SpecError(
-            f"{exc.message} (in '{expression.strip()[:200]}')", key=FILTER_KEY, run=f"{entry.matrix_id} ({entry.slug})"
+            f"{exc.message} (in '{expression.strip()[:200]}')",
+            key=FILTER_KEY,
+            run=f"{entry.matrix_id} ({entry.slug})",
         ) from None

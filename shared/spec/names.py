@@ -28,8 +28,11 @@ KNOWN_KEYS = {
     "description": "free text shown with the sweep",
 }
 REQUIRED_KEYS = ("experiment_name", "model", "train_set", "batch_size", "learnrate", "optimizer")
-# Keys whose value is always Python code; other keys only when the string spans lines.
-ALWAYS_CODE_PREFIXES = ("model", "train_set", "validation_set")
+# Keys whose value is always Python code (`model`, `train_set*`, `validation_set*`); other keys
+# only when the string spans lines, except our free-text `description`.
+ALWAYS_CODE_KEYS = ("model",)
+ALWAYS_CODE_PREFIXES = ("train_set", "validation_set")
+NEVER_CODE_KEYS = ("description",)
 
 TRAINERS = (
     "Trainer",
