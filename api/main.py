@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from api import errors
 from api.deps import bootstrap_at_start
 from api.routes import compare, health, runs, sweeps
+from api.ui import routes as ui_routes
 from shared.db.session import make_engine
 from shared.settings import Settings, get_settings
 
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sweeps.router,
         runs.router,
         compare.router,
-        # the UI's router goes here
+        ui_routes.router,
     ):
         app.include_router(router)
     return app

@@ -1,0 +1,398 @@
+"""The web UI under /ui: server-rendered pages, a cookie session, and one batch curves endpoint.
+
+Pages read through shared.db.sweeps and shared.table, the same queries the JSON API uses, so
+what the browser shows is what `GET /sweeps/{id}/table` returns. Forms post back here
+(post/redirect/get); JavaScript only draws charts and polls while runs are unfinished.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from api.deps import SessionDep, SettingsDep, ensure_bootstrap
+from api.routes.sweeps import default_name, enqueue_after_commit, parse
+from api.ui import assets, auth, views
+from api.ui.curves import curves_payload, load_runs, parse_after
+from shared.db import sweeps as queries
+from shared.db.models import ApiToken, RunStatus
+from shared.spec import SpecError
+from shared.table import UnknownColumn, build_table, to_csv, to_markdown
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
+templates.env.globals.update(static_url=assets.static_url, plotly_url=assets.plotly_url)
+
+DbSession = SessionDep
+SWEEPS_PER_PAGE = 50
+DEFAULT_MAX_POINTS = 400
+
+
+# ---------------------------------------------------------------- who is asking
+
+
+def page_user(request: Request, db: DbSession) -> ApiToken:
+    """Pages: the logged-in token, or a redirect to the login form."""
+    token = auth.token_from_cookie(request, db)
+    if token is None:
+        raise auth.login_redirect(request)
+    return token
+
+
+def form_user(request: Request, db: DbSession) -> ApiToken:
+    """Form posts: logged in, and sent from one of our own pages."""
+    auth.check_same_origin(request)
+    return page_user(request, db)
+
+
+def data_user(request: Request, db: DbSession) -> ApiToken:
+    """The JSON the pages fetch: 401 rather than a redirect."""
+    token = auth.token_from_cookie(request, db)
+    if token is None:
+        raise HTTPException(401, "log in at /ui/login")
+    return token
+
+
+PageUser = Annotated[ApiToken, Depends(page_user)]
+FormUser = Annotated[ApiToken, Depends(form_user)]
+DataUser = Annotated[ApiToken, Depends(data_user)]
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    context.setdefault("logged_in", True)
+    return templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def not_found(error: queries.NotFound) -> HTTPException:
+    return HTTPException(404, str(error))
+
+
+# ---------------------------------------------------------------- login
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+    return render(request, "login.html", logged_in=False, next=auth.safe_next(next), error=None)
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    db: DbSession,
+    token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/ui/",
+) -> Response:
+    auth.check_same_origin(request)
+    ensure_bootstrap(request, db)
+    found = auth.login(db, token)
+    if found is None:
+        error = "That token is not valid (unknown or revoked)." if token else "Paste a token."
+        return render(
+            request, "login.html", 401, logged_in=False, next=auth.safe_next(next), error=error
+        )
+    response = RedirectResponse(auth.safe_next(next), status_code=303)
+    auth.set_session_cookie(request, response, found)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    auth.check_same_origin(request)
+    response = RedirectResponse("/ui/login", status_code=303)
+    auth.clear_session_cookie(request, response)
+    return response
+
+
+# ---------------------------------------------------------------- static files
+
+
+@router.get("/static/plotly-{version}.min.js")
+def plotly_js(request: Request, version: str) -> Response:
+    return assets.serve(assets.plotly_asset(), request)
+
+
+@router.get("/static/{name}")
+def static_file(request: Request, name: str) -> Response:
+    return assets.serve(assets.own_asset(name), request)
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+@router.get("")
+def ui_root() -> Response:
+    return RedirectResponse("/ui/", status_code=307)
+
+
+@router.get("/", response_class=HTMLResponse)
+def sweeps_page(request: Request, db: DbSession, _: PageUser, page: int = 1) -> HTMLResponse:
+    page = max(1, page)
+    sweeps, total = queries.list_sweeps(
+        db, limit=SWEEPS_PER_PAGE, offset=(page - 1) * SWEEPS_PER_PAGE
+    )
+    rows = [views.sweep_row(s) for s in queries.summarize(db, sweeps)]
+    return render(
+        request,
+        "sweeps.html",
+        sweeps=rows,
+        page=page,
+        has_more=page * SWEEPS_PER_PAGE < total,
+    )
+
+
+def _sweep_context(db: Session, sweep_id: int, sort: str | None) -> dict[str, Any]:
+    try:
+        sweep = queries.get_sweep(db, sweep_id)
+        runs, param_keys = queries.table_runs(db, sweep_ids=[sweep_id])
+    except queries.NotFound as error:
+        raise not_found(error) from None
+    try:
+        table = build_table(runs, param_keys, sort=sort)
+    except UnknownColumn as error:
+        raise HTTPException(422, str(error)) from None
+    summary = queries.summarize(db, [sweep])[0]
+    statuses = {r.status for r in runs}
+    return {
+        "sweep": sweep,
+        "table": views.table_view(table),
+        "raw_table": table,
+        "param_keys": param_keys,
+        "counts": views.sweep_row(summary)["counts"],
+        "progress": views.progress_fraction(summary),
+        "created": views.when(sweep.created_at),
+        "finished": views.when(sweep.finished_at),
+        "active": bool(statuses & {RunStatus.QUEUED.value, RunStatus.RUNNING.value}),
+        "can_cancel": bool(statuses & {RunStatus.QUEUED.value, RunStatus.RUNNING.value}),
+        "can_retry": bool(statuses & {RunStatus.FAILED.value, RunStatus.CANCELLED.value}),
+    }
+
+
+@router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
+def sweep_page(
+    request: Request,
+    db: DbSession,
+    _: PageUser,
+    sweep_id: int,
+    sort: str | None = None,
+    cancelled: int | None = None,
+    stopping: int | None = None,
+    retried: int | None = None,
+) -> HTMLResponse:
+    context = _sweep_context(db, sweep_id, sort)
+    context["parcoords"] = views.parcoords_spec(context["raw_table"], context["param_keys"])
+    return render(
+        request,
+        "sweep.html",
+        max_points=DEFAULT_MAX_POINTS,
+        flash=_flash(cancelled, stopping, retried),
+        **context,
+    )
+
+
+def _flash(cancelled: int | None, stopping: int | None, retried: int | None) -> str | None:
+    if retried is not None:
+        return f"Queued {retried} run{'s' if retried != 1 else ''} again."
+    if cancelled is not None or stopping is not None:
+        return (
+            f"Cancelled {cancelled or 0} queued run{'s' if cancelled != 1 else ''}; "
+            f"asked {stopping or 0} running run{'s' if stopping != 1 else ''} to stop."
+        )
+    return None
+
+
+@router.get("/sweeps/{sweep_id}/live", response_class=HTMLResponse)
+def sweep_live(request: Request, db: DbSession, _: DataUser, sweep_id: int) -> HTMLResponse:
+    """The status block and table, re-fetched by the page while runs are unfinished."""
+    return render(request, "_sweep_live.html", **_sweep_context(db, sweep_id, None))
+
+
+@router.get("/sweeps/{sweep_id}/table.{fmt}")
+def sweep_table_file(
+    db: DbSession, _: PageUser, sweep_id: int, fmt: str, sort: str | None = None
+) -> Response:
+    if fmt not in ("md", "csv"):
+        raise HTTPException(404, f"no table format {fmt!r}; use table.md or table.csv")
+    table = _sweep_context(db, sweep_id, sort)["raw_table"]
+    body, media = (
+        (to_markdown(table), "text/markdown") if fmt == "md" else (to_csv(table), "text/csv")
+    )
+    disposition = f'attachment; filename="sweep-{sweep_id}.{fmt}"'
+    return Response(
+        body, media_type=f"{media}; charset=utf-8", headers={"Content-Disposition": disposition}
+    )
+
+
+@router.post("/sweeps/{sweep_id}/cancel")
+def cancel_sweep(db: DbSession, _: FormUser, sweep_id: int) -> Response:
+    try:
+        result = queries.cancel_sweep(db, sweep_id)
+    except queries.NotFound as error:
+        raise not_found(error) from None
+    except queries.Conflict:
+        result = queries.CancelResult([], [])
+    db.commit()
+    return RedirectResponse(
+        f"/ui/sweeps/{sweep_id}?cancelled={len(result.cancelled)}"
+        f"&stopping={len(result.cancel_requested)}",
+        status_code=303,
+    )
+
+
+@router.post("/sweeps/{sweep_id}/retry")
+def retry_sweep(db: DbSession, settings: SettingsDep, _: FormUser, sweep_id: int) -> Response:
+    try:
+        run_ids = queries.retry_runs(db, sweep_id)
+    except queries.NotFound as error:
+        raise not_found(error) from None
+    enqueue_after_commit(db, settings, run_ids)
+    return RedirectResponse(f"/ui/sweeps/{sweep_id}?retried={len(run_ids)}", status_code=303)
+
+
+# ---------------------------------------------------------------- runs
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def run_page(request: Request, db: DbSession, _: PageUser, run_id: int) -> HTMLResponse:
+    try:
+        run = queries.get_run(db, run_id)
+    except queries.NotFound as error:
+        raise not_found(error) from None
+    return render(
+        request,
+        "run.html",
+        run=run,
+        run_finished=run.status.finished,
+        params_text=views.params_text(run),
+        timings=views.run_timings(run),
+        config_yaml=views.to_yaml(run.config),
+        provenance_yaml=views.to_yaml(run.provenance) if run.provenance else "",
+        max_points=DEFAULT_MAX_POINTS,
+    )
+
+
+@router.post("/runs/{run_id}/cancel")
+def cancel_run(db: DbSession, _: FormUser, run_id: int) -> Response:
+    try:
+        queries.cancel_run(db, run_id)
+    except queries.NotFound as error:
+        raise not_found(error) from None
+    except queries.Conflict:
+        pass  # finished meanwhile: the page shows its final status
+    db.commit()
+    return RedirectResponse(f"/ui/runs/{run_id}", status_code=303)
+
+
+# ---------------------------------------------------------------- compare
+
+
+def _ids(values: list[str], what: str) -> list[int]:
+    """Repeated (?runs=1&runs=2) and comma-separated (?runs=1,2) ids, in order, unique."""
+    ids: dict[int, None] = {}
+    for item in ",".join(values).replace(" ", ",").split(","):
+        if not item:
+            continue
+        if not item.isdigit():
+            raise ValueError(f"{what}: {item!r} is not a number")
+        ids[int(item)] = None
+    return list(ids)
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(
+    request: Request,
+    db: DbSession,
+    _: PageUser,
+    runs: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
+    sweeps: Annotated[list[str], Query()] = [],  # noqa: B006
+    sort: str | None = None,
+) -> HTMLResponse:
+    context: dict[str, Any] = {"table": None, "error": None, "candidates": []}
+    try:
+        run_ids, sweep_ids = _ids(runs, "runs"), _ids(sweeps, "sweeps")
+        rows, param_keys = queries.table_runs(db, sweep_ids=sweep_ids, run_ids=run_ids)
+        if rows:
+            table = build_table(rows, param_keys, sort=sort)
+            context["table"] = views.table_view(table)
+            context["run_ids"] = [r.run.run_id for r in table.rows]
+    except (ValueError, queries.NotFound) as error:
+        run_ids, sweep_ids, context["error"] = [], [], str(error)
+    # Picked runs come back as checkboxes, so unticking one drops it; only ids that have no
+    # checkbox stay in the text field.
+    picked = set(context.get("run_ids", []))
+    context["candidates"] = views.compare_candidates(db, picked)
+    listed = {c["id"] for c in context["candidates"]}
+    return render(
+        request,
+        "compare.html",
+        runs_text=",".join(str(i) for i in sorted(picked - listed)),
+        sweeps_text="",
+        max_points=DEFAULT_MAX_POINTS,
+        **context,
+    )
+
+
+# ---------------------------------------------------------------- submit
+
+
+@router.get("/submit", response_class=HTMLResponse)
+def submit_form(request: Request, _: PageUser) -> HTMLResponse:
+    return render(request, "submit.html", yaml="", name="", force=False, error=None, preview=None)
+
+
+@router.post("/submit", response_class=HTMLResponse)
+async def submit(
+    request: Request,
+    db: DbSession,
+    settings: SettingsDep,
+    _: FormUser,
+    yaml: Annotated[str, Form()] = "",
+    name: Annotated[str, Form()] = "",
+    force: Annotated[bool, Form()] = False,
+    action: Annotated[str, Form()] = "preview",
+    file: UploadFile | None = None,
+) -> Response:
+    text = yaml
+    if not text.strip() and file is not None and file.filename:
+        text = (await file.read(settings.max_body_bytes + 1)).decode("utf-8", "replace")
+    form = {"yaml": text, "name": name, "force": force, "preview": None, "error": None}
+    try:
+        spec = parse(text, settings)
+        if not spec.runs:
+            raise SpecError("the matrix gives no runs", key="matrix")
+    except SpecError as error:
+        return render(request, "submit.html", 422, **{**form, "error": error.to_dict()})
+    sweep_name = name.strip()[:200] or default_name(spec)
+    if action != "submit":
+        plans = queries.plan_runs(db, spec, force=force)
+        form["preview"] = views.preview(plans)
+        return render(request, "submit.html", **{**form, "name": sweep_name})
+    sweep, runs = queries.create_sweep(db, spec, name=sweep_name, force=force)
+    enqueue_after_commit(db, settings, [r.id for r in runs if r.status == RunStatus.QUEUED])
+    return RedirectResponse(f"/ui/sweeps/{sweep.id}", status_code=303)
+
+
+# ---------------------------------------------------------------- data for the charts
+
+
+@router.get("/api/curves")
+def curves(
+    db: DbSession,
+    _: DataUser,
+    runs: str = "",
+    sweeps: str = "",
+    after: str = "",
+    max_points: Annotated[int, Query(ge=4, le=5000)] = DEFAULT_MAX_POINTS,
+) -> JSONResponse:
+    """Learning curves of many runs in two queries: runs, then every series downsampled."""
+    try:
+        run_ids, sweep_ids = _ids([runs], "runs"), _ids([sweeps], "sweeps")
+        cursors = parse_after(after)
+    except ValueError as error:
+        raise HTTPException(422, str(error)) from None
+    chosen = load_runs(db, sweep_ids=sweep_ids, run_ids=run_ids)
+    return JSONResponse(curves_payload(db, chosen, after=cursors, max_points=max_points))

@@ -1,0 +1,239 @@
+// The UI's browser side: sortable tables, live learning curves, the parallel-coordinates plot.
+// No framework; plotly.js is loaded before this file from the API's own /ui/static route.
+"use strict";
+
+const CURVE_KEYS = {
+  train_loss: "train loss",
+  validation_loss: "validation loss",
+  accuracy_argmax: "accuracy (argmax)",
+  accuracy_svc: "accuracy (svc)",
+  accuracy_svc_heldout: "accuracy (svc held-out)",
+};
+const POLL_MS = 4000;
+const PLOT_CONFIG = { displaylogo: false, responsive: true };
+
+// ---- sortable tables -------------------------------------------------------------------
+// Cells carry data-value (a number) when numeric; otherwise their text is compared.
+function cellKey(cell) {
+  const raw = cell.dataset.value;
+  if (raw !== undefined && raw !== "") return { num: true, v: Number(raw) };
+  return { num: false, v: cell.textContent.trim().toLowerCase() };
+}
+
+function sortTable(table, column, descending) {
+  const body = table.tBodies[0];
+  const rows = Array.from(body.rows);
+  rows.sort((a, b) => {
+    const x = cellKey(a.cells[column]);
+    const y = cellKey(b.cells[column]);
+    // Empty cells sort last in both directions.
+    if (x.v === "" || Number.isNaN(x.v)) return 1;
+    if (y.v === "" || Number.isNaN(y.v)) return -1;
+    const order = x.num && y.num ? x.v - y.v : String(x.v).localeCompare(String(y.v));
+    return descending ? -order : order;
+  });
+  rows.forEach((row) => body.appendChild(row));
+  Array.from(table.tHead.rows[0].cells).forEach((th, i) => {
+    th.setAttribute("aria-sort", i === column ? (descending ? "descending" : "ascending") : "none");
+  });
+}
+
+function makeSortable(table) {
+  Array.from(table.tHead.rows[0].cells).forEach((th, i) => {
+    th.classList.add("sortable");
+    th.addEventListener("click", () => {
+      sortTable(table, i, th.getAttribute("aria-sort") === "ascending");
+    });
+  });
+}
+
+function initTables(root) {
+  root.querySelectorAll("table.sortable-table").forEach(makeSortable);
+}
+
+// ---- learning curves -------------------------------------------------------------------
+// One chart per key, one trace per run (also for runs without points yet, so the legend
+// always lists every run). Polling asks only for unfinished runs, with `after` per run.
+class CurveBoard {
+  constructor(root) {
+    this.root = root;
+    this.url = root.dataset.curvesUrl;
+    this.maxPoints = Number(root.dataset.maxPoints || 500);
+    this.charts = {};      // key -> div
+    this.traceIndex = {};  // key -> {runId: index}
+    this.lastStep = {};    // key -> {runId: last step drawn}
+    this.active = new Set();
+    this.onFinished = null;
+  }
+
+  async load() {
+    const data = await this.fetch(this.url);
+    this.runs = data.runs;
+    for (const key of Object.keys(CURVE_KEYS)) this.newChart(key, data);
+    data.runs.forEach((r) => { if (!r.finished) this.active.add(r.id); });
+    this.root.dataset.ready = "1";
+    if (this.active.size) this.schedule();
+    return data;
+  }
+
+  async fetch(url) {
+    const sep = url.includes("?") ? "&" : "?";
+    const response = await fetch(`${url}${sep}max_points=${this.maxPoints}`, {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    });
+    if (response.status === 401) {
+      window.location = "/ui/login";
+      throw new Error("session expired");
+    }
+    if (!response.ok) throw new Error(`curves: HTTP ${response.status}`);
+    return response.json();
+  }
+
+  newChart(key, data) {
+    const div = document.createElement("div");
+    div.className = "chart";
+    div.id = `chart-${key}`;
+    div.dataset.key = key;
+    this.root.appendChild(div);
+    this.charts[key] = div;
+    this.traceIndex[key] = {};
+    this.lastStep[key] = {};
+    // SVG lines stay crisp and need no WebGL; many runs switch to WebGL for speed.
+    const plotType = data.runs.length > 60 ? "scattergl" : "scatter";
+    const traces = data.runs.map((run, i) => {
+      const points = (data.series[key] || {})[run.id] || [[], []];
+      this.traceIndex[key][run.id] = i;
+      this.lastStep[key][run.id] = points[0].length ? points[0][points[0].length - 1] : -1;
+      return {
+        x: points[0], y: points[1], name: run.label, type: plotType, mode: "lines",
+        meta: run.id, hovertemplate: `${run.label}<br>%{x:,} inputs: %{y:.4g}<extra></extra>`,
+      };
+    });
+    const layout = {
+      title: { text: CURVE_KEYS[key], font: { size: 14 } },
+      margin: { l: 55, r: 10, t: 36, b: 40 },
+      xaxis: { title: { text: "inputs seen" }, rangemode: "tozero" },
+      yaxis: { type: key.endsWith("loss") ? "log" : "linear" },
+      legend: { font: { size: 10 } },
+      showlegend: data.runs.length <= 30,
+      uirevision: key,
+    };
+    Plotly.newPlot(div, traces, layout, PLOT_CONFIG);
+  }
+
+  schedule() {
+    this.timer = window.setTimeout(() => this.poll().catch(console.error), POLL_MS);
+  }
+
+  async poll() {
+    const ids = Array.from(this.active);
+    const after = ids.map((id) => `${id}:${this.cursor(id)}`).join(",");
+    const data = await this.fetch(`/ui/api/curves?runs=${ids.join(",")}&after=${after}`);
+    for (const key of Object.keys(CURVE_KEYS)) this.extend(key, data.series[key] || {});
+    let finishedNow = false;
+    for (const run of data.runs) {
+      if (run.finished && this.active.delete(run.id)) finishedNow = true;
+    }
+    if (finishedNow && this.onFinished) this.onFinished(data);
+    if (this.active.size) this.schedule();
+  }
+
+  // The smallest last step over keys that have points: the server re-sends from there and
+  // extend() drops what is already drawn, so no key misses a point.
+  cursor(runId) {
+    let smallest = null;
+    for (const key of Object.keys(CURVE_KEYS)) {
+      const step = this.lastStep[key][runId];
+      if (step !== undefined && step >= 0 && (smallest === null || step < smallest)) {
+        smallest = step;
+      }
+    }
+    return smallest === null ? -1 : smallest;
+  }
+
+  extend(key, seriesByRun) {
+    const xs = [];
+    const ys = [];
+    const indices = [];
+    for (const [runId, points] of Object.entries(seriesByRun)) {
+      const last = this.lastStep[key][runId];
+      const keep = points[0].map((s, i) => i).filter((i) => points[0][i] > last);
+      if (!keep.length) continue;
+      xs.push(keep.map((i) => points[0][i]));
+      ys.push(keep.map((i) => points[1][i]));
+      indices.push(this.traceIndex[key][runId]);
+      this.lastStep[key][runId] = points[0][keep[keep.length - 1]];
+    }
+    if (indices.length) Plotly.extendTraces(this.charts[key], { x: xs, y: ys }, indices);
+  }
+}
+
+// ---- parallel coordinates --------------------------------------------------------------
+// Matrix parameters (numeric axes, or categorical ones with tick labels) against final
+// accuracy; one line per run, coloured by that accuracy.
+function drawParcoords(div, spec) {
+  const dimensions = spec.params.map((name) => {
+    const raw = spec.runs.map((r) => r.params[name]);
+    if (raw.every((v) => typeof v === "number")) return { label: name, values: raw };
+    const labels = Array.from(new Set(raw.map((v) => JSON.stringify(v)))).sort();
+    return {
+      label: name,
+      values: raw.map((v) => labels.indexOf(JSON.stringify(v))),
+      tickvals: labels.map((_, i) => i),
+      ticktext: labels.map((l) => l.replace(/^"|"$/g, "")),
+    };
+  });
+  const accuracy = spec.runs.map((r) => (r.accuracy === null ? NaN : r.accuracy));
+  dimensions.push({ label: spec.accuracy_label, values: accuracy });
+  const trace = {
+    type: "parcoords",
+    line: { color: accuracy, colorscale: "Viridis", showscale: true },
+    dimensions,
+  };
+  const layout = {
+    title: { text: `matrix parameters vs ${spec.accuracy_label}`, font: { size: 14 } },
+    margin: { l: 70, r: 70, t: 70, b: 30 },
+  };
+  Plotly.newPlot(div, [trace], layout, PLOT_CONFIG);
+}
+
+// ---- live sweep page -------------------------------------------------------------------
+// While runs are unfinished, the table and status block are re-fetched as an HTML fragment.
+async function refreshFragment(target, url) {
+  const response = await fetch(url, { credentials: "same-origin" });
+  if (!response.ok) return;
+  target.innerHTML = await response.text();
+  initTables(target);
+}
+
+function initPage() {
+  initTables(document);
+  const board = document.getElementById("curves");
+  if (board) {
+    const curves = new CurveBoard(board);
+    const live = document.getElementById("live");
+    if (live && live.dataset.fragmentUrl) {
+      curves.onFinished = () => refreshFragment(live, live.dataset.fragmentUrl);
+      // Progress (inputs seen) moves between finishes too.
+      const timer = window.setInterval(() => {
+        if (!curves.active.size) window.clearInterval(timer);
+        refreshFragment(live, live.dataset.fragmentUrl);
+      }, POLL_MS * 3);
+    }
+    curves.load().catch((err) => {
+      board.textContent = `Could not load curves: ${err.message}`;
+    });
+  }
+  const parcoords = document.getElementById("parcoords");
+  const spec = document.getElementById("parcoords-data");
+  if (parcoords && spec) drawParcoords(parcoords, JSON.parse(spec.textContent));
+  const upload = document.getElementById("yaml-file");
+  if (upload) {
+    upload.addEventListener("change", async () => {
+      if (upload.files.length) document.getElementById("yaml").value = await upload.files[0].text();
+    });
+  }
+}
+
+document.addEventListener("DOMContentLoaded", initPage);

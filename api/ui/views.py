@@ -1,0 +1,194 @@
+"""What the templates show, shaped from shared.db queries and the shared table builder."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import yaml
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from shared.db.models import Run, Sweep
+from shared.db.sweeps import PlannedRun, SweepSummary
+from shared.table import Table
+
+# The parallel-coordinates plot colours runs by the first of these that any run has.
+FINAL_ACCURACY_KEYS = ("accuracy_svc", "accuracy_argmax", "accuracy_svc_heldout")
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    value: Any = None
+    numeric: bool = False
+    best: bool = False
+
+
+@dataclass(frozen=True)
+class TableRow:
+    run_id: int
+    cells: list[Cell] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TableView:
+    columns: list[str]
+    rows: list[TableRow]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def table_view(table: Table) -> TableView:
+    """Header names and cells; numeric cells carry their raw value for client-side sorting."""
+    rows = []
+    for row in table.rows:
+        cells = []
+        for column in table.columns:
+            value = row.values[column.name]
+            numeric = _is_number(value) and math.isfinite(value)
+            cells.append(
+                Cell(
+                    text=row.cells[column.name],
+                    value=value if numeric else None,
+                    numeric=numeric,
+                    best=column.name in row.best,
+                )
+            )
+        rows.append(TableRow(run_id=row.run.run_id, cells=cells))
+    return TableView(columns=[c.name for c in table.columns], rows=rows)
+
+
+def when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+
+
+def progress_fraction(summary: SweepSummary) -> float:
+    """Inputs-weighted progress when runs know max_inputs, else the share of finished runs."""
+    if summary.progress is not None:
+        return max(0.0, min(1.0, summary.progress))
+    if not summary.run_count:
+        return 0.0
+    active = summary.counts.get("queued", 0) + summary.counts.get("running", 0)
+    return (summary.run_count - active) / summary.run_count
+
+
+def sweep_row(summary: SweepSummary) -> dict[str, Any]:
+    sweep = summary.sweep
+    order = ("running", "queued", "succeeded", "reused", "failed", "cancelled")
+    return {
+        "id": sweep.id,
+        "name": sweep.name,
+        "status": sweep.status.value,
+        "created": when(sweep.created_at),
+        "created_ts": int(sweep.created_at.timestamp()),
+        "runs": summary.run_count,
+        "counts": {s: summary.counts[s] for s in order if summary.counts.get(s)},
+        "progress": progress_fraction(summary),
+    }
+
+
+def parcoords_spec(table: Table, param_keys: list[str]) -> dict[str, Any]:
+    """Matrix parameters and final accuracy per run, for the parallel-coordinates plot."""
+    runs = [row.run for row in table.rows]
+    key = next((k for k in FINAL_ACCURACY_KEYS if any(k in r.metrics for r in runs)), None)
+    label = {"accuracy_svc": "accuracy (svc)", "accuracy_argmax": "accuracy (argmax)"}.get(
+        key or "", "accuracy (svc held-out)" if key else "accuracy"
+    )
+
+    def accuracy(metrics: dict[str, tuple[int, float]]) -> float | None:
+        point = metrics.get(key) if key else None
+        return point[1] if point and math.isfinite(point[1]) else None
+
+    return {
+        "params": list(param_keys),
+        "accuracy_label": label,
+        "runs": [
+            {
+                "id": r.run_id,
+                "slug": r.slug,
+                "params": {k: _plain(r.params.get(k)) for k in param_keys},
+                "accuracy": accuracy(r.metrics),
+            }
+            for r in runs
+        ],
+    }
+
+
+def _plain(value: Any) -> Any:
+    """Numbers stay numbers (a numeric axis); anything else becomes a category label."""
+    if _is_number(value):
+        return value
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def to_yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+def params_text(run: Run) -> str:
+    return ", ".join(f"{k}={_plain(v)}" for k, v in (run.params or {}).items()) or "(none)"
+
+
+def run_timings(run: Run) -> list[tuple[str, str]]:
+    rows = [
+        ("created", when(run.created_at)),
+        ("enqueued", when(run.enqueued_at)),
+        ("started", when(run.started_at)),
+        ("finished", when(run.finished_at)),
+        ("heartbeat", when(run.heartbeat_at)),
+    ]
+    if run.train_seconds is not None:
+        rows.append(("train time", f"{run.train_seconds:,.1f}s"))
+    return [(label, value) for label, value in rows if value]
+
+
+def preview(plans: list[PlannedRun]) -> dict[str, Any]:
+    return {
+        "runs": [
+            {
+                "matrix_id": p.spec.matrix_id,
+                "slug": p.spec.slug,
+                "experiment_name": p.spec.experiment_name,
+                "config_hash": p.spec.config_hash,
+                "reuse": f"run #{p.reuse_from_id}" if p.reuse_from_id else "",
+            }
+            for p in plans
+        ]
+    }
+
+
+COMPARE_RECENT_SWEEPS = 8
+COMPARE_MAX_CANDIDATES = 400
+
+
+def compare_candidates(session: Session, picked: set[int]) -> list[dict[str, Any]]:
+    """Runs offered as checkboxes: those picked, their sweeps' others, and recent sweeps'."""
+    recent = list(
+        session.scalars(select(Sweep.id).order_by(Sweep.id.desc()).limit(COMPARE_RECENT_SWEEPS))
+    )
+    picked_sweeps = select(Run.sweep_id).where(Run.id.in_(picked))
+    query = (
+        select(Run.id, Run.sweep_id, Run.slug, Run.status, Sweep.name)
+        .join(Sweep, Sweep.id == Run.sweep_id)
+        .where(or_(Run.id.in_(picked), Run.sweep_id.in_(recent), Run.sweep_id.in_(picked_sweeps)))
+        .order_by(Run.sweep_id.desc(), Run.id)
+        .limit(COMPARE_MAX_CANDIDATES)
+    )
+    return [
+        {
+            "id": row.id,
+            "sweep_id": row.sweep_id,
+            "sweep_name": row.name,
+            "slug": row.slug,
+            "status": row.status.value,
+            "picked": row.id in picked,
+        }
+        for row in session.execute(query)
+    ]
