@@ -1,0 +1,98 @@
+"""The Celery task "runs.train": claim the run, train it through the engine, record the outcome.
+
+`train` is a plain function (the Celery app registers it by name), so tests call it directly.
+The engine is imported inside the task: torch loads in the pool's child process only, never
+in the worker's parent that forks the children.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import traceback
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from shared.db.models import RunStatus
+from shared.db.runs import claim_run
+from shared.db.session import session_scope
+from shared.settings import Settings, get_settings
+from worker.reporter import Reporter
+
+log = logging.getLogger(__name__)
+
+TrainFn = Callable[..., dict[str, Any]]
+
+
+def run_dir(run_id: int, settings: Settings | None = None) -> Path:
+    """Checkpoints of one run; a re-claimed run resumes from here."""
+    return (settings or get_settings()).artifact_dir / "runs" / str(run_id)
+
+
+def lease_owner() -> str:
+    """Names one attempt: host, process and a random part (pids are reused across hosts)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def train(run_id: int, *, train_fn: TrainFn | None = None) -> str:
+    """Claim, train and record one run; returns the outcome ("skipped" for a duplicate)."""
+    settings = get_settings()
+    owner = lease_owner()
+    with session_scope() as session:
+        run = claim_run(
+            session, run_id, owner, settings.lease_seconds,
+            host=socket.gethostname(), max_attempts=settings.max_attempts,
+        )  # fmt: skip
+        config = dict(run.config) if run is not None else None
+    if config is None:
+        log.info("run %s: not claimable (duplicate delivery, cancelled or finished)", run_id)
+        return "skipped"
+    reporter = Reporter(
+        run_id, owner,
+        lease_seconds=settings.lease_seconds,
+        flush_seconds=settings.metrics_flush_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
+    )  # fmt: skip
+    with reporter:
+        status, details = _train(run_id, config, reporter, settings, train_fn)
+    if reporter.storage_error is not None:
+        reporter.discard_pending()
+        status, details = (
+            RunStatus.FAILED,
+            {"error": f"cannot store results: {reporter.storage_error}"},
+        )
+    recorded = reporter.finish(status, **details)
+    outcome = status.value if recorded else "lost"
+    log.info("run %s: %s", run_id, outcome)
+    return outcome
+
+
+def _train(
+    run_id: int,
+    config: dict[str, Any],
+    reporter: Reporter,
+    settings: Settings,
+    train_fn: TrainFn | None,
+) -> tuple[RunStatus, dict[str, Any]]:
+    from worker.engine import RunCancelled, train_run
+
+    try:
+        summary = (train_fn or train_run)(
+            config,
+            report=reporter,
+            checkpoint_dir=run_dir(run_id, settings),
+            device=None,
+            should_stop=reporter.should_stop,
+            data_dir=settings.data_dir,
+        )
+    except RunCancelled:
+        return RunStatus.CANCELLED, {}
+    except Exception as exc:  # the user's code failed: record it, the worker carries on
+        return RunStatus.FAILED, {
+            "error": f"{type(exc).__name__}: {exc}"[:10_000],
+            "traceback": traceback.format_exc(),
+        }
+    return RunStatus.SUCCEEDED, {"summary": summary}
