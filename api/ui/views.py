@@ -104,6 +104,8 @@ def parcoords_spec(table: Table, param_keys: list[str]) -> dict[str, Any]:
         point = metrics.get(key) if key else None
         return point[1] if point and math.isfinite(point[1]) else None
 
+    # Runs without a final accuracy yet (queued, running, failed) have no line to draw.
+    lines = [(r, accuracy(r.metrics)) for r in runs]
     return {
         "params": list(param_keys),
         "accuracy_label": label,
@@ -112,9 +114,10 @@ def parcoords_spec(table: Table, param_keys: list[str]) -> dict[str, Any]:
                 "id": r.run_id,
                 "slug": r.slug,
                 "params": {k: _plain(r.params.get(k)) for k in param_keys},
-                "accuracy": accuracy(r.metrics),
+                "accuracy": value,
             }
-            for r in runs
+            for r, value in lines
+            if value is not None
         ],
     }
 

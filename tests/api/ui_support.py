@@ -137,3 +137,34 @@ def logged_in(ui_client: TestClient) -> TestClient:
     response = ui_client.post("/ui/login", data={"token": TOKEN, "next": "/ui/"})
     assert response.status_code == 303, response.text
     return ui_client
+
+
+def add_points(db_url: str, run_ids: list[int], steps: list[int]) -> None:
+    """More points of every curve key, as a worker's metric flush would add them."""
+    engine = make_engine(db_url)
+    try:
+        with Session(engine) as session:
+            session.add_all(
+                Metric(run_id=run_id, key=key, step=step, value=curve_value(key, i, step))
+                for i, run_id in enumerate(run_ids)
+                for key in CURVE_KEYS
+                for step in steps
+            )
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+def finish_runs(db_url: str, run_ids: list[int]) -> None:
+    """Mark runs succeeded and their sweep finished, as the worker's outcome would."""
+    engine = make_engine(db_url)
+    try:
+        with Session(engine) as session:
+            for run_id in run_ids:
+                run = session.get(Run, run_id)
+                assert run is not None
+                run.status, run.finished_at = RunStatus.SUCCEEDED, utcnow()
+                run.sweep.status, run.sweep.finished_at = SweepStatus.FINISHED, utcnow()
+            session.commit()
+    finally:
+        engine.dispose()
