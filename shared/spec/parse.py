@@ -207,7 +207,7 @@ def _load(text: str) -> dict[str, Any]:
         document = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
+        problem = ", ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
         raise SpecError(
             f"invalid YAML: {problem}",
             line=mark.line + 1 if mark else None,
@@ -216,8 +216,9 @@ def _load(text: str) -> dict[str, Any]:
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or " ")
         raise SpecError(
-            f"invalid YAML: {exc.reason} (character {exc.character!r})", line=line, column=column
+            f"invalid YAML: {exc.reason} (character U+{code:04X})", line=line, column=column
         ) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}") from None
@@ -404,8 +405,8 @@ def _check_name(config: dict[str, Any], key: str, allowed: tuple[str, ...], wher
     value = config.get(key)
     if value is None or (isinstance(value, str) and value in allowed):
         return
-    close = difflib.get_close_matches(str(value), allowed, n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
+    close = _suggest(value, allowed)
+    hint = f"did you mean '{close}'? " if close else ""
     raise SpecError(
         f"'{key}' {_short(value)} is not supported; {hint}"
         f"choose one of {', '.join(allowed)} ({where})",
@@ -420,14 +421,22 @@ def _check_loss(value: Any) -> None:
     known = (*names.LOSS_ALIASES, *names.LOSS_FUNCTIONS, *names.LOSS_CLASSES)
     if isinstance(value, str) and value in known:
         return
-    close = difflib.get_close_matches(str(value), known, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
+    close = _suggest(value, known)
+    hint = f"; did you mean '{close}'?" if close else ""
     raise SpecError(
         f"'loss_function' {_short(value)} is not a known loss{hint} "
         f"(aliases: {', '.join(names.LOSS_ALIASES)}; or a torch.nn loss class/function name)",
         key="loss_function",
         value=value,
     )
+
+
+def _suggest(value: Any, allowed: tuple[str, ...]) -> str | None:
+    """The allowed name the user most likely meant: same letters in another case, else close."""
+    text = str(value)[:200]
+    same = [name for name in allowed if name.lower() == text.lower()]
+    close = same or difflib.get_close_matches(text, allowed, n=1)
+    return close[0] if close else None
 
 
 def _short(value: Any) -> str:
