@@ -1,0 +1,123 @@
+"""A real Celery worker process on the test's Redis and database: K at once, lost messages."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from shared.db.models import Metric, Run, RunStatus, utcnow
+from shared.queue import RUNS_QUEUE, TRAIN_TASK, enqueue_run, get_client
+from tests.support.db import sweep_configs
+from tests.support.stack import stack_env, start_worker, wait_for_runs, wait_until
+from tests.worker.conftest import MakeRuns
+from worker.celery_app import VISIBILITY_TIMEOUT_SECONDS, create_celery
+
+pytestmark = pytest.mark.slow
+
+
+def _env(db_url: str, broker_url: str, tmp_path: Path, **settings: object) -> dict[str, str]:
+    return stack_env(
+        database_url=db_url, broker_url=broker_url, artifact_dir=tmp_path / "artifacts",
+        heartbeat_seconds=0.5, metrics_flush_seconds=0.5, **settings,
+    )  # fmt: skip
+
+
+def _enqueue(broker_url: str, run_ids: list[int]) -> None:
+    get_client.cache_clear()
+    for run_id in run_ids:
+        enqueue_run(run_id, broker_url=broker_url)
+    get_client.cache_clear()
+
+
+def _runs(session: Session, run_ids: list[int]) -> list[Run]:
+    session.expire_all()
+    return [session.get_one(Run, run_id) for run_id in run_ids]
+
+
+def test_celery_settings_suit_long_gpu_jobs(settings_env: dict[str, str]) -> None:
+    app = create_celery(runs_per_gpu=3)
+    conf = app.conf
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.worker_max_tasks_per_child == 1
+    assert conf.worker_concurrency == 3
+    assert conf.broker_transport_options["visibility_timeout"] == VISIBILITY_TIMEOUT_SECONDS
+    assert VISIBILITY_TIMEOUT_SECONDS >= 24 * 3600
+    assert TRAIN_TASK in app.tasks
+    assert conf.task_default_queue == RUNS_QUEUE
+
+
+def test_two_runs_per_gpu_train_at_the_same_time(
+    db_url: str, broker_url: str, tmp_path: Path, session: Session, make_runs: MakeRuns
+) -> None:
+    configs = sweep_configs("slow.yaml", max_inputs=40_000)
+    run_ids = make_runs(configs=[configs[0], {**configs[0], "seed": 2}])
+    env = _env(db_url, broker_url, tmp_path)
+    with start_worker(env, log_path=tmp_path / "worker.log", runs_per_gpu=2) as worker:
+        _enqueue(broker_url, run_ids)
+        wait_for_runs(db_url, run_ids, timeout=150, diagnostics=worker.log_tail)
+    first, second = _runs(session, run_ids)
+    assert first.started_at and first.finished_at and second.started_at and second.finished_at
+    # Overlapping intervals: each started before the other finished.
+    assert first.started_at < second.finished_at and second.started_at < first.finished_at
+    assert first.inputs_seen == second.inputs_seen == 40_000
+    assert first.worker_host == second.worker_host
+
+
+def test_reconciler_reenqueues_lost_messages_and_expired_leases(
+    db_url: str, broker_url: str, tmp_path: Path, session: Session, make_runs: MakeRuns
+) -> None:
+    tiny = sweep_configs("tiny.yaml")
+    lost_id, dead_id = make_runs(configs=tiny)
+    long_ago = utcnow() - timedelta(seconds=30)
+    # lost_id: queued long ago, its message never reached Redis.
+    session.execute(update(Run).where(Run.id == lost_id).values(enqueued_at=long_ago))
+    # dead_id: claimed by a worker that died (lease expired, no message anywhere).
+    session.execute(
+        update(Run)
+        .where(Run.id == dead_id)
+        .values(
+            status=RunStatus.RUNNING,
+            lease_owner="dead-host:1:x",
+            attempts=1,
+            lease_expires_at=long_ago,
+        )  # fmt: skip
+    )
+    session.commit()
+    env = _env(db_url, broker_url, tmp_path, reconcile_seconds=0.5, queued_grace_seconds=5)
+    with start_worker(env, log_path=tmp_path / "worker.log") as worker:
+        wait_for_runs(db_url, [lost_id, dead_id], timeout=120, diagnostics=worker.log_tail)
+        log = worker.log()
+    lost, dead = _runs(session, [lost_id, dead_id])
+    assert (lost.attempts, dead.attempts) == (1, 2)
+    assert "reconciler" in log
+
+
+def test_killed_run_process_is_resumed_from_its_checkpoint(
+    db_url: str, broker_url: str, tmp_path: Path, session: Session, make_runs: MakeRuns
+) -> None:
+    (run_id,) = make_runs(configs=sweep_configs("slow.yaml", max_inputs=100_000))
+    env = _env(db_url, broker_url, tmp_path, lease_seconds=3, reconcile_seconds=0.5)
+    with start_worker(env, log_path=tmp_path / "worker.log") as worker:
+        _enqueue(broker_url, [run_id])
+        wait_until(
+            lambda: _runs(session, [run_id])[0].inputs_seen >= 6_144,
+            timeout=90, what="the run to pass its third checkpoint", diagnostics=worker.log_tail,
+        )  # fmt: skip
+        killed = worker.kill_children()
+        assert killed
+        wait_for_runs(db_url, [run_id], timeout=120, diagnostics=worker.log_tail)
+    (run,) = _runs(session, [run_id])
+    assert (run.attempts, run.inputs_seen) == (2, 100_000)
+    # Points re-reported after the resume overwrite themselves: none missing or doubled.
+    steps = session.scalars(
+        select(Metric.step)
+        .where(Metric.run_id == run_id, Metric.key == "train_loss")
+        .order_by(Metric.step)
+    ).all()
+    assert steps == list(range(1_008, 100_001, 1_008))
