@@ -30,3 +30,23 @@ exception from the user's code propagate (the caller records it).
 """
 
 from __future__ import annotations
+
+from .augment import TrivialAugmentWidePerSample
+from .datasets import ClassLogitsDataset, fmnist_dataset, mnist_dataset
+from .inspect import inspect_config, inspect_sweep
+from .models import EncoderConv2d
+from .trainer import RepresentationClassTrainer, RunCancelled, Trainer, train_run
+
+__all__ = [
+    "ClassLogitsDataset",
+    "EncoderConv2d",
+    "RepresentationClassTrainer",
+    "RunCancelled",
+    "Trainer",
+    "TrivialAugmentWidePerSample",
+    "fmnist_dataset",
+    "inspect_config",
+    "inspect_sweep",
+    "mnist_dataset",
+    "train_run",
+]

@@ -1,0 +1,139 @@
+"""Build one run from its configuration: settings, namespace, model, data, loss, optimizer."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import losses, namespace
+from .checkpoint import seed_everything
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The scalar keys of a run's configuration, typed, with FORMAT.md's defaults."""
+
+    batch_size: int
+    learnrate: float
+    optimizer: str
+    scheduler: str | None
+    trainer: str
+    max_inputs: int | None
+    max_epoch: int | None
+    validation_batch_size: int | None
+    num_epochs_between_validations: int
+    num_inputs_between_validations: int | None
+    freeze_validation_set: bool
+    seed: int | None
+    num_workers: int
+    precision: str
+    compile: bool
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> RunSettings:
+        def opt_int(key: str) -> int | None:
+            value = config.get(key)
+            return None if value is None else int(value)
+
+        settings = cls(
+            batch_size=int(config["batch_size"]),
+            learnrate=float(config["learnrate"]),  # '3e-4' is a YAML string
+            optimizer=str(config["optimizer"]),
+            scheduler=config.get("scheduler") or None,
+            trainer=str(config.get("trainer") or "Trainer"),
+            max_inputs=opt_int("max_inputs"),
+            max_epoch=opt_int("max_epoch"),
+            validation_batch_size=opt_int("validation_batch_size"),
+            num_epochs_between_validations=int(config.get("num_epochs_between_validations") or 1),
+            num_inputs_between_validations=opt_int("num_inputs_between_validations"),
+            freeze_validation_set=bool(config.get("freeze_validation_set", False)),
+            seed=opt_int("seed"),
+            num_workers=int(config.get("num_workers") or 0),
+            precision=str(config.get("precision") or "fp32"),
+            compile=bool(config.get("compile", False)),
+        )
+        if settings.max_inputs is None and settings.max_epoch is None:
+            raise ValueError("set 'max_inputs' or 'max_epoch': without either the run never stops")
+        if settings.scheduler and settings.max_inputs is None:
+            raise ValueError("'scheduler' needs 'max_inputs' to know its length")
+        if settings.precision not in ("fp32", "bf16"):
+            raise ValueError(f"'precision' must be fp32 or bf16, got {settings.precision!r}")
+        return settings
+
+
+@dataclass
+class Run:
+    settings: RunSettings
+    seed: int
+    namespace: dict[str, Any]
+    model: nn.Module
+    train_set: Any
+    validation_set: Any
+    loss_fn: Callable
+    transforms: list[Callable]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+
+
+def build_model(
+    config: dict[str, Any], data_dir: Path | str | None = None
+) -> tuple[nn.Module, dict]:
+    """A fresh namespace with the run's globals, and the model its `model` code gives."""
+    ns = namespace.build_namespace(data_dir)
+    namespace.evaluate_globals(config.get("globals"), ns)
+    model = namespace.config_value(config, "model", ns)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"'model' must give an nn.Module, got {type(model).__name__}")
+    return model, ns
+
+
+def build_run(
+    config: dict[str, Any], device: torch.device, data_dir: Path | str | None = None
+) -> Run:
+    settings = RunSettings.from_config(config)
+    seed = settings.seed if settings.seed is not None else random.SystemRandom().randrange(2**31)
+    seed_everything(seed)
+    model, ns = build_model(config, data_dir)
+    model.to(device)
+    train_set = namespace.config_value(config, "train_set", ns)
+    validation_set = namespace.config_value(config, "validation_set", ns)
+    loss_fn = losses.make_loss(namespace.config_value(config, "loss_function", ns))
+    transforms = namespace.config_value(config, "train_input_transforms", ns) or []
+    if callable(transforms):
+        transforms = [transforms]
+    transforms = list(transforms)
+    for t in transforms:
+        if not callable(t):
+            raise TypeError(
+                f"'train_input_transforms' must give a list of callables, got {t!r} "
+                "(a one-line string is not code: use a YAML '|' block)"
+            )
+    for t in transforms:
+        if isinstance(t, nn.Module):
+            t.to(device)
+    optimizer = make_optimizer(settings, model)
+    scheduler = make_scheduler(settings, optimizer)
+    return Run(settings, seed, ns, model, train_set, validation_set, loss_fn, transforms,
+               optimizer, scheduler)  # fmt: skip
+
+
+def make_optimizer(settings: RunSettings, model: nn.Module) -> torch.optim.Optimizer:
+    cls = getattr(torch.optim, settings.optimizer, None)
+    if cls is None:
+        raise ValueError(f"optimizer {settings.optimizer!r} is not in torch.optim")
+    return cls(model.parameters(), lr=settings.learnrate)
+
+
+def make_scheduler(settings: RunSettings, optimizer: torch.optim.Optimizer) -> Any:
+    if not settings.scheduler:
+        return None
+    cls = getattr(torch.optim.lr_scheduler, settings.scheduler, None)
+    if cls is None:
+        raise ValueError(f"scheduler {settings.scheduler!r} is not in torch.optim.lr_scheduler")
+    return cls(optimizer, settings.max_inputs // settings.batch_size)

@@ -1,0 +1,33 @@
+"""Build each run of a sweep file without training: parameter count and model summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .build import build_model
+from .models import count_trainable
+
+
+def inspect_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The model of one run's configuration (built on the CPU, nothing trained, no data read)."""
+    with torch.device("cpu"):
+        model, _ = build_model(config)
+    return {
+        "params": count_trainable(model),
+        "params_total": sum(p.numel() for p in model.parameters()),
+        "summary": str(model),
+    }
+
+
+def inspect_sweep(yaml_text: str | bytes) -> list[dict[str, Any]]:
+    """Per run: matrix_id, slug, experiment_name, params (trainable), params_total, summary."""
+    from shared.spec import parse_sweep  # pure Python (yaml + simpleeval); imported when used
+
+    rows = []
+    for run in parse_sweep(yaml_text).runs:
+        row = {"matrix_id": run.matrix_id, "slug": run.slug, "experiment_name": run.experiment_name}
+        row.update(inspect_config(run.config))
+        rows.append(row)
+    return rows

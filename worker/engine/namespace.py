@@ -1,0 +1,83 @@
+"""A fresh namespace per run, and the rule for running the YAML's code blocks."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import functools
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+import torchvision.transforms as VT
+import torchvision.transforms.functional as VF
+from torch import nn
+
+from . import augment, datasets, models
+
+# FORMAT.md: these keys are always code; any other key only when it is a multi-line string.
+ALWAYS_CODE_PREFIXES = ("model", "train_set", "validation_set")
+
+
+def is_code(key: str, value: Any) -> bool:
+    if key.startswith(ALWAYS_CODE_PREFIXES):
+        return True
+    return isinstance(value, str) and "\n" in value
+
+
+def build_namespace(data_dir: Path | str | None = None) -> dict[str, Any]:
+    """The names FORMAT.md promises to a run's code; a new dict every call, so nothing leaks."""
+    return {
+        "__builtins__": builtins,
+        "__name__": "__sweeps_run__",
+        "torch": torch,
+        "nn": nn,
+        "F": F,
+        "VT": VT,
+        "VF": VF,
+        "torchvision": torchvision,
+        "np": np,
+        "math": math,
+        "random": random,
+        "fmnist_dataset": functools.partial(datasets.fmnist_dataset, data_dir=data_dir),
+        "mnist_dataset": functools.partial(datasets.mnist_dataset, data_dir=data_dir),
+        "ClassLogitsDataset": datasets.ClassLogitsDataset,
+        "EncoderConv2d": models.EncoderConv2d,
+        "TrivialAugmentWidePerSample": augment.TrivialAugmentWidePerSample,
+    }
+
+
+def run_code(code: str, namespace: dict[str, Any], *, where: str) -> Any:
+    """Execute `code` as statements in `namespace`; the last statement, an expression, is the value.
+
+    Classes and functions the code defines get `namespace` as their globals, so run globals stay
+    visible inside their methods, and names one block defines are seen by later blocks.
+    """
+    filename = f"<{where}>"
+    tree = ast.parse(code, filename=filename, mode="exec")
+    if not tree.body or not isinstance(tree.body[-1], ast.Expr):
+        raise ValueError(f"'{where}': the last statement must be an expression giving the value")
+    last = ast.Expression(tree.body.pop().value)
+    exec(compile(tree, filename, "exec"), namespace)  # noqa: S102 - running the user's file is the job
+    return eval(compile(last, filename, "eval"), namespace)  # noqa: S307
+
+
+def evaluate_globals(values: dict[str, Any] | None, namespace: dict[str, Any]) -> None:
+    """`globals`: string values are code evaluated in order (later see earlier); others as is."""
+    for name, value in (values or {}).items():
+        if isinstance(value, str):
+            value = run_code(value, namespace, where=f"globals.{name}")
+        namespace[name] = value
+
+
+def config_value(config: dict[str, Any], key: str, namespace: dict[str, Any]) -> Any:
+    """A key's value: run as code where FORMAT.md says it is code, else used as is."""
+    value = config.get(key)
+    if value is not None and is_code(key, value):
+        return run_code(str(value), namespace, where=key)
+    return value
