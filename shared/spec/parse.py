@@ -208,6 +208,8 @@ def _load(text: str) -> dict[str, Any]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = ", ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        if mark and 0 <= mark.index < len(text) and text[mark.index] == "\t":
+            problem += " (a tab: YAML indents with spaces only)"
         raise SpecError(
             f"invalid YAML: {problem}",
             line=mark.line + 1 if mark else None,
