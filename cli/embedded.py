@@ -302,9 +302,16 @@ class EmbeddedStack:
     # -- stop ----------------------------------------------------------------------------
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop children newest first: worker, API, Redis. Idempotent."""
-        for child in reversed(self.children):
-            stop_group(child.pid, timeout=timeout, process=child.process)
+        """Stop children newest first: worker, API, Redis. Idempotent.
+
+        A second Ctrl-C while stopping is ignored, so it cannot leave a child behind.
+        """
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for child in reversed(self.children):
+                stop_group(child.pid, timeout=timeout, process=child.process)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         self.children.clear()
         record = read_stack_file()
         if record and record.get("owner") == os.getpid():
@@ -361,14 +368,19 @@ def stop_recorded_stack(timeout: float = 15.0) -> list[str]:
 
 
 @contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C so `kill <pid>` also runs the clean shutdown."""
+def interrupt_on_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM both raise KeyboardInterrupt, so either runs the clean shutdown.
+
+    SIGINT is set explicitly: a shell starts background jobs with SIGINT ignored, and Python
+    keeps an ignored SIGINT ignored.
+    """
 
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -14,6 +14,7 @@ from rich.console import Console
 from cli.client import ApiClient, CliError
 from cli.render import (
     SweepView,
+    emit,
     poll_until_finished,
     print_inspect,
     print_json,
@@ -22,8 +23,8 @@ from cli.render import (
     print_sweep_list,
 )
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class App(typer.Typer):
@@ -119,15 +120,15 @@ def up(
     """Embedded Redis + SQLite, the API and one worker in the foreground; Ctrl-C stops all."""
     from cli.embedded import (
         EmbeddedStack,
+        interrupt_on_signals,
         load_or_create_token,
         running_stack,
-        terminate_as_interrupt,
     )
 
     _refuse_second_stack(running_stack())
     token = load_or_create_token()
     stack = EmbeddedStack(host=host, port=port, token=token, start_worker=worker)
-    with terminate_as_interrupt():
+    with interrupt_on_signals():
         try:
             err_console.print("starting Redis, migrations, API and worker ...", highlight=False)
             stack.start()
@@ -230,7 +231,7 @@ def token_create(name: Annotated[str, typer.Argument(help="who or what the token
     prepare_database_dir()
     with session_scope() as session:
         _, secret = create_token(session, name=name)
-    console.out(secret, highlight=False)
+    emit(secret)
 
 
 @token_app.command("revoke")
@@ -257,11 +258,8 @@ def token_list() -> None:
     with session_scope() as session:
         for token in list_tokens(session):
             used = token.last_used_at.isoformat(timespec="seconds") if token.last_used_at else "-"
-            console.out(
-                f"{token.id}\t{token.name}\t{token.created_at.isoformat(timespec='seconds')}"
-                f"\t{used}",
-                highlight=False,
-            )
+            created = token.created_at.isoformat(timespec="seconds")
+            emit(f"{token.id}\t{token.name}\t{created}\t{used}")
 
 
 # -- the one-command path ------------------------------------------------------------------
@@ -281,10 +279,10 @@ def run(
     from cli.datacheck import missing_data_message
     from cli.embedded import (
         EmbeddedStack,
+        interrupt_on_signals,
         load_or_create_token,
         pick_port,
         running_stack,
-        terminate_as_interrupt,
     )
     from shared.spec import SpecError, parse_sweep
 
@@ -308,7 +306,7 @@ def run(
 
     token = load_or_create_token()
     stack = EmbeddedStack(port=pick_port("127.0.0.1", port), token=token, keep=keep)
-    with terminate_as_interrupt():
+    with interrupt_on_signals():
         try:
             err_console.print("starting Redis, migrations, API and worker ...", highlight=False)
             stack.start()
@@ -406,11 +404,14 @@ def preview(file: FileArg, json_out: JsonOpt = False) -> None:
 
 
 @app.command()
-def inspect(file: FileArg, json_out: JsonOpt = False) -> None:
+def inspect(
+    file: FileArg,
+    json_out: JsonOpt = False,
+    summary: Annotated[bool, typer.Option(help="also print each model's structure")] = False,
+) -> None:
     """Build each run's model locally and count its parameters (runs the file's model code)."""
-    from worker.engine.inspect import inspect_sweep
-
     from shared.spec import SpecError
+    from worker.engine.inspect import inspect_sweep
 
     yaml_text = read_yaml(file)
     try:
@@ -419,8 +420,11 @@ def inspect(file: FileArg, json_out: JsonOpt = False) -> None:
         raise CliError(f"{file}: {exc}") from None
     if json_out:
         print_json(console, rows)
-    else:
-        print_inspect(console, rows)
+        return
+    print_inspect(console, rows)
+    if summary:
+        for row in rows:
+            emit(f"\n# {row.get('matrix_id')} {row.get('slug', '')}\n{row.get('summary')}")
 
 
 @app.command()
@@ -457,13 +461,22 @@ def watch(
 
 def _watch(client: ApiClient, sweep_id: int, *, interval: float, check: Any = None) -> int:
     """Progress until every run ends, then the markdown table; returns the number failed."""
+    latest: dict[int, dict[str, Any]] = {}
+    final: set[int] = set()  # finished runs whose last values have been fetched
 
     def fetch() -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
         if check is not None:
             check()
-        data = client.get(f"/sweeps/{sweep_id}")
-        runs = data.get("runs", [])
-        latest = {int(r["id"]): r.get("latest") or {} for r in runs}
+        runs = client.get(f"/sweeps/{sweep_id}").get("runs", [])
+        for run_ in runs:
+            run_id, status_ = int(run_["id"]), str(run_.get("status"))
+            # Latest values only for runs that are training, plus once after each one ends.
+            if status_ == "queued" or run_id in final:
+                continue
+            detail = client.get(f"/runs/{run_id}")
+            latest[run_id] = {k: p.get("value") for k, p in (detail.get("latest") or {}).items()}
+            if status_ != "running":
+                final.add(run_id)
         return runs, latest
 
     with SweepView(console) as view:
@@ -476,7 +489,7 @@ def _watch(client: ApiClient, sweep_id: int, *, interval: float, check: Any = No
             f"(details: sweeps status {sweep_id} --json)",
             highlight=False,
         )
-    console.out(client.get_text(f"/sweeps/{sweep_id}/table", format="md"), highlight=False)
+    emit(client.get_text(f"/sweeps/{sweep_id}/table", format="md"))
     return len(failed)
 
 
@@ -498,7 +511,7 @@ def _print_table(client: ApiClient, path: str, format: TableFormat, **params: An
     if format is TableFormat.json:
         print_json(console, client.get(path, **params))
     else:
-        console.out(client.get_text(path, **params).rstrip("\n"), highlight=False)
+        emit(client.get_text(path, **params))
 
 
 @app.command()
@@ -534,9 +547,9 @@ def metrics(
         return
     series = data.get("series", data)
     for name, points in series.items():
-        console.out(f"# {name}", highlight=False)
+        emit(f"# {name}")
         for step, value in points:
-            console.out(f"{step}\t{value}", highlight=False)
+            emit(f"{step}\t{value}")
 
 
 @app.command()
@@ -563,10 +576,15 @@ def retry(sweep: SweepArg) -> None:
 
 
 def _summary(result: Any) -> str:
-    if isinstance(result, dict):
-        for key in ("cancelled", "requeued", "retried", "count"):
-            if key in result:
-                value = result[key]
-                count = len(value) if isinstance(value, list) else value
-                return f": {count} run(s)"
+    if not isinstance(result, dict):
+        return ""
+    if "retried" in result:
+        return f": {len(result['retried'])} run(s) queued again"
+    if "cancel_requested" in result and "cancelled" in result:
+        return (
+            f": {len(result['cancelled'])} queued run(s) cancelled, "
+            f"{len(result['cancel_requested'])} running run(s) asked to stop"
+        )
+    if "status" in result:
+        return f" (status {result['status']})"
     return ""

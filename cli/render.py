@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -29,23 +30,36 @@ WATCHED_METRICS = (
 )
 
 
+def emit(text: str) -> None:
+    """Data for other programs (tables, CSV, JSON, series): exactly as given, tabs kept."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
 def print_json(console: Console, data: Any) -> None:
-    # Plain print, not console.print_json: no highlighting, so output pipes cleanly into jq.
-    console.out(json.dumps(data, indent=2, default=str), highlight=False)
+    # Plain text, not console.print_json: no highlighting, so output pipes cleanly into jq.
+    emit(json.dumps(data, indent=2, default=str))
 
 
 def _params_text(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in params.items())
 
 
+def _name_is_redundant(rows: list[dict[str, Any]]) -> bool:
+    """experiment_name usually just repeats the slug; then the column only costs width."""
+    return all(r.get("slug") and r["slug"] in str(r.get("experiment_name", "")) for r in rows)
+
+
 def print_preview(console: Console, runs: list[dict[str, Any]]) -> None:
     table = Table(title=f"{len(runs)} run(s)", title_justify="left")
-    for name in ("matrix_id", "slug", "experiment_name", "config_hash"):
+    show_name = not _name_is_redundant(runs)
+    names = ["matrix_id", "slug"] + (["experiment_name"] if show_name else []) + ["config_hash"]
+    for name in names:
         table.add_column(name, overflow="fold")
     for run in runs:
-        table.add_row(
-            run["matrix_id"], run["slug"] or "-", run["experiment_name"], run["config_hash"][:12]
-        )
+        cells = [run["matrix_id"], run["slug"] or "-"]
+        cells += [run["experiment_name"]] if show_name else []
+        table.add_row(*cells, run["config_hash"][:12])
     console.print(table)
 
 
@@ -53,9 +67,14 @@ def print_inspect(console: Console, rows: list[dict[str, Any]]) -> None:
     """One row per run: its id, slug and every scalar field the engine reported."""
     table = Table(title=f"{len(rows)} model(s)", title_justify="left")
     columns: list[str] = []
+    skip = {"experiment_name"} if _name_is_redundant(rows) else set()
     for row in rows:
         for key, value in row.items():
-            if key not in columns and not isinstance(value, (dict, list)):
+            if key in skip:
+                continue
+            # Multi-line values (the model summary) do not fit a table; `--summary` shows them.
+            multiline = isinstance(value, str) and "\n" in value
+            if key not in columns and not multiline and not isinstance(value, (dict, list)):
                 columns.append(key)
     for column in columns:
         numeric = any(isinstance(r.get(column), (int, float)) for r in rows)
@@ -83,7 +102,7 @@ def print_sweep_list(console: Console, sweeps: Iterable[dict[str, Any]]) -> None
         table.add_column(name)
     for sweep in sweeps:
         counts = sweep.get("counts") or {}
-        total = sweep.get("total_runs", sum(counts.values()) if counts else "")
+        total = sweep.get("run_count", sum(counts.values()) if counts else "")
         table.add_row(
             str(sweep["id"]),
             str(sweep.get("name", "")),
@@ -106,7 +125,7 @@ def print_sweep(console: Console, sweep: dict[str, Any]) -> None:
         highlight=False,
     )
     table = Table()
-    for name in ("run", "matrix_id", "slug", "status", "inputs", "device", "error"):
+    for name in ("run", "matrix_id", "slug", "status", "inputs", "error"):
         table.add_column(name, overflow="fold")
     for run in sweep.get("runs", []):
         table.add_row(
@@ -115,7 +134,6 @@ def print_sweep(console: Console, sweep: dict[str, Any]) -> None:
             str(run.get("slug") or "-"),
             str(run.get("status", "")),
             _inputs_text(run),
-            str(run.get("device") or ""),
             str(run.get("error") or ""),
         )
     console.print(table)

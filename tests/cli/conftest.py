@@ -53,14 +53,16 @@ def sweeps(
 
 
 def processes_in(cwd: Path) -> list[int]:
-    """Pids of live processes whose working directory is `cwd` (the stack's children all are)."""
+    """Live processes working in `cwd` or below it (every process of a stack started there:
+    redis-server moves into .sweeps/)."""
     found = []
     target = str(cwd.resolve())
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if os.readlink(entry / "cwd") != target:
+            where = os.readlink(entry / "cwd")
+            if where != target and not where.startswith(target + "/"):
                 continue
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
