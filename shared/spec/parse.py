@@ -252,26 +252,52 @@ def _check_depth(text: str) -> None:
 
 
 def _check_size(document: Any) -> None:
-    """Refuse alias bombs and self-referencing aliases, which expand without bound."""
-    visited = 0
-    stack: list[tuple[Any, int]] = [(document, 0)]
+    """Refuse alias bombs and self-referencing aliases, which expand without bound.
+
+    Sizes and depths are computed once per distinct container (aliases share objects), so a
+    billion-value bomb is measured in the time it takes to visit its few hundred nodes.
+    """
+    sizes: dict[int, tuple[int, int]] = {}  # id -> (values when expanded, depth)
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(document, False)]
     while stack:
-        value, depth = stack.pop()
-        visited += 1
-        if visited > MAX_YAML_NODES:
-            raise SpecError(
-                f"invalid YAML: the document expands to more than {MAX_YAML_NODES:,} values "
-                "(anchors and aliases repeat their content)"
-            )
-        if depth > MAX_YAML_DEPTH:
-            raise SpecError(
-                f"invalid YAML: nested more than {MAX_YAML_DEPTH} levels deep "
-                "(an alias that refers to itself?)"
-            )
-        if isinstance(value, dict):
-            stack.extend((item, depth + 1) for pair in value.items() for item in pair)
-        elif isinstance(value, list | tuple | set | frozenset):
-            stack.extend((item, depth + 1) for item in value)
+        node, done = stack.pop()
+        children = _children(node)
+        if children is None:
+            continue
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            measured = [sizes.get(id(c), (1, 0)) for c in children]
+            size = 1 + sum(m[0] for m in measured)
+            depth = 1 + max((m[1] for m in measured), default=0)
+            sizes[key] = (size, depth)
+            if size > MAX_YAML_NODES:
+                raise SpecError(
+                    f"invalid YAML: the document expands to more than {MAX_YAML_NODES:,} "
+                    "values (anchors and aliases repeat their content)"
+                )
+            if depth > MAX_YAML_DEPTH:
+                raise SpecError(
+                    f"invalid YAML: nested more than {MAX_YAML_DEPTH} levels deep "
+                    "once aliases are expanded"
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise SpecError("invalid YAML: an alias refers to the value that contains it")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if _children(c) is not None)
+
+
+def _children(node: Any) -> list[Any] | None:
+    if isinstance(node, dict):
+        return [item for pair in node.items() for item in pair]
+    if isinstance(node, list | tuple | set | frozenset):
+        return list(node)
+    return None
 
 
 def _without_matrix_block(text: str, locator: _Locator) -> str:

@@ -133,8 +133,16 @@ def test_alias_bomb_smuggled_through_a_matrix_string_is_refused() -> None:
 
 
 def test_self_referencing_alias_is_refused() -> None:
-    err = error_of(BASE + "globals:\n  A: &loop [*loop]\n")
-    assert "an alias that refers to itself" in err.message or "found undefined alias" in err.message
+    err = error_of(BASE + "globals:\n  A: &loop [1, *loop]\n")
+    assert "an alias refers to the value that contains it" in err.message
+
+
+def test_depth_through_aliases_is_refused() -> None:
+    # each anchor is 60 deep (allowed); nesting one in another makes 120 once expanded
+    inner = "[" * 60 + "1" + "]" * 60
+    outer = "[" * 60 + "*a" + "]" * 60
+    err = error_of(BASE + f"globals:\n  A: &a {inner}\n  B: {outer}\n")
+    assert "nested more than 100 levels deep once aliases are expanded" in err.message
 
 
 # --- keys ----------------------------------------------------------------------------------
