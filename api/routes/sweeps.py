@@ -121,7 +121,11 @@ def _encodable(text: str) -> bool:
 
 def parse(text: str, settings: Settings) -> SweepSpec:
     """Validate and expand the file; the API never runs any of its code."""
-    return parse_sweep(text, max_runs=settings.max_runs)
+    spec = parse_sweep(text, max_runs=settings.max_runs)
+    if not spec.runs:  # valid per FORMAT.md, but a sweep of nothing is surely a mistake
+        raise SpecError("the matrix gives no runs (an empty list, or a $filter that keeps none)",
+                        key="matrix")  # fmt: skip
+    return spec
 
 
 def default_name(spec: SweepSpec) -> str:
@@ -171,9 +175,6 @@ def create_sweep(
     """Submit a sweep file: store its runs and queue them (results that exist are reused)."""
     text, name = read_submission(request, body, name)
     spec = parse(text, settings)
-    if not spec.runs:
-        raise SpecError("the matrix gives no runs (an empty list, or a $filter that keeps none)",
-                        key="matrix")  # fmt: skip
     sweep, runs = sweeps.create_sweep(session, spec, name=name or default_name(spec), force=force)
     queued = [r.id for r in runs if r.status == RunStatus.QUEUED]
     enqueued, warnings = enqueue_after_commit(session, settings, queued)
