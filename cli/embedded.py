@@ -166,6 +166,7 @@ class EmbeddedStack:
     log: IO[str] = field(default_factory=lambda: sys.stderr)
     children: list[Child] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    detached: bool = False
 
     @property
     def url(self) -> str:
@@ -306,6 +307,8 @@ class EmbeddedStack:
 
         A second Ctrl-C while stopping is ignored, so it cannot leave a child behind.
         """
+        if self.detached:
+            return
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             for child in reversed(self.children):
@@ -318,8 +321,8 @@ class EmbeddedStack:
             STACK_FILE.unlink(missing_ok=True)
 
     def detach(self) -> None:
-        """--keep: leave the children running; `sweeps down` stops them later."""
-        self.children.clear()
+        """--keep: leave the children (and their record) running; `sweeps down` stops them."""
+        self.detached = True
 
     def __enter__(self) -> EmbeddedStack:
         self.start()

@@ -71,3 +71,16 @@ def test_missing_fashion_mnist_says_how_to_get_it(
         assert datacheck.missing_data_message(uses_it) is None
     finally:
         get_settings.cache_clear()
+
+
+def test_inspect_counts_each_runs_parameters(tmp_path: Path) -> None:
+    result = sweeps("inspect", str(TINY_SWEEP), "--json", cwd=tmp_path, timeout=180)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    # Linear(16, h) + Linear(h, 2): 16h + h + 2h + 2.
+    assert [(r["slug"], r["params"]) for r in rows] == [("hidden:4", 78), ("hidden:8", 154)]
+    assert "Linear(in_features=16, out_features=8" in rows[1]["summary"]
+
+    table = sweeps("inspect", str(TINY_SWEEP), cwd=tmp_path, timeout=180)
+    assert table.returncode == 0, table.stderr
+    assert "154" in table.stdout and "summary" not in table.stdout
