@@ -125,6 +125,8 @@ def parse(text: str, settings: Settings) -> SweepSpec:
     if not spec.runs:  # valid per FORMAT.md, but a sweep of nothing is surely a mistake
         raise SpecError("the matrix gives no runs (an empty list, or a $filter that keeps none)",
                         key="matrix")  # fmt: skip
+    for run in spec.runs:
+        sweeps.check_storable(run)
     return spec
 
 
@@ -208,7 +210,7 @@ def preview_sweep(
             matrix_id=p.spec.matrix_id,
             slug=p.spec.slug,
             experiment_name=p.spec.experiment_name,
-            params=sweeps._json_safe(p.spec.params),
+            params=sweeps.json_safe(p.spec.params),
             config_hash=p.spec.config_hash,
             would_reuse=p.reuse_from_id is not None,
             reuse_from_id=p.reuse_from_id,

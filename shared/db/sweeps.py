@@ -9,6 +9,7 @@ a run the worker has just claimed is never cancelled as if it were still queued.
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,13 +28,14 @@ from shared.db.models import (
     SweepStatus,
     utcnow,
 )
-from shared.spec import RunSpec
+from shared.spec import RunSpec, SpecError
 from shared.spec import Sweep as SweepSpec
 from shared.table import TableRun
 
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 RETRYABLE_STATUSES = (RunStatus.FAILED, RunStatus.CANCELLED)
 _CHUNK = 1000  # bound the parameters of one IN (...) list
+MAX_INPUTS = 2**62  # runs.max_inputs and metrics.step are BIGINT
 
 
 class NotFound(LookupError):
@@ -74,9 +76,43 @@ def plan_runs(session: Session, spec: SweepSpec, *, force: bool = False) -> list
     return [PlannedRun(r, reusable.get(r.config_hash)) for r in spec.runs]
 
 
-def _json_safe(value: Any) -> Any:
-    # YAML may hold dates or sets; the spec hashes them with str(), so store them the same way.
+def json_safe(value: Any) -> Any:
+    """`value` as it is stored: dates and sets become strings, as the spec hashes them."""
     return json.loads(json.dumps(value, default=str))
+
+
+def check_storable(spec: RunSpec) -> None:
+    """SpecError for values no database column can hold (YAML escapes can make them)."""
+    label = f"{spec.matrix_id} ({spec.slug})" if spec.slug else None
+    for key, value in spec.config.items():
+        problem = _unstorable(value)
+        if problem:
+            raise SpecError(
+                f"'{key}' holds {problem}, which cannot be stored", key=str(key), run=label
+            )
+    max_inputs = spec.config.get("max_inputs")
+    if isinstance(max_inputs, int) and max_inputs > MAX_INPUTS:
+        raise SpecError(
+            f"'max_inputs' must be at most {MAX_INPUTS:,}", key="max_inputs", value=max_inputs
+        )
+
+
+def _unstorable(value: Any) -> str | None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "a NUL character (\\0)"
+        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+            return "an unpaired UTF-16 surrogate"
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"the number {value} (not valid JSON)"
+    if isinstance(value, dict):
+        items: Iterable[Any] = [*value.keys(), *value.values()]
+    elif isinstance(value, list | tuple | set):
+        items = value
+    else:
+        return None
+    return next((p for p in map(_unstorable, items) if p), None)
 
 
 def _max_inputs(config: dict[str, Any]) -> int | None:
@@ -88,6 +124,8 @@ def create_sweep(
     session: Session, spec: SweepSpec, *, name: str, force: bool = False
 ) -> tuple[Sweep, list[Run]]:
     """Store the sweep and its runs; runs already trained elsewhere become `reused`."""
+    for run_spec in spec.runs:
+        check_storable(run_spec)
     plans = plan_runs(session, spec, force=force)
     now = utcnow()
     sweep = Sweep(name=name[:200], yaml_text=spec.yaml_text, matrix_keys=list(spec.matrix_keys))
@@ -101,8 +139,8 @@ def create_sweep(
             matrix_id=plan.spec.matrix_id,
             slug=plan.spec.slug,
             experiment_name=plan.spec.experiment_name,
-            params=_json_safe(plan.spec.params),
-            config=_json_safe(plan.spec.config),
+            params=json_safe(plan.spec.params),
+            config=json_safe(plan.spec.config),
             config_hash=plan.spec.config_hash,
             max_inputs=_max_inputs(plan.spec.config),
             status=RunStatus.QUEUED,

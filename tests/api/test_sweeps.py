@@ -153,6 +153,30 @@ def test_empty_matrix_is_422(client: TestClient) -> None:
     assert "no runs" in response.json()["detail"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("change", "key", "words"),
+    [
+        (
+            ("experiment_name: tiny", 'experiment_name: "nul\\0"\nx_: tiny'),
+            "experiment_name",
+            "NUL",
+        ),
+        (("batch_size: 4", "batch_size: 4\nglobals: {X: .inf}"), "globals", "inf"),
+        (("max_inputs: 64", "max_inputs: 99999999999999999999"), "max_inputs", "at most"),
+    ],
+)
+def test_values_no_column_can_hold_are_422(
+    client: TestClient, session: Session, change: tuple[str, str], key: str, words: str
+) -> None:
+    text = TINY_YAML.replace(*change).replace("x_: tiny/lin_${matrix_slug}\n", "")
+    for path in ("/sweeps", "/sweeps/preview"):
+        response = client.post(path, content=text, headers={"Content-Type": "application/x-yaml"})
+        assert response.status_code == 422, response.text
+        detail = response.json()["detail"]
+        assert detail["key"] == key and words in detail["message"]
+    assert _count(session, Sweep) == 0
+
+
 def test_non_utf8_is_400(client: TestClient) -> None:
     body = TINY_YAML.encode().replace(b"tiny/lin", b"tiny/l\xe9n")
     response = client.post("/sweeps", content=body, headers={"Content-Type": "text/plain"})
