@@ -76,6 +76,7 @@ class Reporter:
         self._provenance: dict[str, Any] | None = None
         self._last_renewal = time.monotonic()
         self._thread: threading.Thread | None = None
+        self._outage_since: float | None = None
         # What the heartbeat learned; read by should_stop() from the training thread.
         self.cancel_requested = False
         self.lease_lost = False
@@ -133,11 +134,17 @@ class Reporter:
                 return
             try:
                 self.flush()
+                if self._outage_since is not None:
+                    log.info(
+                        "run %s: database reachable again; buffered points written", self.run_id
+                    )
+                    self._outage_since = None
             except Exception as exc:
                 if is_transient(exc):
-                    log.warning(
-                        "run %s: database unreachable, keeping points: %s", self.run_id, exc
-                    )
+                    if self._outage_since is None:  # once per outage, not every tick
+                        self._outage_since = time.monotonic()
+                        log.warning("run %s: database unreachable, keeping points in memory "
+                                    "and retrying: %s", self.run_id, exc)  # fmt: skip
                 else:
                     log.exception("run %s: cannot store results; stopping the run", self.run_id)
                     self.storage_error = exc
