@@ -10,9 +10,11 @@ import gzip
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from fastapi import HTTPException, Request, Response
 
@@ -81,3 +83,14 @@ def serve(asset: Asset, request: Request) -> Response:
         headers["Content-Encoding"] = "gzip"
         return Response(asset.gzipped, media_type=asset.media_type, headers=headers)
     return Response(asset.body, media_type=asset.media_type, headers=headers)
+
+
+def json_response(payload: Any, request: Request, *, compress_over: int = 32_768) -> Response:
+    """Compact JSON, gzipped (fast level) when large and the client accepts it: curves of a
+    big sweep are megabytes of digits that compress about four to one."""
+    body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+    if len(body) > compress_over and "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        body = gzip.compress(body, compresslevel=1, mtime=0)
+    return Response(body, media_type="application/json", headers=headers)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,12 @@ templates.env.globals.update(static_url=assets.static_url, plotly_url=assets.plo
 DbSession = SessionDep
 SWEEPS_PER_PAGE = 50
 DEFAULT_MAX_POINTS = 400
+# Points per chart the browser is asked to draw at most: many runs get fewer points each.
+CHART_POINT_BUDGET = 20_000
+
+
+def max_points_for(runs: int) -> int:
+    return max(50, min(DEFAULT_MAX_POINTS, CHART_POINT_BUDGET // max(1, runs)))
 
 
 # ---------------------------------------------------------------- who is asking
@@ -188,7 +194,7 @@ def sweep_page(
     return render(
         request,
         "sweep.html",
-        max_points=DEFAULT_MAX_POINTS,
+        max_points=max_points_for(len(context["table"].rows)),
         flash=_flash(cancelled, stopping, retried),
         **context,
     )
@@ -331,7 +337,7 @@ def compare_page(
         "compare.html",
         runs_text=",".join(str(i) for i in sorted(picked - listed)),
         sweeps_text="",
-        max_points=DEFAULT_MAX_POINTS,
+        max_points=max_points_for(len(picked)),
         **context,
     )
 
@@ -381,13 +387,14 @@ async def submit(
 
 @router.get("/api/curves")
 def curves(
+    request: Request,
     db: DbSession,
     _: DataUser,
     runs: str = "",
     sweeps: str = "",
     after: str = "",
     max_points: Annotated[int, Query(ge=4, le=5000)] = DEFAULT_MAX_POINTS,
-) -> JSONResponse:
+) -> Response:
     """Learning curves of many runs in two queries: runs, then every series downsampled."""
     try:
         run_ids, sweep_ids = _ids([runs], "runs"), _ids([sweeps], "sweeps")
@@ -395,4 +402,5 @@ def curves(
     except ValueError as error:
         raise HTTPException(422, str(error)) from None
     chosen = load_runs(db, sweep_ids=sweep_ids, run_ids=run_ids)
-    return JSONResponse(curves_payload(db, chosen, after=cursors, max_points=max_points))
+    payload = curves_payload(db, chosen, after=cursors, max_points=max_points)
+    return assets.json_response(payload, request)

@@ -27,7 +27,9 @@ from tests.api.conftest import queued_run_ids
 from tests.api.ui_support import (  # noqa: F401 - fixtures
     CURVE_KEYS,
     TOKEN,
+    curve_value,
     logged_in,
+    seed_large_sweep,
     seed_sweep,
     ui_client,
 )
@@ -312,6 +314,26 @@ def test_curves_endpoint_one_series_per_run_and_key(logged_in: TestClient, db_ur
     }
     assert logged_in.get("/ui/api/curves?runs=1&after=1-5").status_code == 422
     assert logged_in.get("/ui/api/curves?runs=1&max_points=2").status_code == 422
+
+
+def test_curves_for_200_runs_x_35_validations(logged_in: TestClient, db_url: str) -> None:
+    """Every run's every series in one request, complete and in step order (timing: bench/)."""
+    seeded = seed_large_sweep(db_url, runs=200, validations=35)
+    response = logged_in.get(
+        f"/ui/api/curves?sweeps={seeded.sweep_id}&max_points=100",
+        headers={"Accept-Encoding": "gzip"},
+    )
+    assert response.status_code == 200
+    assert response.headers["content-encoding"] == "gzip"  # megabytes of digits: compressed
+    data = response.json()
+    assert [r["slug"] for r in data["runs"]] == seeded.slugs
+    expected_steps = [(p + 1) * 1_000 for p in range(35)]
+    for key in CURVE_KEYS:
+        assert len(data["series"][key]) == 200
+        for n, run_id in enumerate(seeded.run_ids):
+            steps, values = data["series"][key][str(run_id)]
+            assert steps == expected_steps
+            assert values[-1] == curve_value(key, n, 35_000)
 
 
 def test_curves_show_a_reused_runs_source(logged_in: TestClient, db_url: str) -> None:

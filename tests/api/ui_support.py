@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from api.main import create_app
@@ -166,5 +167,34 @@ def finish_runs(db_url: str, run_ids: list[int]) -> None:
                 run.status, run.finished_at = RunStatus.SUCCEEDED, utcnow()
                 run.sweep.status, run.sweep.finished_at = SweepStatus.FINISHED, utcnow()
             session.commit()
+    finally:
+        engine.dispose()
+
+
+def seed_large_sweep(db_url: str, runs: int, validations: int, every: int = 1_000) -> Seeded:
+    """A finished sweep of `runs` runs with `validations` points of every curve key (bulk)."""
+    engine = make_engine(db_url)
+    try:
+        with Session(engine) as session:
+            sweep = Sweep(name="large", yaml_text="# large\n", matrix_keys=["i"])
+            session.add(sweep)
+            session.flush()
+            run_rows = [
+                Run(sweep_id=sweep.id, matrix_id=str(i), slug=f"i:{i}", experiment_name=f"l_{i}",
+                    params={"i": i}, config={}, config_hash=f"{sweep.id:032x}{i:032x}",
+                    status=RunStatus.SUCCEEDED)
+                for i in range(runs)
+            ]  # fmt: skip
+            session.add_all(run_rows)
+            session.flush()
+            session.execute(
+                insert(Metric),
+                [{"run_id": run.id, "key": key, "step": (p + 1) * every,
+                  "value": curve_value(key, n, (p + 1) * every)}
+                 for n, run in enumerate(run_rows) for key in CURVE_KEYS
+                 for p in range(validations)],
+            )  # fmt: skip
+            session.commit()
+            return Seeded(sweep.id, [r.id for r in run_rows], [r.slug for r in run_rows])
     finally:
         engine.dispose()

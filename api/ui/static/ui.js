@@ -11,6 +11,10 @@ const CURVE_KEYS = {
 };
 const POLL_MS = 4000;
 const PLOT_CONFIG = { displaylogo: false, responsive: true };
+const WAITING = {
+  text: "no points yet", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5,
+  font: { color: "#6b7385" },
+};
 
 // ---- sortable tables -------------------------------------------------------------------
 // Cells carry data-value (a number) when numeric; otherwise their text is compared.
@@ -67,10 +71,16 @@ class CurveBoard {
   }
 
   async load() {
+    performance.mark("curves-fetch");
     const data = await this.fetch(this.url);
     this.runs = data.runs;
-    for (const key of Object.keys(CURVE_KEYS)) this.newChart(key, data);
+    // One chart per animation frame: the first shows at once, the page stays responsive.
+    for (const key of Object.keys(CURVE_KEYS)) {
+      this.newChart(key, data);
+      await new Promise((resolve) => window.requestAnimationFrame(resolve));
+    }
     data.runs.forEach((r) => { if (!r.finished) this.active.add(r.id); });
+    performance.mark("curves-drawn");  // bench/ui_curves.py reads these two marks
     this.root.dataset.ready = "1";
     if (this.active.size) this.schedule();
     return data;
@@ -99,19 +109,19 @@ class CurveBoard {
     this.charts[key] = div;
     this.traceIndex[key] = {};
     this.lastStep[key] = {};
-    // SVG lines stay crisp and need no WebGL; many runs switch to WebGL for speed.
-    const plotType = data.runs.length > 60 ? "scattergl" : "scatter";
     const traces = data.runs.map((run, i) => {
       const points = (data.series[key] || {})[run.id] || [[], []];
       this.traceIndex[key][run.id] = i;
       this.lastStep[key][run.id] = points[0].length ? points[0][points[0].length - 1] : -1;
       return {
-        x: points[0], y: points[1], name: run.label, type: plotType, mode: "lines",
+        x: points[0], y: points[1], name: run.label, type: "scatter", mode: "lines",
         meta: run.id, hovertemplate: `${run.label}<br>%{x:,} inputs: %{y:.4g}<extra></extra>`,
       };
     });
+    const empty = traces.every((t) => t.x.length === 0);
     const layout = {
       title: { text: CURVE_KEYS[key], font: { size: 14 } },
+      annotations: empty ? [WAITING] : [],
       margin: { l: 55, r: 10, t: 36, b: 40 },
       xaxis: { title: { text: "inputs seen" }, rangemode: "tozero" },
       yaxis: { type: key.endsWith("loss") ? "log" : "linear" },
@@ -165,7 +175,11 @@ class CurveBoard {
       indices.push(this.traceIndex[key][runId]);
       this.lastStep[key][runId] = points[0][keep[keep.length - 1]];
     }
-    if (indices.length) Plotly.extendTraces(this.charts[key], { x: xs, y: ys }, indices);
+    if (!indices.length) return;
+    Plotly.extendTraces(this.charts[key], { x: xs, y: ys }, indices);
+    if ((this.charts[key].layout.annotations || []).length) {
+      Plotly.relayout(this.charts[key], { annotations: [] });
+    }
   }
 }
 
