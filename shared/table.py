@@ -81,6 +81,8 @@ _METRIC_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     ("train time", "train_seconds", None),
     ("throughput", "throughput", None),
 )
+# The metric keys a table shows.
+TABLE_KEYS = (_VALIDATION, *(key for _, key, _ in _METRIC_COLUMNS))
 _FIXED_NAMES = {"run", "sweep", "status", "validation loss"} | {c[0] for c in _METRIC_COLUMNS}
 
 

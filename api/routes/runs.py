@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
@@ -12,10 +12,16 @@ from api.schemas import MetricPoint, MetricSeries, Problem, RunCancelled, RunDet
 from shared.db import sweeps
 from shared.table import METRIC_KEYS
 
-router = APIRouter(tags=["runs"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    tags=["runs"],
+    dependencies=[Depends(require_token)],
+    responses={401: {"model": Problem, "description": "missing, invalid or revoked token"}},
+)
 
 RunId = Annotated[int, Path(ge=1, le=2**31 - 1, description="run id")]
-_NOT_FOUND = {404: {"model": Problem, "description": "no run with that id"}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "no run with that id"}
+}
 
 
 @router.get("/runs/{run_id}", response_model=RunDetail, responses=_NOT_FOUND)
@@ -78,4 +84,6 @@ def run_metrics(
         session, run_id, keys=wanted, after=after, max_points=max_points
     )
     last = max((points[-1][0] for points in series.values() if points), default=None)
-    return MetricSeries(run_id=run_id, source_run_id=source, series=series, last_step=last)
+    return MetricSeries.model_validate(
+        {"run_id": run_id, "source_run_id": source, "series": series, "last_step": last}
+    )
