@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from api.schemas import Problem
 from shared.db.sweeps import Conflict, NotFound
 from shared.spec import SpecError
 from shared.table import UnknownColumn
 
 log = logging.getLogger("sweeps.api")
+
+# Documented on every authenticated route (schema-driven clients and fuzzers rely on it).
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "missing, invalid or revoked token"},
+    503: {"model": Problem, "description": "the database is unavailable"},
+}
 
 DATABASE_DOWN = "the database is unavailable; the service retries by itself, try again shortly"
 

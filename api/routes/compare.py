@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from api.deps import SessionDep, require_token
-from api.errors import InvalidInput
+from api.errors import AUTH_RESPONSES, InvalidInput
 from api.schemas import Problem, TableOut
 from shared.db import sweeps
 from shared.table import build_table, to_csv, to_json, to_markdown
@@ -16,7 +16,7 @@ from shared.table import build_table, to_csv, to_json, to_markdown
 router = APIRouter(
     tags=["tables"],
     dependencies=[Depends(require_token)],
-    responses={401: {"model": Problem, "description": "missing, invalid or revoked token"}},
+    responses=AUTH_RESPONSES,
 )
 
 Format = Annotated[Literal["json", "md", "csv"], Query(description="json, md or csv")]

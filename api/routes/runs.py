@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 
 from api.deps import SessionDep, require_token
-from api.errors import InvalidInput
+from api.errors import AUTH_RESPONSES, InvalidInput
 from api.schemas import MetricPoint, MetricSeries, Problem, RunCancelled, RunDetail
 from shared.db import sweeps
 from shared.table import METRIC_KEYS
@@ -15,7 +15,7 @@ from shared.table import METRIC_KEYS
 router = APIRouter(
     tags=["runs"],
     dependencies=[Depends(require_token)],
-    responses={401: {"model": Problem, "description": "missing, invalid or revoked token"}},
+    responses=AUTH_RESPONSES,
 )
 
 RunId = Annotated[int, Path(ge=1, le=2**31 - 1, description="run id")]

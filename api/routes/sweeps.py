@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from api.deps import SessionDep, SettingsDep, read_body, require_token
-from api.errors import BadRequest, InvalidInput, UnsupportedMediaType
+from api.errors import AUTH_RESPONSES, BadRequest, InvalidInput, UnsupportedMediaType
 from api.schemas import (
     PreviewRun,
     Problem,
@@ -35,7 +35,11 @@ from shared.spec import SpecError, parse_sweep
 from shared.spec import Sweep as SweepSpec
 
 log = logging.getLogger("sweeps.api")
-router = APIRouter(tags=["sweeps"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    tags=["sweeps"],
+    dependencies=[Depends(require_token)],
+    responses=AUTH_RESPONSES,
+)
 
 SweepId = Annotated[int, Path(ge=1, le=2**31 - 1, description="sweep id")]
 YAML_TYPES = ("application/x-yaml", "application/yaml", "text/yaml", "text/x-yaml", "text/plain")
@@ -53,11 +57,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "description": text}
     for code, text in [
         (400, "the body cannot be read (not UTF-8, broken JSON)"),
-        (401, "missing, invalid or revoked token"),
         (413, "the body is over SWEEPS_MAX_BODY_BYTES"),
         (415, "unsupported Content-Type"),
         (422, "the sweep file is invalid: message, line, column, key, value"),
-        (503, "the database is unavailable"),
     ]
 }
 Body = Annotated[bytes, Depends(read_body)]
