@@ -177,11 +177,12 @@ def assert_sweep_complete(
     for run_id in run_ids:
         assert rows[run_id].inputs_seen == final, run_id
         validation = expected_validation_steps(final)
-        for key in ("validation_loss", "model_params", "train_seconds", "throughput"):
-            assert metric_steps(db_url, run_id, key) == validation, (run_id, key)
         train_loss = expected_train_loss_steps(final)
-        assert metric_steps(db_url, run_id, "train_loss") == train_loss, run_id
-        assert metric_steps(db_url, run_id, "learnrate") == train_loss, run_id
+        expected = dict.fromkeys(("validation_loss", "model_params", "train_seconds"), validation)
+        expected |= {"throughput": validation, "train_loss": train_loss, "learnrate": train_loss}
+        for key, steps in expected.items():
+            stored = metric_steps(db_url, run_id, key)
+            assert stored == steps, f"run {run_id} {key}: stored steps {stored}, expected {steps}"
         latest = dict(
             (row.key, row.step)
             for row in query(
