@@ -57,7 +57,7 @@ def test_sweep_end_to_end(db_url: str, broker_url: str, tmp_path: Path) -> None:
         # -- one run: outcome, provenance, learning curves
         run = client.get(f"/runs/{run_ids[0]}").json()
         assert (run["status"], run["attempts"], run["inputs_seen"]) == ("succeeded", 1, 2048)
-        assert run["device"] == "cpu" and run["provenance"]["seed"] == 1
+        assert run["device"].split()[0] in ("cpu", "cuda") and run["provenance"]["seed"] == 1
         assert run["latest"]["validation_loss"]["step"] == 2048
 
         metrics = client.get(f"/runs/{run_ids[0]}/metrics").json()

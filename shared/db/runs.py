@@ -124,7 +124,10 @@ def record_provenance(session: Session, run_id: int, owner: str, info: dict[str,
     """Store what produced the run (config, seed, versions, device, host)."""
     values: dict[str, Any] = {"provenance": info}
     if info.get("device"):
-        values["device"] = str(info["device"])[:200]
+        # "cuda (NVIDIA H100 80GB HBM3)": the kind for filters, the model for people.
+        name = info.get("device_name")
+        device = f"{info['device']} ({name})" if name and name != info["device"] else info["device"]
+        values["device"] = str(device)[:200]
     if info.get("host"):
         values["worker_host"] = str(info["host"])[:200]
     result = session.execute(

@@ -125,13 +125,13 @@ def test_upsert_metrics_throughput(session: Session, make_runs: MakeRuns) -> Non
 
 def test_progress_and_provenance_need_the_lease(session: Session, make_runs: MakeRuns) -> None:
     (run_id,) = _claimed(session, make_runs)
-    info = {"device": "cpu", "host": "box", "torch": "2.x", "seed": 1}
+    info = {"device": "cuda", "device_name": "NVIDIA H100", "host": "box", "seed": 1}
     assert record_provenance(session, run_id, "w1", info) is True
     assert record_progress(session, run_id, "w1", 640) is True
     assert record_progress(session, run_id, "w2", 9_999) is False
     session.commit()
     run = _run(session, run_id)
-    assert (run.device, run.worker_host, run.inputs_seen) == ("cpu", "box", 640)
+    assert (run.device, run.worker_host, run.inputs_seen) == ("cuda (NVIDIA H100)", "box", 640)
     assert run.provenance == info
 
 

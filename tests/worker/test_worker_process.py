@@ -55,12 +55,20 @@ def test_celery_settings_suit_long_gpu_jobs(settings_env: dict[str, str]) -> Non
 def test_two_runs_per_gpu_train_at_the_same_time(
     db_url: str, broker_url: str, tmp_path: Path, session: Session, make_runs: MakeRuns
 ) -> None:
-    configs = sweep_configs("slow.yaml", max_inputs=40_000)
-    run_ids = make_runs(configs=[configs[0], {**configs[0], "seed": 2}])
+    (config,) = sweep_configs("slow.yaml", max_inputs=40_000)
+    # The user's code checks that `--gpu 0` pinned the device for the run's process.
+    config["model"] = (
+        "import os\nassert os.environ['CUDA_VISIBLE_DEVICES'] == '0', 'not pinned'\n"
+        + config["model"]
+    )
+    run_ids = make_runs(configs=[config, {**config, "seed": 2}])
     env = _env(db_url, broker_url, tmp_path)
-    with start_worker(env, log_path=tmp_path / "worker.log", runs_per_gpu=2) as worker:
+    with start_worker(env, log_path=tmp_path / "w.log", runs_per_gpu=2, gpu="0") as worker:
         _enqueue(broker_url, run_ids)
         wait_for_runs(db_url, run_ids, timeout=150, diagnostics=worker.log_tail)
+        # torch (and so CUDA) lives only in the forked children, never in the parent that
+        # forks them: a CUDA context inherited across fork breaks every child.
+        assert "libtorch" not in Path(f"/proc/{worker.pid}/maps").read_text()
     first, second = _runs(session, run_ids)
     assert first.started_at and first.finished_at and second.started_at and second.finished_at
     # Overlapping intervals: each started before the other finished.
