@@ -16,15 +16,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
 from shared.db.models import RunStatus
 from shared.db.runs import claim_run
 from shared.db.session import session_scope
 from shared.settings import Settings, get_settings
-from worker.reporter import Reporter
+from worker.reporter import Reporter, is_transient
 
 log = logging.getLogger(__name__)
 
 TrainFn = Callable[..., dict[str, Any]]
+
+CLAIM_PATIENCE_SECONDS = 60.0
 
 
 def run_dir(run_id: int, settings: Settings | None = None) -> Path:
@@ -41,12 +45,7 @@ def train(run_id: int, *, train_fn: TrainFn | None = None) -> str:
     """Claim, train and record one run; returns the outcome ("skipped" for a duplicate)."""
     settings = get_settings()
     owner = lease_owner()
-    with session_scope() as session:
-        run = claim_run(
-            session, run_id, owner, settings.lease_seconds,
-            host=socket.gethostname(), max_attempts=settings.max_attempts,
-        )  # fmt: skip
-        config = dict(run.config) if run is not None else None
+    config = _claim(run_id, owner, settings)
     if config is None:
         log.info("run %s: not claimable (duplicate delivery, cancelled or finished)", run_id)
         return "skipped"
@@ -68,6 +67,24 @@ def train(run_id: int, *, train_fn: TrainFn | None = None) -> str:
     outcome = status.value if recorded else "lost"
     log.info("run %s: %s", run_id, outcome)
     return outcome
+
+
+def _claim(run_id: int, owner: str, settings: Settings) -> dict[str, Any] | None:
+    """The run's config if we claimed it; retried through a database blip, since a task that
+    fails here leaves the run to the reconciler's grace period."""
+    for attempt in Retrying(
+        retry=retry_if_exception(is_transient),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        stop=stop_after_delay(CLAIM_PATIENCE_SECONDS),
+        reraise=True,
+    ):
+        with attempt, session_scope() as session:
+            run = claim_run(
+                session, run_id, owner, settings.lease_seconds,
+                host=socket.gethostname(), max_attempts=settings.max_attempts,
+            )  # fmt: skip
+            return dict(run.config) if run is not None else None
+    raise AssertionError("unreachable: Retrying either returns or raises")
 
 
 def _train(

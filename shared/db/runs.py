@@ -70,9 +70,11 @@ def claim_run(
     )
     if max_attempts is not None:
         expired = and_(expired, Run.attempts < max_attempts)
+    # Our own claim again: a retry after a commit whose reply was lost must not orphan the run.
+    ours = and_(Run.status == RunStatus.RUNNING, Run.lease_owner == owner)
     result = session.execute(
         update(Run)
-        .where(Run.id == run_id, or_(Run.status == RunStatus.QUEUED, expired))
+        .where(Run.id == run_id, or_(Run.status == RunStatus.QUEUED, expired, ours))
         .values(
             status=RunStatus.RUNNING,
             lease_owner=owner,
