@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     )
     runs_per_gpu: int = 1
     max_attempts: int = Field(
-        3, description="a run whose worker is lost this many times is failed, not re-queued"
+        default=3, description="a run whose worker is lost this many times is failed, not re-queued"
     )
     metrics_flush_seconds: float = 2.0
 

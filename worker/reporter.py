@@ -88,7 +88,7 @@ class Reporter:
     def __call__(self, event: str, **payload: Any) -> None:
         """Record one engine event; never blocks on the database."""
         with self._lock:
-            if event == "metrics":
+            if event in ("metrics", "replay"):  # replay: points again after a resume
                 self._pending.extend(payload["points"])
             elif event == "progress":
                 self._progress = int(payload["inputs"])
