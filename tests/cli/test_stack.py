@@ -113,6 +113,10 @@ def test_submit_watch_table_metrics_and_reuse(stack: Stack) -> None:
     again = stack.run("submit", str(TINY_SWEEP))
     assert "2 reused from earlier results" in again.stdout, again.stdout
     second = sweep_id_of(again.stdout)
+    # On a terminal, watch draws live progress bars (forced here: the output is a pipe).
+    live = stack.run("watch", str(second), TTY_INTERACTIVE="1", TTY_COMPATIBLE="1")
+    assert live.returncode == 0, live.stderr
+    assert "━" in live.stdout and "2,048/2,048" in live.stdout and "reused" in live.stdout
     compared = stack.run("compare", "--sweeps", f"{sweep_id},{second}", "--format", "csv")
     assert compared.returncode == 0, compared.stderr
     statuses = [row["status"] for row in csv.DictReader(io.StringIO(compared.stdout))]

@@ -1,0 +1,261 @@
+"""Client commands: talk to the API over HTTP (except `preview` and `inspect`, which are local)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cli.client import ApiClient, CliError
+from cli.common import (
+    FileArg,
+    JsonOpt,
+    SweepArg,
+    TableFormat,
+    console,
+    err_console,
+    read_yaml,
+)
+from cli.render import (
+    SweepView,
+    emit,
+    poll_until_finished,
+    print_inspect,
+    print_json,
+    print_preview,
+    print_sweep,
+    print_sweep_list,
+)
+
+
+def submit(
+    file: FileArg,
+    force: Annotated[bool, typer.Option(help="train again even if a result exists")] = False,
+    name: Annotated[str | None, typer.Option(help="sweep name (default: the file name)")] = None,
+) -> None:
+    """Submit FILE to the API; prints the sweep id."""
+    yaml_text = read_yaml(file)
+    with ApiClient.from_settings() as client:
+        submit_file(client, file, yaml_text, force=force, name=name)
+
+
+def submit_file(
+    client: ApiClient, file: Path, yaml_text: str, *, force: bool, name: str | None = None
+) -> int:
+    body = {"yaml": yaml_text, "name": name or file.stem}
+    created = client.post("/sweeps", json=body, params={"force": "true"} if force else None)
+    sweep_id = int(created["id"])
+    runs = created.get("runs", [])
+    reused = sum(1 for r in runs if r.get("status") == "reused")
+    console.print(
+        f"sweep {sweep_id}: {len(runs)} run(s) submitted"
+        + (f", {reused} reused from earlier results" if reused else ""),
+        highlight=False,
+    )
+    return sweep_id
+
+
+def preview(file: FileArg, json_out: JsonOpt = False) -> None:
+    """Expand FILE locally (no server): matrix_id, slug, params, experiment_name, config_hash."""
+    from shared.settings import get_settings
+    from shared.spec import SpecError, parse_sweep
+
+    yaml_text = read_yaml(file)
+    try:
+        sweep = parse_sweep(yaml_text, max_runs=get_settings().max_runs)
+    except SpecError as exc:
+        raise CliError(f"{file}: {exc}") from None
+    runs = [
+        {
+            "matrix_id": r.matrix_id,
+            "slug": r.slug,
+            "params": r.params,
+            "experiment_name": r.experiment_name,
+            "config_hash": r.config_hash,
+        }
+        for r in sweep.runs
+    ]
+    if json_out:
+        print_json(console, runs)
+    else:
+        print_preview(console, runs)
+
+
+def inspect(
+    file: FileArg,
+    json_out: JsonOpt = False,
+    summary: Annotated[bool, typer.Option(help="also print each model's structure")] = False,
+) -> None:
+    """Build each run's model locally and count its parameters (runs the file's model code)."""
+    from shared.spec import SpecError
+    from worker.engine.inspect import inspect_sweep
+
+    yaml_text = read_yaml(file)
+    try:
+        rows = inspect_sweep(yaml_text)
+    except SpecError as exc:
+        raise CliError(f"{file}: {exc}") from None
+    if json_out:
+        print_json(console, rows)
+        return
+    print_inspect(console, rows)
+    if summary:
+        for row in rows:
+            emit(f"\n# {row.get('matrix_id')} {row.get('slug', '')}\n{row.get('summary')}")
+
+
+def status(
+    sweep: Annotated[int | None, typer.Argument(help="sweep id (omit to list sweeps)")] = None,
+    json_out: JsonOpt = False,
+    limit: Annotated[int, typer.Option(help="sweeps to list")] = 20,
+) -> None:
+    """List recent sweeps, or show one sweep's runs."""
+    with ApiClient.from_settings() as client:
+        if sweep is None:
+            data = client.get("/sweeps", limit=limit)
+            items = data.get("items", data) if isinstance(data, dict) else data
+            print_json(console, data) if json_out else print_sweep_list(console, items)
+        else:
+            data = client.get(f"/sweeps/{sweep}")
+            print_json(console, data) if json_out else print_sweep(console, data)
+
+
+def watch(
+    sweep: SweepArg,
+    interval: Annotated[float, typer.Option(help="seconds between updates")] = 1.0,
+) -> None:
+    """Live progress of every run of SWEEP; prints the comparison table when all have ended."""
+    with ApiClient.from_settings() as client:
+        try:
+            failed = watch_sweep(client, sweep, interval=interval)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+    if failed:
+        raise typer.Exit(1)
+
+
+def watch_sweep(client: ApiClient, sweep_id: int, *, interval: float, check: Any = None) -> int:
+    """Progress until every run ends, then the markdown table; returns the number failed."""
+    latest: dict[int, dict[str, Any]] = {}
+    final: set[int] = set()  # finished runs whose last values have been fetched
+
+    def fetch() -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+        if check is not None:
+            check()
+        runs = client.get(f"/sweeps/{sweep_id}").get("runs", [])
+        for run_ in runs:
+            run_id, status_ = int(run_["id"]), str(run_.get("status"))
+            # Latest values only for runs that are training, plus once after each one ends.
+            if status_ == "queued" or run_id in final:
+                continue
+            detail = client.get(f"/runs/{run_id}")
+            latest[run_id] = {k: p.get("value") for k, p in (detail.get("latest") or {}).items()}
+            if status_ != "running":
+                final.add(run_id)
+        return runs, latest
+
+    with SweepView(console) as view:
+        runs = poll_until_finished(fetch, view, interval=interval)
+    failed = [r for r in runs if r.get("status") == "failed"]
+    for run_ in failed:
+        error = str(run_.get("error") or "no error recorded").strip().splitlines()
+        err_console.print(
+            f"run {run_['id']} failed: {error[-1] if error else ''} "
+            f"(details: sweeps status {sweep_id} --json)",
+            highlight=False,
+        )
+    emit(client.get_text(f"/sweeps/{sweep_id}/table", format="md"))
+    return len(failed)
+
+
+def table(
+    sweep: SweepArg,
+    format: Annotated[TableFormat, typer.Option("--format", "-f", help="md, csv or json")] = (
+        TableFormat.md
+    ),
+    sort: Annotated[str | None, typer.Option(help="column to sort by")] = None,
+) -> None:
+    """The comparison table of SWEEP (like the seed's)."""
+    with ApiClient.from_settings() as client:
+        _print_table(client, f"/sweeps/{sweep}/table", format, sort=sort)
+
+
+def _print_table(client: ApiClient, path: str, format: TableFormat, **params: Any) -> None:
+    params["format"] = format.value
+    if format is TableFormat.json:
+        print_json(console, client.get(path, **params))
+    else:
+        emit(client.get_text(path, **params))
+
+
+def compare(
+    runs: Annotated[str | None, typer.Option(help="comma-separated run ids")] = None,
+    sweeps: Annotated[str | None, typer.Option(help="comma-separated sweep ids")] = None,
+    format: Annotated[TableFormat, typer.Option("--format", "-f", help="md, csv or json")] = (
+        TableFormat.md
+    ),
+    sort: Annotated[str | None, typer.Option(help="column to sort by")] = None,
+) -> None:
+    """One comparison table across runs and sweeps."""
+    if not runs and not sweeps:
+        raise CliError("give --runs and/or --sweeps (comma-separated ids)")
+    with ApiClient.from_settings() as client:
+        _print_table(client, "/compare", format, runs=runs, sweeps=sweeps, sort=sort)
+
+
+def metrics(
+    run_id: Annotated[int, typer.Argument(metavar="RUN", help="run id", show_default=False)],
+    key: Annotated[list[str] | None, typer.Option("--key", "-k", help="metric key(s)")] = None,
+    max_points: Annotated[int | None, typer.Option(help="downsample to this many")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """A run's metric series as (inputs, value) pairs."""
+    with ApiClient.from_settings() as client:
+        data = client.get(
+            f"/runs/{run_id}/metrics", keys=",".join(key) if key else None, max_points=max_points
+        )
+    if json_out:
+        print_json(console, data)
+        return
+    series = data.get("series", data)
+    for name, points in series.items():
+        emit(f"# {name}")
+        for step, value in points:
+            emit(f"{step}\t{value}")
+
+
+def cancel(
+    sweep: Annotated[int | None, typer.Argument(help="sweep id")] = None,
+    run_id: Annotated[int | None, typer.Option("--run", help="cancel only this run")] = None,
+) -> None:
+    """Cancel a sweep's unfinished runs, or one run with --run."""
+    if (sweep is None) == (run_id is None):
+        raise CliError("give a sweep id or --run RUN (one of them)")
+    path = f"/runs/{run_id}/cancel" if run_id is not None else f"/sweeps/{sweep}/cancel"
+    with ApiClient.from_settings() as client:
+        result = client.post(path)
+    what = f"run {run_id}" if run_id is not None else f"sweep {sweep}"
+    console.print(f"cancel requested for {what}{_summary(result)}", highlight=False)
+
+
+def retry(sweep: SweepArg) -> None:
+    """Queue a sweep's failed and cancelled runs again."""
+    with ApiClient.from_settings() as client:
+        result = client.post(f"/sweeps/{sweep}/retry")
+    console.print(f"retry requested for sweep {sweep}{_summary(result)}", highlight=False)
+
+
+def _summary(result: Any) -> str:
+    if not isinstance(result, dict):
+        return ""
+    if "retried" in result:
+        return f": {len(result['retried'])} run(s) queued again"
+    if "cancel_requested" in result and "cancelled" in result:
+        return (
+            f": {len(result['cancelled'])} queued run(s) cancelled, "
+            f"{len(result['cancel_requested'])} running run(s) asked to stop"
+        )
+    if "status" in result:
+        return f" (status {result['status']})"
+    return ""
