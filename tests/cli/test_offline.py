@@ -80,3 +80,20 @@ def test_inspect_counts_each_runs_parameters(tmp_path: Path) -> None:
     # Linear(16, h) + Linear(h, 2): 16h + h + 2h + 2.
     assert [(r["slug"], r["params"]) for r in rows] == [("hidden:4", 78), ("hidden:8", 154)]
     assert "Linear(in_features=16, out_features=8" in rows[1]["summary"]
+
+
+def test_migrate_then_tokens_on_a_fresh_database(tmp_path: Path) -> None:
+    before = sweeps("token", "list", cwd=tmp_path)
+    assert before.returncode != 0 and "Traceback" not in before.stderr
+    assert before.stderr.strip().endswith("run `sweeps migrate`"), before.stderr
+
+    migrated = sweeps("migrate", cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    assert (tmp_path / ".sweeps" / "sweeps.db").is_file()
+
+    created = sweeps("token", "create", "laptop", cwd=tmp_path)
+    assert created.returncode == 0 and created.stdout.startswith("swp_"), created.stderr
+    listed = sweeps("token", "list", cwd=tmp_path)
+    assert listed.returncode == 0
+    assert [line.split("\t")[1] for line in listed.stdout.splitlines()] == ["laptop"]
+    assert created.stdout.strip() not in listed.stdout  # only hashes are stored
