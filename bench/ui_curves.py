@@ -89,16 +89,20 @@ def median_ms(call, repeat: int) -> float:  # noqa: ANN001
     return statistics.median(times)
 
 
-def time_in_process(url: str, sweep_id: int, repeat: int) -> float:
-    """The endpoint's own work (queries + building the payload), without HTTP or JSON."""
+def time_in_process(url: str, sweep_id: int, repeat: int) -> tuple[float, float]:
+    """The endpoint's own work (queries + building the payload), without HTTP or JSON:
+    (wall ms, CPU ms of this process). CPU time barely moves with the machine's load; with
+    SQLite it includes the queries, with Postgres the server's share is not in it."""
     from api.ui.curves import curves_payload, load_runs
 
     engine = make_engine(url)
     with Session(engine) as session:
         runs = load_runs(session, sweep_ids=[sweep_id])
-        ms = median_ms(lambda: curves_payload(session, runs, max_points=400), repeat)
+        cpu_start = time.process_time()
+        wall = median_ms(lambda: curves_payload(session, runs, max_points=400), repeat)
+        cpu = (time.process_time() - cpu_start) * 1000 / repeat
     engine.dispose()
-    return ms
+    return wall, cpu
 
 
 def time_http(base: str, sweep_id: int, runs: int, repeat: int) -> dict[str, float]:
@@ -110,7 +114,7 @@ def time_http(base: str, sweep_id: int, runs: int, repeat: int) -> dict[str, flo
         body.raise_for_status()
         data = body.json()
         assert len(data["runs"]) == runs
-        assert all(len(series) == runs for series in data["series"].values())
+        assert all(len(data["series"][key]) == runs for key in VALIDATION_KEYS)
         batch = median_ms(lambda: client.get(url).raise_for_status(), repeat)
         ids = [r["id"] for r in data["runs"]]
         keys = ",".join(("train_loss", *VALIDATION_KEYS))
@@ -175,7 +179,9 @@ def main() -> None:
         try:
             wait_for(base)
             result = time_http(base, sweep_id, args.runs, args.repeat)
-            result["in_process_ms"] = time_in_process(url, sweep_id, args.repeat)
+            result["in_process_ms"], result["in_process_cpu_ms"] = time_in_process(
+                url, sweep_id, args.repeat
+            )
             if args.browser:
                 result.update(time_browser(base, sweep_id))
         finally:
@@ -185,7 +191,8 @@ def main() -> None:
     print(f"{args.runs} runs x {args.validations} validations x 4 keys + {args.train_points} "
           f"train_loss points ({rows:,} metric rows, {backend}), max_points=400:")  # fmt: skip
     print(f"  machine load average (1 min): {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"  curves_payload in process (queries + payload): {result['in_process_ms']:.0f} ms")
+    print(f"  curves_payload in process (queries + payload): {result['in_process_ms']:.0f} ms "
+          f"wall, {result['in_process_cpu_ms']:.0f} ms CPU")  # fmt: skip
     print(f"  GET /ui/api/curves (one request, all runs): {result['batch_ms']:.0f} ms median, "
           f"{result['batch_kb']:.0f} KiB of JSON before gzip")  # fmt: skip
     print(f"  GET /runs/{{id}}/metrics x {args.runs} (one request per run): "

@@ -131,8 +131,23 @@ def _plain(value: Any) -> Any:
     return "" if value is None else str(value)
 
 
+class _ReadableDumper(yaml.SafeDumper):
+    """Multi-line strings (model code, datasets) as `|` blocks, as people write them."""
+
+
+def _str_block(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    if "\n" in text:
+        # PyYAML refuses block style when a line ends in spaces; they mean nothing in code.
+        text = "\n".join(line.rstrip() for line in text.split("\n"))
+        return dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text)
+
+
+_ReadableDumper.add_representer(str, _str_block)
+
+
 def to_yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    return yaml.dump(data, Dumper=_ReadableDumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 def params_text(run: Run) -> str:
