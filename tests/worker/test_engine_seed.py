@@ -1,0 +1,29 @@
+"""The seed's own file, unchanged except max_inputs: 60000, trains on CPU through the engine."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from shared.spec import parse_sweep
+from tests.worker.conftest import Recorder
+from worker.engine import train_run
+
+
+@pytest.mark.slow
+def test_seed_file_one_epoch_reaches_75_percent(seed_yaml: str) -> None:
+    assert "max_inputs: 2_000_000" in seed_yaml
+    (run,) = parse_sweep(seed_yaml.replace("max_inputs: 2_000_000", "max_inputs: 60000")).runs
+    recorder = Recorder()
+    started = time.perf_counter()
+    summary = train_run(run.config, report=recorder, device="cpu")
+    seconds = time.perf_counter() - started
+    print(f"seed file, 60,000 inputs on CPU: {seconds:.0f} s, {summary}")
+    assert summary["inputs"] == 60_000  # 937.5 batches of 64: the last batch has 32 images
+    assert summary["model_params"] == 4_469_178
+    assert summary["accuracy_argmax"] >= 0.75
+    series = recorder.series()
+    assert list(series["validation_loss"]) == [60_000]
+    assert 0.5 <= series["accuracy_svc"][60_000] <= 1.0
+    assert 0.5 <= series["accuracy_svc_heldout"][60_000] <= 1.0
