@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import Metric, Run, Sweep
@@ -87,7 +87,7 @@ def read_series(
         return {}
     max_points = max(4, min(int(max_points), MAX_POINTS_LIMIT))
     fresh = [rid for rid in source_ids if rid not in after]
-    scope = [Metric.run_id.in_(fresh)] if fresh else []
+    scope: list[ColumnElement[bool]] = [Metric.run_id.in_(fresh)] if fresh else []
     scope += [and_(Metric.run_id == rid, Metric.step > step) for rid, step in after.items()]
     wanted = and_(Metric.key.in_(keys), or_(*scope))
     # Counting first (an index-only scan) lets short series skip the window functions, which

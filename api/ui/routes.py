@@ -363,9 +363,15 @@ async def submit(
     file: UploadFile | None = None,
 ) -> Response:
     text = yaml
+    form: dict[str, Any] = {"yaml": "", "name": name, "force": force, "preview": None}
     if not text.strip() and file is not None and file.filename:
-        text = (await file.read(settings.max_body_bytes + 1)).decode("utf-8", "replace")
-    form = {"yaml": text, "name": name, "force": force, "preview": None, "error": None}
+        raw = await file.read(settings.max_body_bytes + 1)
+        if len(raw) > settings.max_body_bytes:
+            limit = f"{settings.max_body_bytes:,} bytes (SWEEPS_MAX_BODY_BYTES)"
+            error = {"message": f"{file.filename} is larger than {limit}", "location": None}
+            return render(request, "submit.html", 413, **form, error=error)
+        text = raw.decode("utf-8", "replace")
+    form.update(yaml=text, error=None)
     try:
         spec = parse(text, settings)
         if not spec.runs:

@@ -403,3 +403,15 @@ def _statuses(db_url: str, run_ids: list[int]) -> list[str]:
 def _count(db_url: str, model: type[Sweep]) -> int:
     with db_session(db_url) as session:
         return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_submit_refuses_an_upload_over_the_body_limit(logged_in: TestClient) -> None:
+    huge = b"# padding\n" * 200_001  # just over the 2,000,000-byte default
+    response = logged_in.post(
+        "/ui/submit",
+        data={"action": "preview"},
+        files={"file": ("huge.yaml", huge, "application/x-yaml")},
+        headers=SAME_ORIGIN,
+    )
+    assert response.status_code == 413
+    assert "huge.yaml is larger than 2,000,000 bytes" in response.text
