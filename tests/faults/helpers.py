@@ -139,14 +139,6 @@ def metric_steps(db_url: str, run_id: int, key: str) -> list[int]:
     return [row.step for row in rows]
 
 
-def metric_versions(db_url: str, run_id: int) -> dict[tuple[str, int], str]:
-    """{(key, step): xmin}: the transaction that last wrote each point (an upsert changes it)."""
-    rows = query(
-        db_url, "SELECT key, step, xmin::text AS v FROM metrics WHERE run_id = :r", r=run_id
-    )
-    return {(row.key, row.step): row.v for row in rows}
-
-
 def checkpoint_inputs(artifact_dir: Path, run_id: int) -> int | None:
     """Inputs seen at the run's latest checkpoint (worker/tasks.py run_dir), or None."""
     import torch  # the test process only reads a checkpoint; heavy, so imported here

@@ -23,6 +23,10 @@ Events passed to `report` (all keyword payloads, JSON-serialisable values):
                                            train_seconds, throughput
     report("progress", inputs=int, total=int | None, epoch=int)
     report("checkpoint", inputs=int)         after a checkpoint is durably written
+    report("replay", points=[...])           on resume: every point reported up to the
+                                           checkpoint, again (the attempt that wrote it may
+                                           have died before they were stored); store them
+                                           like "metrics" (storing a point twice is harmless)
 
 `train_run` returns a summary dict of the final values (same keys as the metrics, plus
 `inputs`); it raises RunCancelled when should_stop() says so, and lets every other

@@ -196,12 +196,17 @@ def train_run(
     pending_losses: list[tuple[int, torch.Tensor, float]] = []
     summary: dict[str, Any] = {}  # the latest value of each metric
     last_step: dict[str, int] = {}
+    # Every point reported, saved in each checkpoint and handed back on resume ("replay"):
+    # `report` may store points after the checkpoint is written, so an attempt that dies in
+    # between would otherwise lose the points up to its checkpoint for good.
+    history: list[tuple[str, int, float]] = []
     clock = time.perf_counter()
 
     # ---- reporting helpers (the only host syncs: at logging points) --------------------------
-    def emit(points: list[tuple[str, int, float]]) -> None:
+    def emit(points: list[tuple[str, int, float]], event: str = "metrics") -> None:
         if points:
-            report("metrics", points=points)
+            report(event, points=points)
+            history.extend(points)
             for key, step, value in points:
                 if step >= last_step.get(key, -1):
                     summary[key], last_step[key] = value, step
@@ -258,10 +263,14 @@ def train_run(
                 "progress": asdict(progress),
                 "order": order.cpu() if order is not None else None,
                 "rng": ckpt.rng_states(),
+                "points": history,
             }
             ckpt.save_checkpoint(folder, state)
             report("checkpoint", inputs=step)
         clock = time.perf_counter()
+
+    if ckp is not None:
+        emit([(str(k), int(s), v) for k, s, v in ckp.get("points", [])], event="replay")
 
     # ---- the loop -----------------------------------------------------------------------------
     steps = 0
