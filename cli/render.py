@@ -194,7 +194,8 @@ class SweepView:
             disable=not self.live,
         )
         self.tasks: dict[int, TaskID] = {}
-        self.last_line: dict[int, tuple[str, float]] = {}
+        self.last_line: dict[int, tuple[str, int, float]] = {}  # status, inputs, printed at
+        self.first_seen: dict[int, tuple[int, float]] = {}  # inputs and time when first running
 
     def __enter__(self) -> SweepView:
         self.progress.__enter__()
@@ -235,20 +236,44 @@ class SweepView:
     def _plain_line(
         self, run: dict[str, Any], run_id: int, status: str, seen: int, total: Any, metrics: str
     ) -> None:
-        previous = self.last_line.get(run_id)
+        """A line when the status changes, or when inputs moved and `plain_every` has passed."""
         now = time.monotonic()
-        if previous and previous[0] == status and now - previous[1] < self.plain_every:
-            return
-        if previous and previous[0] == status and status in FINISHED:
-            return
-        self.last_line[run_id] = (status, now)
+        previous = self.last_line.get(run_id)
+        if previous is not None:
+            old_status, old_seen, printed_at = previous
+            if status == old_status and (
+                seen == old_seen or status in FINISHED or now - printed_at < self.plain_every
+            ):
+                return
+        self.last_line[run_id] = (status, seen, now)
         inputs = f"{seen:,}/{int(total):,} inputs" if total else f"{seen:,} inputs"
         label = run.get("slug") or run.get("experiment_name", "")
         self.console.out(
             f"run {run_id} {run.get('matrix_id', '')} {label}: {status} {inputs}"
+            + self._rate_text(run_id, status, seen, total, now)
             + (f"  {metrics}" if metrics else ""),
             highlight=False,
         )
+
+    def _rate_text(self, run_id: int, status: str, seen: int, total: Any, now: float) -> str:
+        """Inputs per second since this view first saw the run training, and the time left."""
+        if status != "running":
+            return ""
+        first = self.first_seen.setdefault(run_id, (seen, now))
+        elapsed, done = now - first[1], seen - first[0]
+        if elapsed <= 0 or done <= 0:
+            return ""
+        rate = done / elapsed
+        text = f"  {rate:,.0f} inputs/s"
+        if total and total > seen:
+            text += f"  ETA {_duration((int(total) - seen) / rate)}"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def poll_until_finished(
