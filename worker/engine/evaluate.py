@@ -84,8 +84,9 @@ def to_device(value, device: torch.device):
     return value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
 
 
-def heldout_indices(n: int, size: int = HELDOUT_SIZE) -> torch.Tensor:
+def heldout_indices(n: int, size: int | None = None) -> torch.Tensor:
     generator = torch.Generator().manual_seed(HELDOUT_SEED)
+    size = HELDOUT_SIZE if size is None else size
     return torch.randperm(n, generator=generator)[: min(size, n)].sort().values
 
 

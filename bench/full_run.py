@@ -1,0 +1,95 @@
+"""One seed-table row trained through the engine, start to end, with wall time and results.
+
+    python bench/full_run.py --row vit_7_4_16 --precision bf16 --compile --json out/full.json
+
+Prints `progress <inputs>` lines while it trains (bench/sweep_slice.py reads them) and a JSON
+line with the summary, wall time, peak GPU memory and the process's peak host memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import torch  # noqa: E402
+from train_throughput import ROWS, row_config  # noqa: E402
+
+from worker.engine import evaluate, train_run  # noqa: E402
+from worker.engine.provenance import device_name  # noqa: E402
+
+# --smoke: the same pipeline on a few hundred validation/held-out images (for testing scripts).
+SMOKE_VALIDATION = """
+ClassLogitsDataset(
+    torch.utils.data.TensorDataset(
+        *[t[:300] for t in fmnist_dataset(train=False, shape=SHAPE).tensors]
+    ),
+    num_classes=CLASSES, tuple_position=1, label_to_index=True,
+)
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--row", default="vit_7_4_16", choices=sorted(ROWS))
+    parser.add_argument("--max-inputs", type=int, default=None, help="default: the file's")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--smoke", action="store_true", help="tiny validation sets")
+    parser.add_argument("--json", default=None, help="write the result here")
+    args = parser.parse_args(argv)
+    config: dict[str, Any] = {**row_config(args.row), "precision": args.precision,
+                              "compile": args.compile, "seed": 0}  # fmt: skip
+    if args.max_inputs:
+        config["max_inputs"] = args.max_inputs
+    if args.smoke:
+        config["validation_set"] = SMOKE_VALIDATION
+        evaluate.HELDOUT_SIZE = 300
+    points: dict[str, dict[int, float]] = {}
+
+    def report(event: str, **payload: Any) -> None:
+        if event == "progress":
+            print(f"progress {payload['inputs']}", flush=True)
+        elif event == "metrics":
+            for key, step, value in payload["points"]:
+                points.setdefault(key, {})[step] = value
+
+    started = time.perf_counter()
+    summary = train_run(config, report=report, device=args.device, data_dir=args.data_dir)
+    wall = time.perf_counter() - started
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    result = {
+        "row": args.row, "max_inputs": config["max_inputs"], "precision": args.precision,
+        "compile": args.compile, "device_name": device_name(device), "torch": torch.__version__,
+        "wall_seconds": wall, "inputs": summary["inputs"],
+        "train_seconds": summary.get("train_seconds"),
+        "accuracy_argmax": summary.get("accuracy_argmax"),
+        "accuracy_svc": summary.get("accuracy_svc"),
+        "accuracy_svc_heldout": summary.get("accuracy_svc_heldout"),
+        "validation_loss": summary.get("validation_loss"),
+        "model_params": summary.get("model_params"),
+        "validations": len(points.get("validation_loss", {})),
+        "peak_gpu_mib": (
+            torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+        ),
+        "peak_host_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }  # fmt: skip
+    print("result " + json.dumps(result), flush=True)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

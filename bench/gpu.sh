@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# The GPU pass, for one (possibly offline) H100: engine GPU tests, engine vs naive loop, the full
+# seed ViT 7/4/16 run, a sweep slice at K=1 and K=4, peak memory; then a summary table.
+# Every stage is time-boxed and independent (a failure is recorded and the next stage runs);
+# the whole script stays under GPU_SH_BUDGET seconds (default 450, i.e. within 8 minutes).
+#
+#   bash bench/gpu.sh                  # results under $OUT (or ./bench-out)
+#   GPU_SH_SMOKE=1 bash bench/gpu.sh   # the same logic with tiny input counts (CPU dry run)
+#
+# Needs: python3 with torch, torchvision, scikit-learn, numpy, pyyaml, pytest, and simpleeval
+# (for shared.spec) on PYTHONPATH; Fashion-MNIST .gz files in $SWEEPS_DATA_DIR
+# (default ./.data/fashion-mnist). Nothing is downloaded.
+set -u
+cd "$(dirname "$0")/.."
+OUT="${OUT:-./bench-out}"
+mkdir -p "$OUT"
+export SWEEPS_DATA_DIR="${SWEEPS_DATA_DIR:-./.data/fashion-mnist}"
+PY="${PYTHON:-python3}"
+SMOKE="${GPU_SH_SMOKE:-0}"
+BUDGET="${GPU_SH_BUDGET:-450}"
+START=$(date +%s)
+STAGES="$OUT/stages.tsv"
+printf 'stage\trc\tseconds\tbox\n' > "$STAGES"
+
+if [ "$SMOKE" = 1 ]; then
+  STEPS=4; WARMUP=2; MODES="naive,engine,engine+bf16"; FULL_ARGS="--max-inputs 640 --smoke"
+  SWEEP_ARGS="--max-inputs 320 --smoke --rows cnn,vit_7_4_16,vit_7_4_8"; SWEEP_S=60
+  TESTS="tests/worker/test_engine_gpu.py"
+else
+  STEPS=2000; WARMUP=100; MODES="naive,engine,engine+bf16+compile"; FULL_ARGS=""
+  SWEEP_ARGS="--max-inputs 200000"; SWEEP_S=50
+  TESTS="tests/worker/test_engine_gpu.py tests/worker/test_engine_augment.py"
+fi
+
+# stage NAME BOX RESERVE CMD...: run CMD for at most BOX seconds, and never into the RESERVE
+# seconds kept for the stages after it.
+stage() {
+  local name=$1 box=$2 reserve=$3
+  shift 3
+  local left=$(( BUDGET - ($(date +%s) - START) - reserve ))
+  [ "$left" -lt "$box" ] && box=$left
+  if [ "$box" -lt 10 ]; then
+    printf '%s\tskipped\t0\t%s\n' "$name" "$box" >> "$STAGES"
+    echo "== $name: skipped, out of time"
+    return
+  fi
+  echo "== $name (at most ${box}s)"
+  local t0
+  t0=$(date +%s)
+  timeout -k 5 "$box" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$(( $(date +%s) - t0 ))" "$box" >> "$STAGES"
+  tail -n 12 "$OUT/$name.log"
+}
+
+# 0. where we are
+{
+  date -u +%FT%TZ
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 || true
+  "$PY" -c "import sys, torch, torchvision, sklearn, numpy; print(sys.version.split()[0], \
+torch.__version__, torch.version.cuda, torchvision.__version__, sklearn.__version__, \
+numpy.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
+  nproc
+  ls "$SWEEPS_DATA_DIR"
+} > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+# 1. the engine's GPU tests
+stage tests 60 330 "$PY" -m pytest -o addopts="" -p no:cacheprovider --confcutdir=tests/worker \
+  -q -rs --junitxml="$OUT/tests.xml" $TESTS
+
+# 2. engine vs the naive seed-style loop, same process and device
+stage throughput 100 230 "$PY" bench/train_throughput.py --row vit_7_4_16 --steps "$STEPS" \
+  --warmup "$WARMUP" --modes "$MODES" --data-dir "$SWEEPS_DATA_DIR" --json "$OUT/throughput.json"
+
+# 3. the full seed ViT 7/4/16 run with the fastest engine setting measured in stage 2
+FLAGS=$("$PY" - "$OUT/throughput.json" <<'PYEOF' 2>/dev/null || echo "--precision fp32"
+import json, sys
+runs = [r for r in json.load(open(sys.argv[1])) if r["mode"] != "naive" and "inputs_per_s" in r]
+best = max(runs, key=lambda r: r["inputs_per_s"])["mode"].split("+")
+print("--precision", "bf16" if "bf16" in best else "fp32", "--compile" if "compile" in best else "")
+PYEOF
+)
+echo "full run flags: $FLAGS" | tee "$OUT/full_run.flags"
+stage full_run 150 130 "$PY" bench/full_run.py --row vit_7_4_16 $FLAGS $FULL_ARGS \
+  --data-dir "$SWEEPS_DATA_DIR" --json "$OUT/full_run.json"
+
+# 4. a sweep slice: the 12 table rows at K=1 and K=4 runs on the GPU at once (one process
+#    each; eager, since every process would compile again), counted at a deadline
+SWEEP_PRECISION=$(echo "$FLAGS" | grep -q bf16 && echo bf16 || echo fp32)
+for K in 1 4; do
+  reserve=$(( K == 1 ? SWEEP_S + 20 : 5 ))
+  stage "sweep_k$K" $(( SWEEP_S + 15 )) "$reserve" "$PY" bench/sweep_slice.py --k "$K" \
+    --deadline-s "$SWEEP_S" --precision "$SWEEP_PRECISION" $SWEEP_ARGS \
+    --data-dir "$SWEEPS_DATA_DIR" --log-dir "$OUT/sweep-logs" --json "$OUT/sweep_k$K.json"
+done
+
+# 5. summary
+"$PY" - "$OUT" <<'PYEOF'
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+def load(name):
+    try:
+        return json.loads((out / name).read_text())
+    except Exception:
+        return None
+print("\n==== summary (" + (out / "env.txt").read_text().splitlines()[1] + ")")
+print((out / "stages.tsv").read_text())
+for r in load("throughput.json") or []:
+    if "error" in r:
+        print(f"throughput {r['mode']:<22} failed: {r['error'][:80]}")
+    else:
+        print(f"throughput {r['mode']:<22} {r['inputs_per_s']:>10.0f} inputs/s  "
+              f"x{r.get('speedup_vs_naive') or 0:.2f} vs naive  peak {r.get('peak_gpu_mib') or 0:.0f} MiB")
+full = load("full_run.json")
+if full:
+    print(f"full run {full['row']} {full['inputs']:,} inputs: {full['wall_seconds']:.1f} s wall "
+          f"(precision {full['precision']}, compile {full['compile']}); argmax "
+          f"{full['accuracy_argmax']:.4f} svc {full['accuracy_svc']:.4f} svc_heldout "
+          f"{full['accuracy_svc_heldout']:.4f}; peak GPU {full['peak_gpu_mib'] or 0:.0f} MiB, "
+          f"host {full['peak_host_mib']:.0f} MiB")
+else:
+    print("full run: no result (see full_run.log)")
+for k in (1, 4):
+    s = load(f"sweep_k{k}.json")
+    if not s:
+        print(f"sweep K={k}: no result")
+        continue
+    peaks = [r["peak_gpu_mib"] for r in s["runs"] if r["peak_gpu_mib"]]
+    print(f"sweep K={k}: {s['inputs_per_s']:.0f} inputs/s over {s['wall_seconds']:.0f} s, "
+          f"{s['runs_completed']}/{s['runs_started']} runs completed, "
+          f"peak GPU per run {max(peaks) if peaks else 0:.0f} MiB")
+    for r in s["runs"]:
+        print(f"   {r['row']:<16} {r['inputs']:>8} inputs  completed={r['completed']} "
+              f"gpu={r['peak_gpu_mib'] or 0:.0f}MiB host={r['peak_host_mib'] or 0:.0f}MiB")
+PYEOF
+echo "total $(( $(date +%s) - START ))s; results in $OUT"
