@@ -5,13 +5,16 @@ Nothing connects at import or in create_app(): the engine is made in the lifespa
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
 from api.deps import bootstrap_at_start
@@ -20,11 +23,40 @@ from api.ui import routes as ui_routes
 from shared.db.session import make_engine
 from shared.settings import Settings, get_settings
 
+# Sync routes and dependencies run on worker threads, and a request keeps its database
+# connection from the token check to its end, across several thread hops. With fewer
+# connections than requests in progress, threads blocked waiting for a connection starve the
+# requests holding one: 50 clients stalled the API for the pool's 30 s timeout, then 500s
+# (bench/load.py; tests/faults/test_api_concurrency.py). So: this many threads, this many
+# pooled connections, and at most this many requests in progress; the rest wait their turn
+# without holding a thread or a connection.
+REQUEST_SLOTS = 40
+
+
+class RequestSlots:
+    """ASGI middleware: at most REQUEST_SLOTS HTTP requests in progress at once.
+
+    The semaphore is made in the lifespan, on the event loop that serves the requests.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        slots = getattr(scope["app"].state, "request_slots", None) if "app" in scope else None
+        if scope["type"] != "http" or slots is None:
+            await self.app(scope, receive, send)
+            return
+        async with slots:
+            await self.app(scope, receive, send)
+
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    engine = make_engine(settings.database_url)
+    to_thread.current_default_thread_limiter().total_tokens = REQUEST_SLOTS
+    app.state.request_slots = asyncio.Semaphore(REQUEST_SLOTS)
+    engine = make_engine(settings.database_url, pool_size=REQUEST_SLOTS, max_overflow=0)
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker(engine, expire_on_commit=False)
     app.state.bootstrap_pending = bool(settings.api_token)
@@ -46,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
+    app.add_middleware(RequestSlots)
     if settings.cors_origins:  # closed unless origins are listed
         app.add_middleware(
             CORSMiddleware,
