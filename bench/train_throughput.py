@@ -216,16 +216,24 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
         "batch_size": config["batch_size"], "steps": args.steps, "warmup": args.warmup,
     }  # fmt: skip
-    results = []
+    path = Path(args.json) if args.json else None
+    previous = json.loads(path.read_text()) if path and path.is_file() else []
+    results: list[dict[str, Any]] = []
+    naive = None
     for mode in args.modes.split(","):
         try:
             result = run_mode(mode, config, device, args)
         except Exception as exc:  # noqa: BLE001 - report the failed mode, keep measuring the rest
             result = {"error": f"{type(exc).__name__}: {exc}"}
+        if mode == "naive" and "inputs_per_s" in result:
+            naive = result["inputs_per_s"]
+        if naive and "inputs_per_s" in result:
+            result["speedup_vs_naive"] = result["inputs_per_s"] / naive
         results.append({**common, "mode": mode, **result})
         print(json.dumps(results[-1]), flush=True)
-    naive_runs = [r for r in results if r["mode"] == "naive" and "inputs_per_s" in r]
-    naive = naive_runs[0]["inputs_per_s"] if naive_runs else None
+        if path:  # after every mode, so a time-boxed run keeps what it measured
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(previous + results, indent=1))
     print(f"\n{args.row} on {common['device_name']} ({device}), batch {config['batch_size']}, "
           f"{args.steps} timed steps after {args.warmup}")  # fmt: skip
     print(f"{'mode':<22} {'inputs/s':>10} {'x naive':>8} {'inputs/cpu-s':>13} {'GPU MiB':>8}")
@@ -233,16 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in r:
             print(f"{r['mode']:<22} {'failed':>10}  {r['error'][:60]}")
             continue
-        r["speedup_vs_naive"] = r["inputs_per_s"] / naive if naive else None
-        speed = f"{r['speedup_vs_naive']:.2f}" if naive else "-"
+        speed = f"{r['speedup_vs_naive']:.2f}" if "speedup_vs_naive" in r else "-"
         peak = f"{r['peak_gpu_mib']:.0f}" if "peak_gpu_mib" in r else "-"
         cpu = r["cpu_inputs_per_s"]
         print(f"{r['mode']:<22} {r['inputs_per_s']:>10.1f} {speed:>8} {cpu:>13.1f} {peak:>8}")
-    if args.json:
-        path = Path(args.json)
-        previous = json.loads(path.read_text()) if path.is_file() else []
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(previous + results, indent=1))
     return 0 if all("error" not in r for r in results) else 1
 
 

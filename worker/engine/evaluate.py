@@ -219,7 +219,8 @@ class SvcPool:
     """Background SVC fits; `ready()` hands back finished (key, step, value) without blocking."""
 
     def __init__(self, max_workers: int | None = None) -> None:
-        workers = max_workers or max(1, min(8, (os.cpu_count() or 2) // 2))
+        # Two at least, so a validation's two fits (in-sample, held-out) run side by side.
+        workers = max_workers or max(2, min(8, (os.cpu_count() or 2) // 2))
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="svc")
         self.jobs: list[SvcJob] = []
 
