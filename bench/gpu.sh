@@ -25,11 +25,11 @@ printf 'stage\trc\tseconds\tbox\n' > "$STAGES"
 if [ "$SMOKE" = 1 ]; then
   STEPS=4; WARMUP=2; MODES="naive,engine,engine+bf16"; FULL_ARGS="--max-inputs 640 --smoke"
   SWEEP_ARGS="--max-inputs 320 --smoke --rows cnn,vit_7_4_16,vit_7_4_8"; SWEEP_S=60
-  TESTS="tests/worker/test_engine_gpu.py"
+  TESTS="tests/worker/engine/test_engine_gpu.py"
 else
   STEPS=2000; WARMUP=100; MODES="naive,engine,engine+bf16+compile"; FULL_ARGS=""
   SWEEP_ARGS="--max-inputs 200000"; SWEEP_S=50
-  TESTS="tests/worker/test_engine_gpu.py tests/worker/test_engine_augment.py"
+  TESTS="tests/worker/engine/test_engine_gpu.py tests/worker/engine/test_engine_augment.py"
 fi
 
 # stage NAME BOX RESERVE CMD...: run CMD for at most BOX seconds, and never into the RESERVE
@@ -66,7 +66,7 @@ numpy.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
 cat "$OUT/env.txt"
 
 # 1. the engine's GPU tests
-stage tests 60 330 "$PY" -m pytest -o addopts="" -p no:cacheprovider --confcutdir=tests/worker \
+stage tests 60 330 "$PY" -m pytest -o addopts="" -p no:cacheprovider --confcutdir=tests/worker/engine \
   -q -rs --junitxml="$OUT/tests.xml" $TESTS
 
 # 2. engine vs the naive seed-style loop, same process and device

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from shared.spec import parse_sweep
-from tests.worker.conftest import Recorder
+from tests.worker.engine.support import Recorder
 from worker.engine import train_run
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.worker.conftest import Recorder, tiny_config
+from tests.worker.engine.support import Recorder, tiny_config
 from worker.engine import RunCancelled, train_run
 
 # 256 images per epoch at batch 32, validations every epoch and every 300 inputs.

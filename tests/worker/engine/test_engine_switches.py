@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tests.worker.conftest import Recorder, tiny_config
+from tests.worker.engine.support import Recorder, tiny_config
 from worker.engine import train_run
 
 RECORDING_MODEL = """

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.worker.conftest import Recorder, tiny_config
+from tests.worker.engine.support import Recorder, tiny_config
 from worker.engine import TrivialAugmentWidePerSample, train_run
 
 pytestmark = [

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from shared.spec import parse_sweep
-from tests.worker.conftest import Recorder, tiny_config
+from tests.worker.engine.support import Recorder, tiny_config
 from worker.engine import train_run
 
 ALL_METRICS = {

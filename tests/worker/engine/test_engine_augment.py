@@ -8,7 +8,7 @@ import torchvision.transforms as VT
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.autoaugment import _apply_op
 
-from tests.worker.conftest import Recorder, tiny_config
+from tests.worker.engine.support import Recorder, tiny_config
 from worker.engine import TrivialAugmentWidePerSample, train_run
 from worker.engine.augment import OPS, apply_ops, augmentation_space
 
