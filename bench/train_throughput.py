@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from shared.spec import parse_sweep  # noqa: E402
 from worker.engine import train_run  # noqa: E402
-from worker.engine.build import RunSettings, build_model, make_optimizer, make_scheduler  # noqa: E402
+from worker.engine.build import RunSettings, build_model, make_scheduler  # noqa: E402
 from worker.engine.losses import make_loss  # noqa: E402
 from worker.engine.namespace import config_value  # noqa: E402
 from worker.engine.provenance import device_name  # noqa: E402
@@ -101,7 +101,8 @@ def naive_loop(config: dict, device: torch.device, steps: int, warmup: int, data
     train_set = PerSample(config_value(config, "train_set", ns))
     loss_fn = make_loss(config_value(config, "loss_function", ns))
     transforms = list(config_value(config, "train_input_transforms", ns) or [])
-    optimizer = make_optimizer(settings, model)
+    # the seed's optimizer as it built it: no fused kernel
+    optimizer = getattr(torch.optim, settings.optimizer)(model.parameters(), lr=settings.learnrate)
     scheduler = make_scheduler(settings, optimizer)
     loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=True,
                         num_workers=num_workers, pin_memory=device.type == "cuda")  # fmt: skip

@@ -110,8 +110,9 @@ def _grayscale(x: torch.Tensor) -> torch.Tensor:
 
 def _blurred(x: torch.Tensor, bound: float) -> torch.Tensor:
     c = x.shape[1]
-    kernel = torch.ones(3, 3, device=x.device)
-    kernel[1, 1] = 5.0
+    # ones with 5 at the centre, built on the device: item assignment would copy a host scalar,
+    # a synchronising copy on CUDA (caught by the GPU test's sync debug mode).
+    kernel = 1.0 + F.pad(torch.full((1, 1), 4.0, device=x.device), (1, 1, 1, 1))
     kernel = (kernel / kernel.sum()).expand(c, 1, 3, 3)
     inner = F.conv2d(x, kernel, groups=c)
     if bound == 255.0:

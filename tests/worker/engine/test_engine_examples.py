@@ -11,7 +11,7 @@ from shared.spec import names, parse_sweep
 from worker.engine import inspect_sweep
 from worker.engine.losses import make_loss
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 # Trainable parameters from the seed write-up's table, by (layer, head, hidden, mlp, cs).
 VIT_ROWS = {
     (4, 16, 256, 512, 128): 2_185_610,
