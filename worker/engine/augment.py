@@ -188,7 +188,8 @@ def _geometric(x: torch.Tensor, op: torch.Tensor, m: torch.Tensor) -> torch.Tens
         [xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w), torch.ones(h, w, device=x.device)],
         dim=-1,
     ).view(1, h * w, 3)
-    scale = torch.tensor([0.5 * w, 0.5 * h], device=x.device)
+    # linspace with two steps is [w/2, h/2] made on the device (torch.tensor would copy from host)
+    scale = torch.linspace(0.5 * w, 0.5 * h, 2, device=x.device)
     grid = base.expand(b, -1, -1).bmm(theta.transpose(1, 2)) / scale
     moved = F.grid_sample(
         x, grid.view(b, h, w, 2), mode="nearest", padding_mode="zeros", align_corners=False
