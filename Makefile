@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch/torchvision pinned to the builds pip finds on this machine's disk.
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install run test test-sqlite lint bench clean
+.PHONY: install run test test-long lint bench clean
 
 $(BIN)/sweeps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,12 @@ install: $(BIN)/sweeps
 run: install
 	$(BIN)/sweeps run examples/fmnist_vit_quick.yaml
 
+# The seed reproduction on CPU takes over ten minutes, so it has its own target (CI runs both).
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not long" $(PYTEST_ARGS)
+
+test-long: install
+	$(BIN)/python -m pytest -m long $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check api worker shared cli tests bench

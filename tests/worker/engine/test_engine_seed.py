@@ -12,7 +12,7 @@ from tests.worker.engine.support import Recorder
 from worker.engine import train_run
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.timeout(1800)
 def test_seed_file_one_epoch_reaches_75_percent(seed_yaml: str) -> None:
     # One thread: on the shared 2-core machine two OpenMP threads ran the ViT's matmuls 3x
