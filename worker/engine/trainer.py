@@ -24,6 +24,9 @@ from .provenance import provenance
 TRAIN_LOSS_STRETCH = 1000  # train loss is the mean over each stretch of at least this many inputs
 POLL_EVERY_STEPS = 10  # should_stop() is polled this often
 FLUSH_EVERY_STEPS = 200  # pending train-loss points are read from the device (a sync) this often
+# ...or after this many seconds, whichever comes first: on a CPU 200 steps of a ViT take minutes,
+# and progress bars would sit still that long.
+FLUSH_EVERY_SECONDS = 5.0
 # torch.compile mode per device type; CUDA graphs where the shapes are fixed (full batches).
 COMPILE_MODE = {"cuda": "reduce-overhead"}
 
@@ -274,6 +277,7 @@ def train_run(
 
     # ---- the loop -----------------------------------------------------------------------------
     steps = 0
+    last_flush = time.monotonic()
     try:
         finished = False
         while not finished:
@@ -321,8 +325,12 @@ def train_run(
                     validate()
                 if steps % POLL_EVERY_STEPS == 0 and should_stop is not None and should_stop():
                     raise RunCancelled(f"cancelled at {progress.inputs} inputs")
-                if steps % FLUSH_EVERY_STEPS == 0:
+                if steps % FLUSH_EVERY_STEPS == 0 or (
+                    steps % POLL_EVERY_STEPS == 0
+                    and time.monotonic() - last_flush >= FLUSH_EVERY_SECONDS
+                ):
                     flush()
+                    last_flush = time.monotonic()
             # -- epoch end
             if progress.batch_in_epoch >= batches.num_batches:
                 progress.epoch += 1

@@ -231,3 +231,18 @@ def test_learnrate_string_and_loss_names() -> None:
         )  # fmt: skip
     )
     assert math.isfinite(summary["validation_loss"])
+
+
+def test_progress_is_reported_by_time_not_only_every_200_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a CPU 200 steps can take minutes; progress must still move (here: every poll)."""
+    from worker.engine import trainer
+
+    monkeypatch.setattr(trainer, "FLUSH_EVERY_SECONDS", 0.0)
+    recorder = Recorder()
+    train_run(tiny_config(max_inputs=1000, batch_size=10), report=recorder, device="cpu")
+    seen = sorted({payload["inputs"] for payload in recorder.of("progress")})
+    # ~100 steps, polled every 10: about ten progress reports, no stretch of 200 steps silent
+    assert len(seen) >= 9, seen
+    assert max(b - a for a, b in zip([0, *seen], seen, strict=False)) <= 10 * 10, seen
