@@ -27,15 +27,19 @@ class Settings(BaseSettings):
     artifact_dir: Path = STATE_DIR / "artifacts"
 
     # Limits.
-    max_runs: int = Field(10_000, description="cap on runs one sweep may expand to")
-    max_body_bytes: int = Field(2_000_000, description="largest accepted request body")
+    max_runs: int = Field(default=10_000, description="cap on runs one sweep may expand to")
+    max_body_bytes: int = Field(default=2_000_000, description="largest accepted request body")
 
     # Worker behaviour.
-    lease_seconds: int = Field(120, description="a running run is presumed dead after this")
-    heartbeat_seconds: float = Field(10.0, description="how often a worker renews its lease")
-    reconcile_seconds: float = Field(30.0, description="how often lost runs are re-enqueued")
+    lease_seconds: int = Field(default=120, description="a running run is presumed dead after this")
+    heartbeat_seconds: float = Field(
+        default=10.0, description="how often a worker renews its lease"
+    )
+    reconcile_seconds: float = Field(
+        default=30.0, description="how often lost runs are re-enqueued"
+    )
     queued_grace_seconds: float = Field(
-        60.0, description="a queued run older than this with no message is re-enqueued"
+        default=60.0, description="a queued run older than this with no message is re-enqueued"
     )
     runs_per_gpu: int = 1
     max_attempts: int = Field(

@@ -1,8 +1,8 @@
 """Fixtures every test folder shares: a private database and a private Redis db per test.
 
 SWEEPS_TEST_DATABASE_URL picks Postgres (CI sets it); without it, a SQLite file per test,
-the embedded default. Redis: a private redis-server per pytest process (SWEEPS_TEST_REDIS_URL to use another),
-flushed before each test.
+the embedded default. Redis: a private redis-server per pytest process
+(SWEEPS_TEST_REDIS_URL to use another), flushed before each test.
 """
 
 from __future__ import annotations
@@ -118,7 +118,9 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def settings_env(monkeypatch: pytest.MonkeyPatch, db_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+def settings_env(
+    monkeypatch: pytest.MonkeyPatch, db_url: str, tmp_path: Path
+) -> Iterator[dict[str, str]]:
     """Point SWEEPS_* settings at this test's database; clears the cached Settings/engines."""
     from shared.db import session as db_session
     from shared.settings import get_settings

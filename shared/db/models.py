@@ -133,7 +133,9 @@ class Run(Base):
     config_hash: Mapped[str] = mapped_column(String(64), index=True)
     max_inputs: Mapped[int | None] = mapped_column(BigInteger)
 
-    status: Mapped[RunStatus] = mapped_column(_enum(RunStatus, "run_status"), default=RunStatus.QUEUED)
+    status: Mapped[RunStatus] = mapped_column(
+        _enum(RunStatus, "run_status"), default=RunStatus.QUEUED
+    )
     # A succeeded run with the same config_hash whose results this run shows (status reused).
     reused_from_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     cancel_requested: Mapped[bool] = mapped_column(default=False)
@@ -179,9 +181,7 @@ class LatestMetric(Base):
 
     __tablename__ = "latest_metrics"
 
-    run_id: Mapped[int] = mapped_column(
-        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
-    )
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     step: Mapped[int] = mapped_column(BigInteger)
     value: Mapped[float] = mapped_column(Float)

@@ -182,12 +182,13 @@ def _check_top_matrix(
 
 def _decode(text: str | bytes) -> str:
     if isinstance(text, bytes):
+        raw = text
         try:
-            text = text.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            line = text.count(b"\n", 0, exc.start) + 1
+            line = raw.count(b"\n", 0, exc.start) + 1
             raise SpecError(
-                f"the file is not UTF-8: byte 0x{text[exc.start]:02x} at offset {exc.start}",
+                f"the file is not UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}",
                 line=line,
             ) from None
     else:
