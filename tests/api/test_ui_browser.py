@@ -109,6 +109,12 @@ def test_sweep_page_and_submit_in_a_browser(
             "k => document.getElementById('chart-' + k).data.map(t => t.x.length)", key
         )
         assert points == [5, 5], key
+        # validation curves mark their points: a one-validation run is a single point, which a
+        # plain line would not draw at all
+        modes = page.evaluate(
+            "k => document.getElementById('chart-' + k).data.map(t => t.mode)", key
+        )
+        assert modes == ["lines" if key == "train_loss" else "lines+markers"] * 2, key
     lines = page.evaluate(
         "() => document.getElementById('parcoords').data[0].dimensions.map(d => d.values.length)"
     )

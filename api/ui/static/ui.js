@@ -109,12 +109,16 @@ class CurveBoard {
     this.charts[key] = div;
     this.traceIndex[key] = {};
     this.lastStep[key] = {};
+    // Validation curves have one point per validation: a one-epoch run has a single point,
+    // which a plain line never draws, so mark the points (except on crowded charts).
+    const markers = key !== "train_loss" && data.runs.length <= 50;
     const traces = data.runs.map((run, i) => {
       const points = (data.series[key] || {})[run.id] || [[], []];
       this.traceIndex[key][run.id] = i;
       this.lastStep[key][run.id] = points[0].length ? points[0][points[0].length - 1] : -1;
       return {
-        x: points[0], y: points[1], name: run.label, type: "scatter", mode: "lines",
+        x: points[0], y: points[1], name: run.label, type: "scatter",
+        mode: markers ? "lines+markers" : "lines", marker: { size: 6 },
         meta: run.id, hovertemplate: `${run.label}<br>%{x:,} inputs: %{y:.4g}<extra></extra>`,
       };
     });
