@@ -83,7 +83,7 @@ def test_train_records_metrics_provenance_and_outcome(
     assert latest["accuracy_argmax"] == 2048 and latest["model_params"] == 2048
     assert (run_dir(run_id, fast_settings) / "latest.pt").is_file()
     # The sweep closes only when its other run ends too.
-    sweep = session.get(Sweep, run.sweep_id)
+    sweep = session.get(Sweep, run.sweep_id, populate_existing=True)
     assert sweep is not None and sweep.status is SweepStatus.ACTIVE
     assert train(other) == "succeeded"
     session.refresh(sweep)
@@ -123,7 +123,8 @@ def test_failing_user_code_fails_only_its_run(
     assert failed.error == "ValueError: this model is broken on purpose"
     assert failed.traceback is not None and "Traceback" in failed.traceback
     assert "this model is broken on purpose" in failed.traceback
-    sweep = session.get(Sweep, failed.sweep_id)
+    # populate_existing: the session may still hold the Sweep it inserted, as it was then
+    sweep = session.get(Sweep, failed.sweep_id, populate_existing=True)
     assert sweep is not None and sweep.status is SweepStatus.FINISHED
 
 
