@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from api.errors import BadRequest, PayloadTooLarge
 from shared.db import tokens
 from shared.db.models import ApiToken
+from shared.db.session import unit_of_work
 from shared.settings import Settings
 
 log = logging.getLogger("sweeps.api")
@@ -26,15 +27,8 @@ def get_settings(request: Request) -> Settings:
 
 def get_session(request: Request) -> Iterator[Session]:
     """One session per request: committed when the handler returns, rolled back if it raises."""
-    session: Session = request.app.state.sessionmaker()
-    try:
+    with unit_of_work(request.app.state.sessionmaker) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # scope="function": commit before the response is sent, so a client that reads right after

@@ -41,9 +41,9 @@ def get_sessionmaker(url: str | None = None) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(url: str | None = None) -> Iterator[Session]:
-    """A unit of work for task wrappers and scripts: commit on success, roll back on error."""
-    session = get_sessionmaker(url)()
+def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction at the edge: commit on success, roll back on any error, always close."""
+    session = factory()
     try:
         yield session
         session.commit()
@@ -52,3 +52,10 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A unit of work for task wrappers and scripts on the configured database."""
+    with unit_of_work(get_sessionmaker(url)) as session:
+        yield session
