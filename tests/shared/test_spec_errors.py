@@ -11,18 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.spec import SpecError, parse_sweep
-
-BASE = """\
-experiment_name: exp_${matrix_slug}
-model: |
-  nn.Linear(4, 2)
-train_set: |
-  fmnist_dataset(train=True)
-batch_size: 8
-learnrate: 0.001
-optimizer: Adam
-max_inputs: 100
-"""
+from tests.shared.spec_support import BASE
 
 
 def error_of(text: str | bytes, **kwargs: int) -> SpecError:

@@ -5,18 +5,8 @@ from __future__ import annotations
 import pytest
 
 from shared.spec import SpecError, config_hash, is_code, parse_sweep
+from tests.shared.spec_support import BASE
 
-BASE = """\
-experiment_name: exp_${matrix_slug}
-model: |
-  nn.Linear(4, 2)
-train_set: |
-  fmnist_dataset(train=True)
-batch_size: 8
-learnrate: 0.001
-optimizer: Adam
-max_inputs: 100
-"""
 SEED_SLUG = "patch:7_layer:8_head:16_hidden:256_mlp:512_drop:0.0_cs:784"
 
 
