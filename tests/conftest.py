@@ -19,8 +19,10 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from shared.db.models import Base
+from shared.db.session import make_engine
 
 REPO = Path(__file__).resolve().parent.parent
 SEED_DIR = REPO.parent / "shared" / "seed"
@@ -63,6 +65,16 @@ def db_url(pg_database: str | None, tmp_path: Path) -> Iterator[str]:
     Base.metadata.create_all(engine)
     engine.dispose()
     yield pg_database
+
+
+@pytest.fixture
+def session(db_url: str) -> Iterator[Session]:
+    """A session on this test's database, to arrange and read rows directly (the test commits
+    what other processes must see)."""
+    engine = make_engine(db_url)
+    with Session(engine, expire_on_commit=False) as db_session:
+        yield db_session
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

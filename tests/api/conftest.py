@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from shared.db.models import LatestMetric, Metric, Run, RunStatus, utcnow
@@ -62,15 +61,6 @@ def anon(api_env: dict[str, str]) -> Iterator[TestClient]:
 
     with TestClient(create_app()) as test_client:
         yield test_client
-
-
-@pytest.fixture
-def session(db_url: str) -> Iterator[Session]:
-    """A direct session on the test database (to arrange rows the worker would write)."""
-    engine = create_engine(db_url)
-    with Session(engine, expire_on_commit=False) as db_session:
-        yield db_session
-    engine.dispose()
 
 
 @pytest.fixture

@@ -5,19 +5,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.db import tokens
 from shared.db.models import ApiToken
-
-
-@pytest.fixture
-def session(db_url: str):
-    engine = create_engine(db_url)
-    with Session(engine) as session:
-        yield session
-    engine.dispose()
 
 
 def test_create_stores_only_the_hash_and_verify_accepts_the_secret(session: Session) -> None:

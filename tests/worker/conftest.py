@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
 
-from shared.db.session import make_engine
 from shared.settings import Settings, get_settings
 from tests.support.db import insert_runs
 
 # --- worker-side fixtures (claim, queries, tasks) ------------------------------------------
 
 MakeRuns = Callable[..., list[int]]
-
-
-@pytest.fixture
-def session(db_url: str) -> Iterator[Session]:
-    """A session on this test's database (the test commits what it wants others to see)."""
-    engine = make_engine(db_url)
-    with Session(engine, expire_on_commit=False) as session:
-        yield session
-    engine.dispose()
 
 
 @pytest.fixture
