@@ -35,7 +35,7 @@ exception from the user's code propagate (the caller records it).
 
 from __future__ import annotations
 
-from .augment import TrivialAugmentWidePerSample
+from .augment import TrivialAugmentWideOnDevice, TrivialAugmentWidePerSample
 from .datasets import ClassLogitsDataset, fmnist_dataset, mnist_dataset
 from .inspect import inspect_config, inspect_sweep
 from .models import EncoderConv2d
@@ -47,6 +47,7 @@ __all__ = [
     "RepresentationClassTrainer",
     "RunCancelled",
     "Trainer",
+    "TrivialAugmentWideOnDevice",
     "TrivialAugmentWidePerSample",
     "fmnist_dataset",
     "inspect_config",

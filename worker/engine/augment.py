@@ -1,16 +1,25 @@
-"""TrivialAugmentWide with one random operation and magnitude per image, on the batch's device.
+"""TrivialAugmentWide on the batch's device, without host syncs, per image or per batch.
 
-torchvision's TrivialAugmentWide draws one operation for a whole batch tensor. This draws per
-image from the same space (the same 14 operations, 31 magnitude bins, random sign for the signed
-ones) and applies it without leaving the device and without host syncs: every operation is
-computed for the batch and each image keeps its own. Works on uint8 [0, 255] or float [0, 1]
-tensors shaped [..., C, H, W] with C in (1, 3).
+torchvision's TrivialAugmentWide draws one operation for a whole batch tensor, on the host (a
+sync per call on CUDA, and a graph break for torch.compile). These draw on the device from the
+same space (the same 14 operations, 31 magnitude bins, random sign for the signed ones): every
+operation is computed for the batch and each image keeps the one drawn for it. Nothing depends
+on the draw on the host, so a call can be compiled and captured in a CUDA graph.
+
+- `TrivialAugmentWideOnDevice()`: one draw per call, torchvision's semantics; `compile: true`
+  swaps torchvision's transform for it (`device_twin`).
+- `TrivialAugmentWidePerSample()`: one draw per image.
+
+Both work on uint8 [0, 255] or float [0, 1] tensors shaped [..., C, H, W] with C in (1, 3).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+import torchvision.transforms as VT
 from torch import nn
 
 OPS = (
@@ -46,7 +55,9 @@ def augmentation_space(num_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
     return magnitudes, signed
 
 
-class TrivialAugmentWidePerSample(nn.Module):
+class TrivialAugmentWideOnDevice(nn.Module):
+    per_image = False
+
     def __init__(self, num_magnitude_bins: int = 31) -> None:
         super().__init__()
         magnitudes, signed = augmentation_space(num_magnitude_bins)
@@ -56,13 +67,15 @@ class TrivialAugmentWidePerSample(nn.Module):
         self.last_ops: torch.Tensor | None = None  # the ops drawn by the last call (for tests)
 
     def draw(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per image: op index [n] and signed magnitude [n]."""
+        """Per image: op index [n] and signed magnitude [n] (all equal unless per_image)."""
         magnitudes = self.magnitudes.to(device)
-        op = torch.randint(len(OPS), (n,), device=device)
-        bins = torch.randint(self.num_magnitude_bins, (n,), device=device)
-        flip = torch.randint(2, (n,), device=device).bool() & self.signed.to(device)[op]
+        draws = n if self.per_image else 1
+        op = torch.randint(len(OPS), (draws,), device=device)
+        bins = torch.randint(self.num_magnitude_bins, (draws,), device=device)
+        flip = torch.randint(2, (draws,), device=device).bool() & self.signed.to(device)[op]
         magnitude = magnitudes[op, bins]
-        return op, torch.where(flip, -magnitude, magnitude)
+        magnitude = torch.where(flip, -magnitude, magnitude)
+        return op.expand(n), magnitude.expand(n)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         *lead, c, h, w = img.shape
@@ -71,11 +84,28 @@ class TrivialAugmentWidePerSample(nn.Module):
         bound = 255.0 if is_uint8 else 1.0
         xf = x.float()
         op, magnitude = self.draw(x.shape[0], x.device)
-        self.last_ops = op
+        if not torch.compiler.is_compiling():
+            self.last_ops = op
         out = apply_ops(xf, op, magnitude, bound)
         if is_uint8:
             return out.floor().clamp_(0, 255).to(torch.uint8).reshape(img.shape)
         return out.clamp_(0, bound).to(img.dtype).reshape(img.shape)
+
+
+class TrivialAugmentWidePerSample(TrivialAugmentWideOnDevice):
+    per_image = True
+
+
+def device_twin(transform: Any) -> Any:
+    """torchvision's TrivialAugmentWide as TrivialAugmentWideOnDevice where they agree (nearest
+    interpolation, no fill); any other transform as it is."""
+    if (
+        type(transform) is VT.TrivialAugmentWide
+        and transform.interpolation == VT.InterpolationMode.NEAREST
+        and transform.fill is None
+    ):
+        return TrivialAugmentWideOnDevice(transform.num_magnitude_bins)
+    return transform
 
 
 def apply_ops(x: torch.Tensor, op: torch.Tensor, m: torch.Tensor, bound: float) -> torch.Tensor:

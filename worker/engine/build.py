@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from . import losses, namespace
+from .augment import device_twin
 from .checkpoint import seed_everything
 
 
@@ -114,6 +115,11 @@ def build_run(
                 f"'train_input_transforms' must give a list of callables, got {t!r} "
                 "(a one-line string is not code: use a YAML '|' block)"
             )
+    if settings.compile:
+        # torchvision's TrivialAugmentWide draws its operation on the host: a sync and a graph
+        # break every step. Its device twin draws from the same space, one operation per call,
+        # so the transforms compile into one graph with the model (FORMAT.md, "compile").
+        transforms = [device_twin(t) for t in transforms]
     for t in transforms:
         if isinstance(t, nn.Module):
             t.to(device)

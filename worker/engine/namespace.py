@@ -49,6 +49,7 @@ def build_namespace(data_dir: Path | str | None = None) -> dict[str, Any]:
         "ClassLogitsDataset": datasets.ClassLogitsDataset,
         "EncoderConv2d": models.EncoderConv2d,
         "TrivialAugmentWidePerSample": augment.TrivialAugmentWidePerSample,
+        "TrivialAugmentWideOnDevice": augment.TrivialAugmentWideOnDevice,
     }
 
 

@@ -162,7 +162,10 @@ def train_run(
     def autocast() -> AbstractContextManager:
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.precision == "bf16")
 
+    # The input transforms are part of the step, so `compile` captures them with the model.
     def forward_loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        for transform in run.transforms:
+            x = transform(x)
         with autocast():
             output = model(x)
         return run.loss_fn(output.float(), target)
@@ -288,8 +291,6 @@ def train_run(
             for batch in batches.epoch(order, progress.batch_in_epoch):
                 # -- one training step
                 x, target = batch[0], batch[1]
-                for transform in run.transforms:
-                    x = transform(x)
                 step_loss = compiled_loss if len(x) == s.batch_size else forward_loss
                 if mark_step:
                     torch.compiler.cudagraph_mark_step_begin()

@@ -1,4 +1,4 @@
-"""Per-sample TrivialAugmentWide: torchvision's operation space, one draw per image."""
+"""TrivialAugmentWide on the device: torchvision's operation space, drawn per image or per call."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.autoaugment import _apply_op
 
 from tests.worker.engine.support import Recorder, tiny_config
-from worker.engine import TrivialAugmentWidePerSample, train_run
-from worker.engine.augment import OPS, apply_ops, augmentation_space
+from worker.engine import TrivialAugmentWideOnDevice, TrivialAugmentWidePerSample, train_run
+from worker.engine.augment import OPS, apply_ops, augmentation_space, device_twin
+from worker.engine.build import build_run
 
 
 def _images(n: int = 8) -> torch.Tensor:
@@ -86,3 +87,50 @@ def test_usable_from_a_run_file() -> None:
         device="cpu",
     )  # fmt: skip
     assert summary["inputs"] == 320 and "accuracy_svc" in summary
+
+
+def test_on_device_twin_draws_one_operation_per_call_like_torchvision() -> None:
+    torch.manual_seed(0)
+    augment = TrivialAugmentWideOnDevice()
+    batch = _images(1).expand(64, -1, -1, -1).contiguous()
+    drawn = set()
+    for _ in range(100):
+        out = augment(batch)
+        assert len(augment.last_ops.unique()) == 1  # the whole batch shares one operation
+        assert torch.equal(out, out[:1].expand_as(out))  # ...and one magnitude
+        drawn.add(int(augment.last_ops[0]))
+    assert drawn == set(range(len(OPS)))
+
+
+def test_device_twin_replaces_only_torchvisions_default_augment() -> None:
+    twin = device_twin(VT.TrivialAugmentWide(num_magnitude_bins=11))
+    assert type(twin) is TrivialAugmentWideOnDevice and twin.num_magnitude_bins == 11
+    kept = [
+        VT.TrivialAugmentWide(interpolation=InterpolationMode.BILINEAR),
+        VT.TrivialAugmentWide(fill=[0]),
+        VT.RandAugment(),
+        TrivialAugmentWidePerSample(),
+    ]
+    for transform in kept:
+        assert device_twin(transform) is transform
+
+
+@pytest.mark.parametrize("compile_", [False, True])
+def test_only_compile_swaps_the_runs_augment(compile_: bool) -> None:
+    transforms = "[\n    lambda x: (x * 255).to(torch.uint8),\n    VT.TrivialAugmentWide(),\n]"
+    config = tiny_config(train_input_transforms=transforms, compile=compile_)
+    run = build_run(config, torch.device("cpu"))
+    expected = TrivialAugmentWideOnDevice if compile_ else VT.TrivialAugmentWide
+    assert type(run.transforms[1]) is expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cls", [TrivialAugmentWideOnDevice, TrivialAugmentWidePerSample])
+def test_compiled_augment_draws_anew_on_every_call(cls: type) -> None:
+    """A compiled graph must not bake one random draw in: each call augments afresh."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    augment = torch.compile(cls(), dynamic=False)
+    batch = _images(1).expand(16, -1, -1, -1).contiguous()
+    outputs = {tuple(augment(batch)[0].flatten().tolist()) for _ in range(30)}
+    assert len(outputs) > 5

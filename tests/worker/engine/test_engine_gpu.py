@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.worker.engine.support import Recorder, tiny_config
-from worker.engine import TrivialAugmentWidePerSample, train_run
+from worker.engine import TrivialAugmentWideOnDevice, TrivialAugmentWidePerSample, train_run
 
 pytestmark = [
     pytest.mark.gpu,
@@ -68,3 +68,39 @@ def test_cuda_crash_and_resume(tmp_path: Path) -> None:
     summary = train_run(config, report=resumed, checkpoint_dir=tmp_path, device="cuda")
     assert summary["inputs"] == 2016
     assert min(resumed.steps("validation_loss")) == 1536
+
+
+def test_cuda_graph_augment_draws_anew_on_every_replay() -> None:
+    """Inside a captured CUDA graph the random draw must advance on each replay."""
+    torch._dynamo.reset()
+    augment = torch.compile(TrivialAugmentWideOnDevice().cuda(), dynamic=False,
+                            mode="reduce-overhead")  # fmt: skip
+    batch = (torch.rand(1, 3, 28, 28, device="cuda") * 255).to(torch.uint8).expand(16, -1, -1, -1)
+    batch = batch.contiguous()
+    outputs = set()
+    for _ in range(30):
+        torch.compiler.cudagraph_mark_step_begin()
+        outputs.add(tuple(augment(batch)[0].flatten().tolist()))
+    assert len(outputs) > 5
+
+
+def test_cuda_compile_captures_the_seeds_step_in_cuda_graphs() -> None:
+    """The seed's transforms, model and loss: one graph, no break, and no CUDA-graph skip."""
+    torch._dynamo.reset()
+    from torch._dynamo.utils import counters
+
+    transforms = (
+        "[\n    lambda x: (x * 255).to(torch.uint8),\n    VT.TrivialAugmentWide(),\n"
+        "    lambda x: x.to(torch.float32) / 255.,\n]"
+    )
+    globals_ = {**tiny_config()["globals"], "N_TRAIN": 96}
+    config = tiny_config(globals=globals_, train_input_transforms=transforms, compile=True,
+                         precision="bf16", max_inputs=None, max_epoch=6)  # fmt: skip
+    counters.clear()
+    recorder = Recorder()
+    summary = train_run(config, report=recorder, device="cuda")
+    assert summary["inputs"] == 576
+    assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
+    assert not counters["inductor"]["cudagraph_skips"]
+    losses = [v for _, v in sorted(recorder.series()["validation_loss"].items())]
+    assert losses[-1] < losses[0]
