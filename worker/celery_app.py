@@ -112,6 +112,24 @@ def _on_worker_shutdown(**_: Any) -> None:
     stop_reconciler()
 
 
+def cores_per_run(runs: int) -> int:
+    """This host's usable cores shared out between `runs` processes, at least one each."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // runs)
+
+
+def share_cores(runs: int) -> None:
+    """Cap the CPU threads of each run's process (inherited through the environment): each
+    would otherwise start one OpenMP thread per core, and K runs x all cores threads thrash
+    (BENCHMARKS.md, "CPU": two uncapped runs on two cores trained 7x slower than one).
+    A thread count the user set stays."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(cores_per_run(runs)))
+
+
 def run_worker(
     gpu: str | int | None = None, runs_per_gpu: int | None = None, loglevel: str = "info"
 ) -> None:
@@ -126,6 +144,7 @@ def run_worker(
     concurrency = runs_per_gpu or settings.runs_per_gpu
     if concurrency < 1:
         raise ValueError(f"runs per GPU must be at least 1, not {concurrency}")
+    share_cores(concurrency)
     app = create_celery(settings, runs_per_gpu=concurrency)
     node = f"gpu{gpu}" if gpu is not None else "worker"
     app.worker_main(

@@ -50,13 +50,14 @@ def stack_env(
     database_url: str,
     broker_url: str,
     artifact_dir: Path | str,
-    torch_threads: int = 1,
+    torch_threads: int | None = 1,
     **settings: Any,
 ) -> dict[str, str]:
     """The environment for stack subprocesses: this one plus SWEEPS_* settings.
 
     Keyword settings become SWEEPS_<NAME> (`lease_seconds=5` -> SWEEPS_LEASE_SECONDS=5);
-    `torch_threads` caps each process's CPU threads (the test machine is small and shared).
+    `torch_threads` caps each process's CPU threads (the test machine is small and shared);
+    None leaves the choice to the processes.
     """
     env = dict(os.environ)
     env.update(
@@ -65,10 +66,12 @@ def stack_env(
             "SWEEPS_BROKER_URL": broker_url,
             "SWEEPS_ARTIFACT_DIR": str(artifact_dir),
             "PYTHONUNBUFFERED": "1",
-            "OMP_NUM_THREADS": str(torch_threads),
-            "MKL_NUM_THREADS": str(torch_threads),
         }
     )
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(var, None)
+        if torch_threads is not None:
+            env[var] = str(torch_threads)
     for name, value in settings.items():
         if value is not None:
             env[f"SWEEPS_{name.upper()}"] = str(value)

@@ -19,10 +19,12 @@ from worker.celery_app import VISIBILITY_TIMEOUT_SECONDS, create_celery
 pytestmark = pytest.mark.slow
 
 
-def _env(db_url: str, broker_url: str, tmp_path: Path, **settings: object) -> dict[str, str]:
+def _env(
+    db_url: str, broker_url: str, tmp_path: Path, torch_threads: int | None = 1, **settings: object
+) -> dict[str, str]:
     return stack_env(
         database_url=db_url, broker_url=broker_url, artifact_dir=tmp_path / "artifacts",
-        heartbeat_seconds=0.5, metrics_flush_seconds=0.5, **settings,
+        torch_threads=torch_threads, heartbeat_seconds=0.5, metrics_flush_seconds=0.5, **settings,
     )  # fmt: skip
 
 
@@ -56,13 +58,16 @@ def test_two_runs_per_gpu_train_at_the_same_time(
     db_url: str, broker_url: str, tmp_path: Path, session: Session, make_runs: MakeRuns
 ) -> None:
     (config,) = sweep_configs("slow.yaml", max_inputs=40_000)
-    # The user's code checks that `--gpu 0` pinned the device for the run's process.
+    # The user's code checks that `--gpu 0` pinned the device for the run's process, and that
+    # the two runs share the host's cores instead of each taking all of them.
     config["model"] = (
         "import os\nassert os.environ['CUDA_VISIBLE_DEVICES'] == '0', 'not pinned'\n"
+        "cores = max(1, len(os.sched_getaffinity(0)) // 2)\n"
+        "assert torch.get_num_threads() == cores, f'{torch.get_num_threads()} threads'\n"
         + config["model"]
     )
     run_ids = make_runs(configs=[config, {**config, "seed": 2}])
-    env = _env(db_url, broker_url, tmp_path)
+    env = _env(db_url, broker_url, tmp_path, torch_threads=None)
     with start_worker(env, log_path=tmp_path / "w.log", runs_per_gpu=2, gpu="0") as worker:
         _enqueue(broker_url, run_ids)
         wait_for_runs(db_url, run_ids, timeout=150, diagnostics=worker.log_tail)
