@@ -2,15 +2,18 @@
 
     python bench/full_run.py --row vit_7_4_16 --precision bf16 --compile --json out/full.json
 
-Prints `progress <inputs>` lines while it trains (bench/sweep_slice.py reads them) and a JSON
-line with the summary, wall time, peak GPU memory and the process's peak host memory.
+Prints `progress <inputs> <unix time>` lines while it trains (bench/sweep_slice.py reads them)
+and a `result` JSON line with the summary, wall time, peak GPU memory and the process's peak host
+memory. Stopped by SIGTERM, it prints a `stopped` JSON line with the peaks so far, and exits.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import signal
 import sys
 import time
 from pathlib import Path
@@ -57,17 +60,29 @@ def main(argv: list[str] | None = None) -> int:
         evaluate.HELDOUT_SIZE = 300
     points: dict[str, dict[int, float]] = {}
 
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    def peaks() -> dict[str, float | None]:
+        gpu = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+        host = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {"peak_gpu_mib": gpu / 2**20 if gpu is not None else None, "peak_host_mib": host}
+
+    def on_term(signum: int, frame: Any) -> None:
+        print("stopped " + json.dumps({"row": args.row, **peaks()}), flush=True)
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+
     def report(event: str, **payload: Any) -> None:
         if event == "progress":
-            print(f"progress {payload['inputs']}", flush=True)
+            print(f"progress {payload['inputs']} {time.time():.3f}", flush=True)
         elif event == "metrics":
             for key, step, value in payload["points"]:
                 points.setdefault(key, {})[step] = value
 
     started = time.perf_counter()
-    summary = train_run(config, report=report, device=args.device, data_dir=args.data_dir)
+    summary = train_run(config, report=report, device=device, data_dir=args.data_dir)
     wall = time.perf_counter() - started
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     result = {
         "row": args.row, "max_inputs": config["max_inputs"], "precision": args.precision,
         "compile": args.compile, "device_name": device_name(device), "torch": torch.__version__,
@@ -79,10 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         "validation_loss": summary.get("validation_loss"),
         "model_params": summary.get("model_params"),
         "validations": len(points.get("validation_loss", {})),
-        "peak_gpu_mib": (
-            torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-        ),
-        "peak_host_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **peaks(),
     }  # fmt: skip
     print("result " + json.dumps(result), flush=True)
     if args.json:
