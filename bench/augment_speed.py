@@ -1,6 +1,9 @@
-"""Time torchvision's TrivialAugmentWide (one op per batch) vs the per-sample version, per batch.
+"""Time torchvision's TrivialAugmentWide (one op per batch) vs the device versions, per batch.
 
 python bench/augment_speed.py --device cuda --batch 64 --repeats 200
+
+The device versions compute all 14 operations and select, so eagerly they launch many small
+kernels; compiled (as `compile: true` runs them, with CUDA graphs on a GPU) they fuse.
 """
 
 from __future__ import annotations
@@ -16,7 +19,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torchvision.transforms as VT  # noqa: E402
 
-from worker.engine.augment import TrivialAugmentWidePerSample  # noqa: E402
+from worker.engine.augment import (  # noqa: E402
+    TrivialAugmentWideOnDevice,
+    TrivialAugmentWidePerSample,
+)
+
+
+def compiled(module: torch.nn.Module, device: str):
+    fn = torch.compile(module.to(device), dynamic=False,
+                       mode="reduce-overhead" if device == "cuda" else None)  # fmt: skip
+
+    def call(x: torch.Tensor) -> torch.Tensor:
+        if device == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()
+        return fn(x)
+
+    return call
 
 
 def per_batch_ms(transform, x: torch.Tensor, repeats: int) -> float:
@@ -44,6 +62,13 @@ def main() -> int:
         "torchvision_ms": per_batch_ms(VT.TrivialAugmentWide(), x, args.repeats),
         "per_sample_ms": per_batch_ms(TrivialAugmentWidePerSample().to(args.device), x,
                                       args.repeats),
+        "on_device_ms": per_batch_ms(TrivialAugmentWideOnDevice().to(args.device), x,
+                                     args.repeats),
+        "on_device_compiled_ms": per_batch_ms(compiled(TrivialAugmentWideOnDevice(), args.device),
+                                              x, args.repeats),
+        "per_sample_compiled_ms": per_batch_ms(
+            compiled(TrivialAugmentWidePerSample(), args.device), x, args.repeats
+        ),
     }  # fmt: skip
     print(json.dumps(result))
     return 0

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The GPU pass, for one (possibly offline) H100: engine GPU tests, engine vs naive loop, the full
-# seed ViT 7/4/16 run, a sweep slice at K=1 and K=4, peak memory; then a summary table.
+# seed ViT 7/4/16 run, sweep throughput at K = 1, 2, 4, 8 on the same runs, peak memory; then a
+# summary table. GPU_SH_SLICE=1 adds the 12-row table slice at 200,000 inputs at K=1 and K=4
+# (minutes each: run it with a larger GPU_SH_BUDGET).
 # Every stage is time-boxed and independent (a failure is recorded and the next stage runs);
 # the whole script stays under GPU_SH_BUDGET seconds (default 460, i.e. within 8 minutes).
 #
@@ -24,11 +26,13 @@ printf 'stage\trc\tseconds\tbox\n' > "$STAGES"
 
 if [ "$SMOKE" = 1 ]; then
   STEPS=4; WARMUP=2; MODES="naive,engine,engine+bf16"; FULL_ARGS="--max-inputs 640 --smoke"
-  SWEEP_ARGS="--max-inputs 320 --smoke --rows cnn,vit_7_4_16,vit_7_4_8"; SWEEP_S=60
+  SIZE_ROWS="cnn"; SIZE_ARGS="--max-inputs 200000 --smoke --copies 2 --ks 1,2"; SIZE_S=20
+  SLICE_ARGS="--max-inputs 320 --smoke --rows cnn,vit_7_4_16,vit_7_4_8"; SLICE_S=60
   TESTS="tests/worker/engine/test_engine_gpu.py"
 else
-  STEPS=2000; WARMUP=100; MODES="naive,engine,engine+bf16+compile"; FULL_ARGS=""
-  SWEEP_ARGS="--max-inputs 200000"; SWEEP_S=50
+  STEPS=2000; WARMUP=100; MODES="naive,engine+bf16+compile"; FULL_ARGS=""
+  SIZE_ROWS="vit_7_4_16"; SIZE_ARGS="--max-inputs 2000000 --copies 8 --ks 1,2,4,8"; SIZE_S=25
+  SLICE_ARGS="--max-inputs 200000"; SLICE_S=900
   TESTS="tests/worker/engine/test_engine_gpu.py tests/worker/engine/test_engine_augment.py"
 fi
 
@@ -66,11 +70,11 @@ numpy.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
 cat "$OUT/env.txt"
 
 # 1. the engine's GPU tests
-stage tests 60 330 "$PY" -m pytest -o addopts="" -p no:cacheprovider --confcutdir=tests/worker/engine \
+stage tests 50 400 "$PY" -m pytest -o addopts="" -p no:cacheprovider --confcutdir=tests/worker/engine \
   -q -rs --junitxml="$OUT/tests.xml" $TESTS
 
 # 2. engine vs the naive seed-style loop, same process and device
-stage throughput 100 230 "$PY" bench/train_throughput.py --row vit_7_4_16 --steps "$STEPS" \
+stage throughput 95 305 "$PY" bench/train_throughput.py --row vit_7_4_16 --steps "$STEPS" \
   --warmup "$WARMUP" --modes "$MODES" --data-dir "$SWEEPS_DATA_DIR" --json "$OUT/throughput.json"
 
 # 3. the full seed ViT 7/4/16 run with the fastest engine setting measured in stage 2
@@ -82,21 +86,24 @@ print("--precision", "bf16" if "bf16" in best else "fp32", "--compile" if "compi
 PYEOF
 )
 echo "full run flags: $FLAGS" | tee "$OUT/full_run.flags"
-stage full_run 150 150 "$PY" bench/full_run.py --row vit_7_4_16 $FLAGS $FULL_ARGS \
+stage full_run 150 155 "$PY" bench/full_run.py --row vit_7_4_16 $FLAGS $FULL_ARGS \
   --data-dir "$SWEEPS_DATA_DIR" --json "$OUT/full_run.json"
 
-# 3b. the per-sample augment's cost per batch of 64, beside torchvision's one-op-per-batch
-stage augment 20 130 "$PY" bench/augment_speed.py --repeats 200
+# 3b. the augment's cost per batch of 64: torchvision's, and the device versions eager/compiled
+stage augment 20 135 "$PY" bench/augment_speed.py --repeats 200
 
-# 4. a sweep slice: the 12 table rows at K=1 and K=4 runs on the GPU at once (one process
-#    each; eager, since every process would compile again), counted at a deadline
-SWEEP_PRECISION=$(echo "$FLAGS" | grep -q bf16 && echo bf16 || echo fp32)
-for K in 1 4; do
-  reserve=$(( K == 1 ? SWEEP_S + 20 : 5 ))
-  stage "sweep_k$K" $(( SWEEP_S + 15 )) "$reserve" "$PY" bench/sweep_slice.py --k "$K" \
-    --deadline-s "$SWEEP_S" --precision "$SWEEP_PRECISION" $SWEEP_ARGS \
-    --data-dir "$SWEEPS_DATA_DIR" --log-dir "$OUT/sweep-logs" --json "$OUT/sweep_k$K.json"
-done
+# 4. sweep throughput at K = 1, 2, 4, 8: the same runs (copies of one row) at every K, each run
+#    its own process with the full run's flags, counted at a deadline; then, if asked, the
+#    seed's 12 table rows to the end at K=1 and K=4
+SWEEP_FLAGS=$(echo "$FLAGS" | tr -s ' ')
+stage sweep_sizes $(( 4 * (SIZE_S + 5) + 15 )) 0 "$PY" bench/sweep_slice.py --rows "$SIZE_ROWS" \
+  --seconds "$SIZE_S" $SIZE_ARGS $SWEEP_FLAGS --data-dir "$SWEEPS_DATA_DIR" \
+  --log-dir "$OUT/sweep-logs/sizes" --json "$OUT/sweep_sizes.json"
+if [ "${GPU_SH_SLICE:-0}" = 1 ]; then
+  stage sweep_slice $(( 2 * SLICE_S + 30 )) 5 "$PY" bench/sweep_slice.py --ks 1,4 \
+    --seconds "$SLICE_S" $SLICE_ARGS $SWEEP_FLAGS --data-dir "$SWEEPS_DATA_DIR" \
+    --log-dir "$OUT/sweep-logs/slice" --json "$OUT/sweep_slice.json"
+fi
 
 # 5. summary
 "$PY" - "$OUT" <<'PYEOF'
@@ -128,17 +135,18 @@ if full:
           f"host {full['peak_host_mib']:.0f} MiB")
 else:
     print("full run: no result (see full_run.log)")
-for k in (1, 4):
-    s = load(f"sweep_k{k}.json")
+for name in ("sweep_sizes", "sweep_slice"):
+    s = load(f"{name}.json")
     if not s:
-        print(f"sweep K={k}: no result")
+        print(f"{name}: no result")
         continue
-    peaks = [r["peak_gpu_mib"] for r in s["runs"] if r["peak_gpu_mib"]]
-    print(f"sweep K={k}: {s['inputs_per_s']:.0f} inputs/s over {s['wall_seconds']:.0f} s, "
-          f"{s['runs_completed']}/{s['runs_started']} runs completed, "
-          f"peak GPU per run {max(peaks) if peaks else 0:.0f} MiB")
-    for r in s["runs"]:
-        print(f"   {r['row']:<16} {r['inputs']:>8} inputs  completed={r['completed']} "
-              f"gpu={r['peak_gpu_mib'] or 0:.0f}MiB host={r['peak_host_mib'] or 0:.0f}MiB")
+    base = s["sweeps"][0]["inputs_per_s"] or 1
+    print(f"{name}: {len(s['rows'])} runs of {','.join(dict.fromkeys(s['rows']))}, "
+          f"like for like: {s['like_for_like']}")
+    for r in s["sweeps"]:
+        print(f"   K={r['k']}: {r['inputs_per_s']:>8.0f} inputs/s (x{r['inputs_per_s'] / base:.2f}),"
+              f" steady {r['steady_inputs_per_s']:.0f}; {r['runs_completed']}/{r['runs_listed']}"
+              f" done, {r['failed']} failed; peak GPU/run {r['max_peak_gpu_mib']:.0f} MiB, "
+              f"host/proc {r['max_peak_host_mib']:.0f} MiB")
 PYEOF
 echo "total $(( $(date +%s) - START ))s; results in $OUT"
