@@ -39,6 +39,14 @@ ClassLogitsDataset(
 )
 """
 
+TORCHVISION_AUGMENT = "VT.TrivialAugmentWide()"
+# --augment: the seed's augment as the file has it, or one of the engine's device versions
+AUGMENTS = {
+    "file": TORCHVISION_AUGMENT,
+    "twin": "TrivialAugmentWideOnDevice()",
+    "per-sample": "TrivialAugmentWidePerSample()",
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,13 +56,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--device", default=None)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--augment", default="file", choices=sorted(AUGMENTS),
+        help="the file's TrivialAugmentWide, or a device version instead",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="tiny validation sets")
     parser.add_argument("--json", default=None, help="write the result here")
     args = parser.parse_args(argv)
     config: dict[str, Any] = {**row_config(args.row), "precision": args.precision,
-                              "compile": args.compile, "seed": 0}  # fmt: skip
+                              "compile": args.compile, "seed": args.seed}  # fmt: skip
     if args.max_inputs:
         config["max_inputs"] = args.max_inputs
+    if args.augment != "file":
+        transforms = config["train_input_transforms"]
+        if TORCHVISION_AUGMENT not in transforms:
+            parser.error(f"row {args.row} has no {TORCHVISION_AUGMENT} to replace")
+        config["train_input_transforms"] = transforms.replace(
+            TORCHVISION_AUGMENT, AUGMENTS[args.augment]
+        )
     if args.smoke:
         config["validation_set"] = SMOKE_VALIDATION
         evaluate.HELDOUT_SIZE = 300
@@ -85,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - started
     result = {
         "row": args.row, "max_inputs": config["max_inputs"], "precision": args.precision,
+        "augment": args.augment, "seed": args.seed,
         "compile": args.compile, "device_name": device_name(device), "torch": torch.__version__,
         "wall_seconds": wall, "inputs": summary["inputs"],
         "train_seconds": summary.get("train_seconds"),

@@ -80,3 +80,29 @@ class Recorder:
 
     def of(self, event: str) -> list[dict[str, Any]]:
         return [payload for e, payload in self.events if e == event]
+
+
+# The seed file's input transforms: torchvision's augment between two lambdas.
+SEED_TRANSFORMS = (
+    "[\n    lambda x: (x * 255).to(torch.uint8),\n    VT.TrivialAugmentWide(),\n"
+    "    lambda x: x.to(torch.float32) / 255.,\n]"
+)
+
+
+def run_compiled_seed_step(device: str, **overrides: Any) -> tuple[dict, list[float], Any]:
+    """Six epochs of 96 images through the seed's transforms with `compile: true`, from a fresh
+    dynamo state: (summary, validation losses in order, dynamo's counters)."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    from worker.engine import train_run
+
+    torch._dynamo.reset()
+    counters.clear()
+    globals_ = {**tiny_config()["globals"], "N_TRAIN": 96}
+    config = tiny_config(globals=globals_, train_input_transforms=SEED_TRANSFORMS, compile=True,
+                         max_inputs=None, max_epoch=6, scheduler=None, **overrides)  # fmt: skip
+    recorder = Recorder()
+    summary = train_run(config, report=recorder, device=device)
+    losses = [v for _, v in sorted(recorder.series()["validation_loss"].items())]
+    return summary, losses, counters

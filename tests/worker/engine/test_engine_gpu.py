@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.worker.engine.support import Recorder, tiny_config
+from tests.worker.engine.support import Recorder, run_compiled_seed_step, tiny_config
 from worker.engine import TrivialAugmentWideOnDevice, TrivialAugmentWidePerSample, train_run
 
 pytestmark = [
@@ -86,21 +86,8 @@ def test_cuda_graph_augment_draws_anew_on_every_replay() -> None:
 
 def test_cuda_compile_captures_the_seeds_step_in_cuda_graphs() -> None:
     """The seed's transforms, model and loss: one graph, no break, and no CUDA-graph skip."""
-    torch._dynamo.reset()
-    from torch._dynamo.utils import counters
-
-    transforms = (
-        "[\n    lambda x: (x * 255).to(torch.uint8),\n    VT.TrivialAugmentWide(),\n"
-        "    lambda x: x.to(torch.float32) / 255.,\n]"
-    )
-    globals_ = {**tiny_config()["globals"], "N_TRAIN": 96}
-    config = tiny_config(globals=globals_, train_input_transforms=transforms, compile=True,
-                         precision="bf16", max_inputs=None, max_epoch=6)  # fmt: skip
-    counters.clear()
-    recorder = Recorder()
-    summary = train_run(config, report=recorder, device="cuda")
+    summary, losses, counters = run_compiled_seed_step("cuda", precision="bf16")
     assert summary["inputs"] == 576
     assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
     assert not counters["inductor"]["cudagraph_skips"]
-    losses = [v for _, v in sorted(recorder.series()["validation_loss"].items())]
     assert losses[-1] < losses[0]

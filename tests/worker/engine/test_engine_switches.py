@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tests.worker.engine.support import Recorder, tiny_config
+from tests.worker.engine.support import Recorder, run_compiled_seed_step, tiny_config
 from worker.engine import train_run
 
 RECORDING_MODEL = """
@@ -74,21 +74,8 @@ def test_compile_trains_and_a_partial_last_batch_does_not_recompile() -> None:
 def test_compile_captures_the_seeds_transforms_and_model_in_one_graph() -> None:
     """The seed's transform list (torchvision's augment between two lambdas) compiles with the
     model into one graph, with no graph break, and the run still learns."""
-    torch._dynamo.reset()
-    from torch._dynamo.utils import counters
-
-    transforms = (
-        "[\n    lambda x: (x * 255).to(torch.uint8),\n    VT.TrivialAugmentWide(),\n"
-        "    lambda x: x.to(torch.float32) / 255.,\n]"
-    )
-    globals_ = {**tiny_config()["globals"], "N_TRAIN": 96}
-    config = tiny_config(globals=globals_, train_input_transforms=transforms, compile=True,
-                         max_inputs=None, max_epoch=6, scheduler=None)  # fmt: skip
-    counters.clear()
-    recorder = Recorder()
-    summary = train_run(config, report=recorder, device="cpu")
+    summary, losses, counters = run_compiled_seed_step("cpu")
     assert summary["inputs"] == 576
     assert counters["stats"]["unique_graphs"] == 1
     assert not counters["graph_break"]
-    losses = [v for _, v in sorted(recorder.series()["validation_loss"].items())]
     assert len(losses) == 6 and losses[-1] < losses[0]
