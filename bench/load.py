@@ -9,7 +9,8 @@
 2. Ingestion: worker processes push a further 40 runs' points through the worker's own path
    (worker.reporter.Reporter -> renew_lease + upsert_metrics, one transaction per flush) and
    report points per second.
-3. Starts the API under uvicorn (one process, as `sweeps up` runs it) and lets 50 clients poll
+3. Starts the API under uvicorn (one process, as `sweeps up` runs it, or `--api-workers N`
+   processes; `--api-workers 1,2` measures both on the same data) and lets 50 clients poll
    for 60 s, each alternating GET /runs/{id}/metrics (a random run, every series) and
    GET /sweeps/{id}/table (a random sweep), one request per second per client like a
    dashboard; again with incremental metrics polls (`after`: the last validation's points);
@@ -254,12 +255,13 @@ def measure_ingestion(url: str, runs: int, processes: int, batch: int) -> dict[s
 
 
 @contextlib.contextmanager
-def api_server(url: str) -> Iterator[tuple[str, int]]:
+def api_server(url: str, workers: int = 1) -> Iterator[tuple[str, int]]:
     port = free_port()
     env = {**os.environ, "SWEEPS_DATABASE_URL": url, "SWEEPS_API_TOKEN": TOKEN,
            "SWEEPS_BROKER_URL": "redis://127.0.0.1:1/0", "PYTHONPATH": str(REPO)}  # fmt: skip
     argv = [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]  # fmt: skip
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+            "--workers", str(workers)]  # fmt: skip
     proc = subprocess.Popen(argv, env=env, cwd=REPO, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -286,6 +288,17 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def group_rss_mb(pgid: int) -> float:
+    """Resident memory of every process in a process group: uvicorn and its worker processes."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # the fields after the ")" that closes the command name: state, ppid, pgrp, ...
+            if int(stat.read_text().rpartition(")")[2].split()[2]) == pgid:
+                total += rss_mb(int(stat.parent.name))
+    return total
+
+
 class RssSampler(threading.Thread):
     def __init__(self, pid: int, every: float = 0.25) -> None:
         super().__init__(daemon=True)
@@ -296,7 +309,7 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         while not self.stopping.is_set():
             with contextlib.suppress(OSError):
-                self.samples.append(rss_mb(self.pid))
+                self.samples.append(group_rss_mb(self.pid))
             self.stopping.wait(self.every)
 
 
@@ -364,12 +377,12 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 def measure_api(
-    url: str, sweep_ids: list[int], run_ids: list[int], args: argparse.Namespace
+    url: str, sweep_ids: list[int], run_ids: list[int], args: argparse.Namespace, workers: int
 ) -> dict[str, Any]:
-    with api_server(url) as (base, pid):
+    with api_server(url, workers) as (base, pid):
         sampler = RssSampler(pid)
         sampler.start()
-        rss_idle = rss_mb(pid)
+        rss_idle = group_rss_mb(pid)
         polling = asyncio.run(
             poll(base, sweep_ids, run_ids, args.clients, args.seconds, args.pause)
         )
@@ -386,6 +399,7 @@ def measure_api(
         sampler.join()
     one_metrics = len(json.dumps(run_points(random.Random(0))))
     return {
+        "uvicorn_workers": workers,
         "polling": polling,
         "polling_incremental": incremental,
         "saturation": saturated,
@@ -413,6 +427,9 @@ def main() -> None:
     parser.add_argument("--ingest-runs", type=int, default=40)
     parser.add_argument("--ingest-processes", type=int, default=4)
     parser.add_argument("--ingest-batch", type=int, default=1000)
+    parser.add_argument("--api-workers", default="1", help="uvicorn workers; a comma list "
+                        "measures each in turn on the same data")  # fmt: skip
+    parser.add_argument("--ingest", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", type=Path, help="also write the JSON summary here")
     args = parser.parse_args()
 
@@ -429,15 +446,19 @@ def main() -> None:
         result["seed"] = {"sweeps": len(sweep_ids), "runs": len(run_ids), "points": points,
                           "seconds": round(time.perf_counter() - began, 1)}  # fmt: skip
         print(json.dumps(result["seed"]), flush=True)
-        result["ingestion"] = measure_ingestion(
-            url, args.ingest_runs, args.ingest_processes, args.ingest_batch
-        )
-        print(json.dumps(result["ingestion"]), flush=True)
-        result["ingestion_small_flushes"] = measure_ingestion(
-            url, max(4, args.ingest_runs // 4), args.ingest_processes, 50
-        )
-        print(json.dumps(result["ingestion_small_flushes"]), flush=True)
-        result["api"] = measure_api(url, sweep_ids, run_ids, args)
+        if args.ingest:
+            result["ingestion"] = measure_ingestion(
+                url, args.ingest_runs, args.ingest_processes, args.ingest_batch
+            )
+            print(json.dumps(result["ingestion"]), flush=True)
+            result["ingestion_small_flushes"] = measure_ingestion(
+                url, max(4, args.ingest_runs // 4), args.ingest_processes, 50
+            )
+            print(json.dumps(result["ingestion_small_flushes"]), flush=True)
+        result["api"] = [
+            measure_api(url, sweep_ids, run_ids, args, int(workers))
+            for workers in args.api_workers.split(",")
+        ]
     result["load_average_end"] = os.getloadavg()
     text_out = json.dumps(result, indent=2)
     print(text_out)

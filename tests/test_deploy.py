@@ -94,8 +94,15 @@ def test_services_get_only_known_settings(compose: dict[str, Any]) -> None:
     assert api_env["SWEEPS_BROKER_URL"] == "redis://redis:6379/0"
     example = (REPO / ".env.example").read_text()
     example_keys = set(re.findall(r"^(SWEEPS_[A-Z_]+)=", example, flags=re.M))
-    assert example_keys - known <= {"SWEEPS_API_PORT"}  # the host port is compose's, not ours
+    # the host port and the API's process count are compose's, not our settings
+    assert example_keys - known <= {"SWEEPS_API_PORT", "SWEEPS_API_WORKERS"}
     assert {"POSTGRES_PASSWORD", "SWEEPS_API_TOKEN"} <= set(re.findall(r"^(\w+)=", example, re.M))
+
+
+def test_api_runs_two_processes_by_default(compose: dict[str, Any]) -> None:
+    command = compose["services"]["api"]["command"]
+    assert command[:2] == ["sweeps", "api"]
+    assert command[command.index("--workers") + 1] == "${SWEEPS_API_WORKERS:-2}"
 
 
 def test_api_image_has_no_torch() -> None:

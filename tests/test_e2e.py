@@ -33,10 +33,15 @@ def test_sweep_end_to_end(db_url: str, broker_url: str, tmp_path: Path) -> None:
     yaml_text = sweep_text("tiny.yaml")
     with (
         start_worker(env, log_path=tmp_path / "worker.log", runs_per_gpu=2) as worker,
-        start_api(env, log_path=tmp_path / "api.log") as api,
+        # two API processes, as docker-compose.yml runs it
+        start_api(env, log_path=tmp_path / "api.log", workers=2) as api,
         httpx.Client(base_url=str(api.url), headers=AUTH, timeout=30) as client,
     ):
         logs = lambda: worker.log_tail() + "\n" + api.log_tail()  # noqa: E731
+        wait_until(
+            lambda: api.log().count("Started server process") == 2,
+            timeout=30, what="two API processes", diagnostics=logs,
+        )  # fmt: skip
 
         # -- submit: two runs, both queued and sent to the worker
         created = client.post("/sweeps", content=yaml_text, headers={"Content-Type": "text/plain"})

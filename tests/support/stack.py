@@ -300,12 +300,15 @@ def start_api(
     port: int | None = None,
     name: str = "api",
     ready_timeout: float = 30.0,
+    workers: int = 1,
 ) -> ManagedProcess:
-    """The API under uvicorn (`api.main:create_app --factory`), returned once /healthz answers."""
+    """The API under uvicorn (`api.main:create_app --factory`, `workers` processes), returned
+    once /healthz answers."""
     port = port or free_port()
     argv = [
         sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "info",
+        "--workers", str(workers),
     ]  # fmt: skip
     proc = spawn(name, argv, env, log_path)
     proc.url = f"http://127.0.0.1:{port}"
