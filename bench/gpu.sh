@@ -25,7 +25,7 @@ STAGES="$OUT/stages.tsv"
 printf 'stage\trc\tseconds\tbox\n' > "$STAGES"
 
 if [ "$SMOKE" = 1 ]; then
-  STEPS=4; WARMUP=2; MODES="naive,engine,engine+bf16"; FULL_ARGS="--max-inputs 640 --smoke"
+  STEPS=4; WARMUP=2; MODES="naive,engine,engine+compile"; FULL_ARGS="--max-inputs 640 --smoke"
   SIZE_ROWS="cnn"; SIZE_ARGS="--max-inputs 200000 --smoke --copies 2 --ks 1,2"; SIZE_S=20
   SLICE_ARGS="--max-inputs 320 --smoke --rows cnn,vit_7_4_16,vit_7_4_8"; SLICE_S=60
   TESTS="tests/worker/engine/test_engine_gpu.py"
@@ -88,17 +88,26 @@ PYEOF
 echo "full run flags: $FLAGS" | tee "$OUT/full_run.flags"
 stage full_run 150 155 "$PY" bench/full_run.py --row vit_7_4_16 $FLAGS $FULL_ARGS \
   --data-dir "$SWEEPS_DATA_DIR" --json "$OUT/full_run.json"
+# 3a. opt-in (GPU_SH_PER_SAMPLE=1, with a larger GPU_SH_BUDGET): the same run with one augment
+#     operation per image, for its effect on the seed's final accuracy
+if [ "${GPU_SH_PER_SAMPLE:-0}" = 1 ]; then
+  stage full_run_per_sample 150 155 "$PY" bench/full_run.py --row vit_7_4_16 $FLAGS $FULL_ARGS \
+    --augment per-sample --data-dir "$SWEEPS_DATA_DIR" --json "$OUT/full_run_per_sample.json"
+fi
 
 # 3b. the augment's cost per batch of 64: torchvision's, and the device versions eager/compiled
 stage augment 20 135 "$PY" bench/augment_speed.py --repeats 200
 
 # 4. sweep throughput at K = 1, 2, 4, 8: the same runs (copies of one row) at every K, each run
-#    its own process with the full run's flags, counted at a deadline; then, if asked, the
-#    seed's 12 table rows to the end at K=1 and K=4
-SWEEP_FLAGS=$(echo "$FLAGS" | tr -s ' ')
+#    its own process, counted at a deadline. With the file's own settings (fp32, eager), as the
+#    seed file runs by default and so what the default K is for: with `compile: true` every
+#    process compiles at start, and K processes compiling at once took most of a short window
+#    (smoke run on CPU). Then, if asked, the seed's 12 table rows to the end at K=1 and K=4 with
+#    the full run's flags.
 stage sweep_sizes $(( 4 * (SIZE_S + 5) + 15 )) 0 "$PY" bench/sweep_slice.py --rows "$SIZE_ROWS" \
-  --seconds "$SIZE_S" $SIZE_ARGS $SWEEP_FLAGS --data-dir "$SWEEPS_DATA_DIR" \
+  --seconds "$SIZE_S" $SIZE_ARGS --data-dir "$SWEEPS_DATA_DIR" \
   --log-dir "$OUT/sweep-logs/sizes" --json "$OUT/sweep_sizes.json"
+SWEEP_FLAGS=$(echo "$FLAGS" | tr -s ' ')
 if [ "${GPU_SH_SLICE:-0}" = 1 ]; then
   stage sweep_slice $(( 2 * SLICE_S + 30 )) 5 "$PY" bench/sweep_slice.py --ks 1,4 \
     --seconds "$SLICE_S" $SLICE_ARGS $SWEEP_FLAGS --data-dir "$SWEEPS_DATA_DIR" \
@@ -126,15 +135,17 @@ for r in load("throughput.json") or []:
               f"x{r.get('speedup_vs_naive') or 0:.2f} vs naive  peak {r.get('peak_gpu_mib') or 0:.0f} MiB")
 aug = (out / "augment.log").read_text().strip().splitlines()[-1:] if (out / "augment.log").exists() else []
 print("augment per batch: " + (aug[0] if aug else "no result"))
-full = load("full_run.json")
-if full:
-    print(f"full run {full['row']} {full['inputs']:,} inputs: {full['wall_seconds']:.1f} s wall "
+for name in ("full_run.json", "full_run_per_sample.json"):
+    full = load(name)
+    if not full:
+        print(f"{name}: no result")
+        continue
+    print(f"full run ({full.get('augment', 'file')} augment) {full['row']} "
+          f"{full['inputs']:,} inputs: {full['wall_seconds']:.1f} s wall "
           f"(precision {full['precision']}, compile {full['compile']}); argmax "
           f"{full['accuracy_argmax']:.4f} svc {full['accuracy_svc']:.4f} svc_heldout "
           f"{full['accuracy_svc_heldout']:.4f}; peak GPU {full['peak_gpu_mib'] or 0:.0f} MiB, "
           f"host {full['peak_host_mib']:.0f} MiB")
-else:
-    print("full run: no result (see full_run.log)")
 for name in ("sweep_sizes", "sweep_slice"):
     s = load(f"{name}.json")
     if not s:
