@@ -190,3 +190,33 @@ def test_curves_follow_running_runs(page, api: ManagedProcess, db_url: str) -> N
         "() => document.getElementById('sweep-status').textContent.includes('succeeded 2')",
         timeout=20_000,
     )
+
+
+def test_a_big_sweep_draws_finished_runs_as_one_trace_per_colour(
+    page, api: ManagedProcess, db_url: str
+) -> None:  # noqa: ANN001
+    """Above 30 runs the finished ones share a trace per colour, every point still drawn."""
+    seeded = seed_sweep(db_url, runs=40, points=5)
+    page.goto("/ui/login")
+    page.fill("#token", TOKEN)
+    page.click("button[type=submit]")
+    page.goto(f"/ui/sweeps/{seeded.sweep_id}")
+    page.wait_for_selector("#curves[data-ready='1']", timeout=30_000)
+    for key in CURVE_KEYS:
+        chart = page.evaluate(
+            "k => { const d = document.getElementById('chart-' + k);"
+            " return {legend: d.layout.showlegend,"
+            " traces: d.data.map(t => ({x: t.x, labels: t.customdata, colour: t.line.color}))}; }",
+            key,
+        )
+        assert chart["legend"] is False, key
+        traces = chart["traces"]
+        assert len(traces) == 10 and len({t["colour"] for t in traces}) == 10, key
+        drawn = [
+            (label, x)
+            for t in traces
+            for x, label in zip(t["x"], t["labels"], strict=True)
+            if x is not None
+        ]
+        assert len(drawn) == 40 * 5, key  # every run's every point, joined by gaps
+        assert sorted({label for label, _ in drawn}) == sorted(seeded.slugs), key

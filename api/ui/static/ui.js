@@ -11,6 +11,13 @@ const CURVE_KEYS = {
 };
 const POLL_MS = 4000;
 const PLOT_CONFIG = { displaylogo: false, responsive: true };
+// plotly's default colours; run i is drawn in COLORWAY[i % 10] however its trace is built.
+const COLORWAY = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+  "#7f7f7f", "#bcbd22", "#17becf"];
+// Above this many runs the legend is hidden, and finished runs are drawn as one trace per colour
+// (their curves joined by gaps): plotly's drawing cost grows with traces far more than with
+// points (BENCHMARKS.md, "UI"). Runs still training keep a trace each, so they can grow.
+const BUNDLE_ABOVE = 30;
 const WAITING = {
   text: "no points yet", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5,
   font: { color: "#6b7385" },
@@ -57,7 +64,8 @@ function initTables(root) {
 
 // ---- learning curves -------------------------------------------------------------------
 // One chart per key, one trace per run (also for runs without points yet, so the legend
-// always lists every run). Polling asks only for unfinished runs, with `after` per run.
+// always lists every run; on big sweeps finished runs share a trace per colour, BUNDLE_ABOVE).
+// Polling asks only for unfinished runs, with `after` per run.
 class CurveBoard {
   constructor(root) {
     this.root = root;
@@ -112,15 +120,41 @@ class CurveBoard {
     // Validation curves have one point per validation: a one-epoch run has a single point,
     // which a plain line never draws, so mark the points (except on crowded charts).
     const markers = key !== "train_loss" && data.runs.length <= 50;
-    const traces = data.runs.map((run, i) => {
+    const mode = markers ? "lines+markers" : "lines";
+    const bundle = data.runs.length > BUNDLE_ABOVE;
+    const traces = [];
+    const bundles = {};  // colour slot -> the trace of the finished runs drawn in that colour
+    data.runs.forEach((run, i) => {
       const points = (data.series[key] || {})[run.id] || [[], []];
-      this.traceIndex[key][run.id] = i;
       this.lastStep[key][run.id] = points[0].length ? points[0][points[0].length - 1] : -1;
-      return {
-        x: points[0], y: points[1], name: run.label, type: "scatter",
-        mode: markers ? "lines+markers" : "lines", marker: { size: 6 },
-        meta: run.id, hovertemplate: `${run.label}<br>%{x:,} inputs: %{y:.4g}<extra></extra>`,
-      };
+      const line = { color: COLORWAY[i % COLORWAY.length] };
+      if (bundle && run.finished) {
+        let trace = bundles[i % COLORWAY.length];
+        if (!trace) {
+          trace = { x: [], y: [], customdata: [], name: "finished runs", type: "scatter", mode,
+            line, marker: { size: 6 }, connectgaps: false,
+            hovertemplate: "%{customdata}<br>%{x:,} inputs: %{y:.4g}<extra></extra>" };
+          bundles[i % COLORWAY.length] = trace;
+          traces.push(trace);
+        }
+        if (trace.x.length) {  // a gap between two runs' curves
+          trace.x.push(null);
+          trace.y.push(null);
+          trace.customdata.push(null);
+        }
+        points[0].forEach((x, j) => {
+          trace.x.push(x);
+          trace.y.push(points[1][j]);
+          trace.customdata.push(run.label);
+        });
+        return;
+      }
+      this.traceIndex[key][run.id] = traces.length;
+      traces.push({
+        x: points[0], y: points[1], name: run.label, type: "scatter", mode, line,
+        marker: { size: 6 }, meta: run.id,
+        hovertemplate: `${run.label}<br>%{x:,} inputs: %{y:.4g}<extra></extra>`,
+      });
     });
     const empty = traces.every((t) => t.x.length === 0);
     const layout = {
@@ -130,7 +164,7 @@ class CurveBoard {
       xaxis: { title: { text: "inputs seen" }, rangemode: "tozero" },
       yaxis: { type: key.endsWith("loss") ? "log" : "linear" },
       legend: { font: { size: 10 } },
-      showlegend: data.runs.length <= 30,
+      showlegend: !bundle,
       uirevision: key,
     };
     Plotly.newPlot(div, traces, layout, PLOT_CONFIG);
