@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import Metric, Run, Sweep
+from shared.db.sweeps import downsample
 
 CURVE_KEYS = (
     "train_loss",
@@ -26,6 +27,8 @@ CURVE_KEYS = (
     "accuracy_svc_heldout",
 )
 MAX_POINTS_LIMIT = 5_000
+# Series up to this many times max_points are read whole and bucketed in Python.
+READ_WHOLE_FACTOR = 8
 
 
 @dataclass(frozen=True)
@@ -90,26 +93,40 @@ def read_series(
     scope: list[ColumnElement[bool]] = [Metric.run_id.in_(fresh)] if fresh else []
     scope += [and_(Metric.run_id == rid, Metric.step > step) for rid, step in after.items()]
     wanted = and_(Metric.key.in_(keys), or_(*scope))
-    # Counting first (an index-only scan) lets short series skip the window functions, which
-    # cost several times a plain read; only series longer than max_points are bucketed.
-    short: dict[str, list[int]] = {}
+    # Counting first (an index-only scan) sorts the series three ways: those that fit in
+    # max_points are read as they are; those up to READ_WHOLE_FACTOR times longer are read
+    # whole and bucketed here, which costs less than the database's window functions
+    # (BENCHMARKS.md, "UI"); only longer ones are bucketed inside the database.
+    plain: dict[str, list[int]] = {}
     long: dict[str, list[int]] = {}
+    bucket_here: set[tuple[int, str]] = set()
     counts = select(Metric.run_id, Metric.key, func.count()).where(wanted)
     for run_id, key, n in session.execute(counts.group_by(Metric.run_id, Metric.key)):
-        (short if n <= max_points else long).setdefault(key, []).append(run_id)
+        if n > READ_WHOLE_FACTOR * max_points:
+            long.setdefault(key, []).append(run_id)
+            continue
+        plain.setdefault(key, []).append(run_id)
+        if n > max_points:
+            bucket_here.add((run_id, key))
     reads = []
-    if short:
+    if plain:
         columns = (Metric.run_id, Metric.key, Metric.step, Metric.value)
-        reads.append(select(*columns).where(wanted, _pairs(short)).order_by(*columns[:3]))
+        reads.append(select(*columns).where(wanted, _pairs(plain)).order_by(*columns[:3]))
     if long:
         reads.append(_downsampled(and_(wanted, _pairs(long)), max_points))
-    series: dict[int, dict[str, tuple[list[int], list[float | None]]]] = {}
+    raw: dict[tuple[int, str], list[tuple[int, float]]] = {}
     for read in reads:
         for run_id, key, step, value in session.execute(read):
-            steps, values = series.setdefault(run_id, {}).setdefault(key, ([], []))
-            steps.append(step)
-            # A diverged run's NaN/inf is not JSON; null leaves a gap in its line.
-            values.append(value if math.isfinite(value) else None)
+            raw.setdefault((run_id, key), []).append((step, value))
+    series: dict[int, dict[str, tuple[list[int], list[float | None]]]] = {}
+    for (run_id, key), points in raw.items():
+        if (run_id, key) in bucket_here:
+            points = downsample(points, max_points)
+        # A diverged run's NaN/inf is not JSON; null leaves a gap in its line.
+        series.setdefault(run_id, {})[key] = (
+            [step for step, _ in points],
+            [value if math.isfinite(value) else None for _, value in points],
+        )
     return series
 
 

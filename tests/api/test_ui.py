@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.ui import session as ui_session
+from api.ui.curves import READ_WHOLE_FACTOR
 from shared.db import sweeps as queries
 from shared.db.models import ApiToken, Metric, Run, RunStatus, Sweep
 from shared.db.session import make_engine
@@ -351,7 +352,8 @@ def test_curves_show_a_reused_runs_source(logged_in: TestClient, db_url: str) ->
 
 
 def test_curves_downsample_like_the_metrics_endpoint(logged_in: TestClient, db_url: str) -> None:
-    """The batch endpoint's SQL min-max buckets keep the same points as GET /runs/{id}/metrics."""
+    """The batch endpoint's min-max buckets, in SQL or after a whole read, keep the same points
+    as GET /runs/{id}/metrics."""
     seeded = seed_sweep(db_url, runs=2, points=1)
     rng = random.Random(7)
     series = {rid: [(s * 10, rng.random()) for s in range(1, 1000 + 137 * i)]
@@ -362,7 +364,10 @@ def test_curves_downsample_like_the_metrics_endpoint(logged_in: TestClient, db_u
             session.add_all(Metric(run_id=run_id, key="train_loss", step=s, value=v)
                             for s, v in points)  # fmt: skip
         session.commit()
-    for max_points in (4, 9, 100, 5000):
+    # 999 and 1,136 points: bucketed in SQL (4, 9, 100), read whole and bucketed in Python
+    # (200), one each way in one request (130: READ_WHOLE_FACTOR x 130 = 1,040), not at all (5000)
+    assert READ_WHOLE_FACTOR == 8
+    for max_points in (4, 9, 100, 130, 200, 5000):
         data = logged_in.get(f"/ui/api/curves?sweeps={seeded.sweep_id}&max_points={max_points}")
         for run_id, points in series.items():
             steps, values = data.json()["series"]["train_loss"][str(run_id)]
