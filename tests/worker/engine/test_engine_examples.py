@@ -75,3 +75,19 @@ def test_spec_schedulers_take_a_length_as_second_argument() -> None:
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     for name in names.SCHEDULERS:
         getattr(torch.optim.lr_scheduler, name)(optimizer, 10)
+
+
+def test_augment_example_compares_torchvisions_and_the_per_image_augment() -> None:
+    """Two runs of the 7/4/16 row over the full 2M inputs, fast switches on, one per augment."""
+    from worker.engine import TrivialAugmentWideOnDevice, TrivialAugmentWidePerSample
+    from worker.engine.build import build_run
+
+    text = (EXAMPLES / "fmnist_vit_augment.yaml").read_text()
+    runs = parse_sweep(text).runs
+    assert [row["params"] for row in inspect_sweep(text)] == [2_185_610, 2_185_610]
+    augments = []
+    for run in runs:
+        assert run.config["max_inputs"] == 2_000_000 and run.config["compile"] is True
+        augments.append(type(build_run(run.config, torch.device("cpu")).transforms[1]))
+    # under compile: true torchvision's augment runs as its device twin (same draw per batch)
+    assert augments == [TrivialAugmentWideOnDevice, TrivialAugmentWidePerSample]
