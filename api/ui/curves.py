@@ -1,9 +1,10 @@
-"""Learning curves for many runs at once: two SQL queries, downsampled inside the database.
+"""Learning curves for many runs at once, in a few SQL queries, downsampled to `max_points`.
 
 The sweep page draws five charts with one line per run; asking GET /runs/{id}/metrics once
 per run would cost hundreds of round trips for a large sweep. Here one query reads the runs,
-one counts the points of each (run, key), one reads the series that fit in `max_points`, and
-one reads the longer ones downsampled by window functions inside the database.
+one counts the points of each (run, key), one reads the series that fit in `max_points` or
+are at most READ_WHOLE_FACTOR times longer (those are bucketed here), and one reads the
+longest ones downsampled by window functions inside the database.
 """
 
 from __future__ import annotations
