@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -70,6 +71,7 @@ class RunStatus(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     REUSED = "reused"
+    PRUNED = "pruned"  # stopped early: its rung's metric was outside the sweep's top fraction
 
     @property
     def finished(self) -> bool:
@@ -77,7 +79,13 @@ class RunStatus(enum.StrEnum):
 
 
 FINISHED_STATUSES = frozenset(
-    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.REUSED}
+    {
+        RunStatus.SUCCEEDED,
+        RunStatus.FAILED,
+        RunStatus.CANCELLED,
+        RunStatus.REUSED,
+        RunStatus.PRUNED,
+    }
 )
 
 
@@ -158,6 +166,8 @@ class Run(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     train_seconds: Mapped[float | None] = mapped_column(Float)
+    # Where the run's wall time went: {phase: seconds}, written by the worker.
+    phases: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
     sweep: Mapped[Sweep] = relationship(back_populates="runs", foreign_keys=[sweep_id])
     reused_from: Mapped[Run | None] = relationship(remote_side=[id])
@@ -174,6 +184,8 @@ class Metric(Base):
     key: Mapped[str] = mapped_column(String(100))
     step: Mapped[int] = mapped_column(BigInteger)
     value: Mapped[float] = mapped_column(Float)
+    # SQLite reads a NaN REAL back as NULL, so a NaN is stored as value 0 with this flag set.
+    is_nan: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class LatestMetric(Base):
@@ -185,6 +197,8 @@ class LatestMetric(Base):
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     step: Mapped[int] = mapped_column(BigInteger)
     value: Mapped[float] = mapped_column(Float)
+    # SQLite reads a NaN REAL back as NULL, so a NaN is stored as value 0 with this flag set.
+    is_nan: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class ApiToken(Base):
