@@ -63,7 +63,7 @@ class SweepPreview(BaseModel):
     would_reuse: int
 
 
-class SweepSummary(BaseModel):
+class SweepOut(BaseModel):
     id: int
     name: str
     status: str
@@ -75,7 +75,7 @@ class SweepSummary(BaseModel):
 
 
 class SweepPage(BaseModel):
-    items: list[SweepSummary]
+    items: list[SweepOut]
     total: int
     limit: int
     offset: int
@@ -98,7 +98,7 @@ class RunSummary(_Model):
     error: str | None
 
 
-class SweepDetail(SweepSummary):
+class SweepDetail(SweepOut):
     matrix_keys: list[str]
     yaml_text: str
     runs: list[RunSummary]
@@ -141,7 +141,7 @@ class RunDetail(RunSummary):
     )
 
 
-class RunCancelled(_Model):
+class RunCancelOut(_Model):
     id: int
     status: str
     cancel_requested: bool

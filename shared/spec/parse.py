@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from . import names
+from .encoding import NotUtf8, decode_utf8
 from .errors import SpecError
 from .matrix import (
     FILTER_KEY,
@@ -182,14 +183,12 @@ def _check_top_matrix(
 
 def _decode(text: str | bytes) -> str:
     if isinstance(text, bytes):
-        raw = text
         try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw.count(b"\n", 0, exc.start) + 1
+            text = decode_utf8(text)
+        except NotUtf8 as exc:
             raise SpecError(
-                f"the file is not UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}",
-                line=line,
+                f"the file is not UTF-8: byte 0x{exc.byte:02x} at offset {exc.offset}",
+                line=exc.line,
             ) from None
     else:
         try:
