@@ -16,8 +16,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.models import Run, RunStatus, Sweep, utcnow
 from shared.domain.commands import update_sweep_status
-from shared.spec import RunSpec, SpecError, parse_sweep
-from shared.spec import Sweep as SweepSpec
+from shared.spec import RunSpec, SpecError, SweepSpec, parse_sweep
 
 MAX_INPUTS = 2**62  # runs.max_inputs and metrics.step are BIGINT
 _CHUNK = 1000  # bound the parameters of one IN (...) list
