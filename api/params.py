@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Path
+from fastapi import Path, Query
 
 from api.errors import InvalidInput
 
@@ -13,8 +13,14 @@ MAX_IDS = 10_000
 
 SweepId = Annotated[int, Path(ge=1, le=MAX_ID, description="sweep id")]
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="run id")]
-# What `parse_ids` accepts, for the OpenAPI document: ids separated by commas.
-IDS_PATTERN = r"^\s*[0-9]+\s*(,\s*[0-9]+\s*)*$"
+# For the OpenAPI document: comma-separated ids that `parse_ids` accepts (it also takes spaces,
+# leading zeros and ids up to MAX_ID; the pattern stays simple and never promises more).
+IDS_PATTERN = f"^[1-9][0-9]{{0,8}}(,[1-9][0-9]{{0,8}}){{0,{MAX_IDS - 1}}}$"
+
+
+def IdsQuery(**kwargs: Any) -> Any:  # noqa: N802 - used like fastapi.Query
+    """A query parameter of ids: the pattern is documented; `parse_ids` checks, with a message."""
+    return Query(json_schema_extra={"pattern": IDS_PATTERN, "minLength": 1}, **kwargs)
 
 
 def parse_ids(text: str | None, what: str) -> list[int]:

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from api.deps import SessionDep, require_token
 from api.errors import AUTH_RESPONSES, InvalidInput
-from api.params import SweepId, parse_ids
+from api.params import IdsQuery, SweepId, parse_ids
 from api.schemas import Problem, TableOut
 from shared.domain.tables import table_runs
 from shared.table import build_table, to_csv, to_json, to_markdown
@@ -68,8 +68,10 @@ def sweep_table(
 @router.get("/compare", response_model=TableOut, responses=_RESPONSES)
 def compare(
     session: SessionDep,
-    runs: Annotated[str | None, Query(description="run ids, e.g. 1,2,3")] = None,
-    sweeps_: Annotated[str | None, Query(alias="sweeps", description="sweep ids, e.g. 4,5")] = None,
+    runs: Annotated[str | None, IdsQuery(description="run ids, e.g. 1,2,3")] = None,
+    sweeps_: Annotated[
+        str | None, IdsQuery(alias="sweeps", description="sweep ids, e.g. 4,5")
+    ] = None,
     format: Format = "json",
     sort: Sort = None,
 ) -> Any:

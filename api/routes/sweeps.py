@@ -12,6 +12,7 @@ from api.deps import SessionDep, SettingsDep, read_body, require_token
 from api.errors import AUTH_RESPONSES, BadRequest, InvalidInput, UnsupportedMediaType
 from api.params import SweepId
 from api.schemas import (
+    PRINTABLE,
     PreviewRun,
     Problem,
     RunBrief,
@@ -59,6 +60,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     ]
 }
 Body = Annotated[bytes, Depends(read_body)]
+
+
+def NameQuery(**kwargs: Any) -> Any:  # noqa: N802 - used like fastapi.Query
+    """The `name` query parameter; `_check_name` refuses what the pattern documents."""
+    return Query(max_length=200, json_schema_extra={"pattern": PRINTABLE}, **kwargs)
 
 
 def _decode(body: bytes) -> str:
@@ -121,7 +127,7 @@ def create_sweep(
     session: SessionDep,
     settings: SettingsDep,
     force: Annotated[bool, Query(description="train again even where results exist")] = False,
-    name: Annotated[str | None, Query(max_length=200, description="sweep name")] = None,
+    name: Annotated[str | None, NameQuery(description="sweep name")] = None,
 ) -> SweepCreated:
     """Submit a sweep file: store its runs and queue them (results that exist are reused)."""
     text, name = read_submission(request, body, name)
@@ -150,7 +156,7 @@ def preview_sweep(
     session: SessionDep,
     settings: SettingsDep,
     force: Annotated[bool, Query(description="as POST /sweeps?force=true")] = False,
-    name: Annotated[str | None, Query(max_length=200)] = None,
+    name: Annotated[str | None, NameQuery()] = None,
 ) -> SweepPreview:
     """Validate and expand a sweep file without storing anything: runs, slugs, hashes, reuse."""
     text, name = read_submission(request, body, name)
