@@ -28,8 +28,8 @@ from shared.settings import Settings, get_settings
 # Sync routes and dependencies run on worker threads, and a request keeps its database
 # connection from the token check to its end, across several thread hops. With fewer
 # connections than requests in progress, threads blocked waiting for a connection starve the
-# requests holding one: 50 clients stalled the API for the pool's 30 s timeout, then 500s
-# (bench/load.py; tests/faults/test_api_concurrency.py). So: this many threads, this many
+# requests holding one until the pool times out (BENCHMARKS.md, "Load";
+# tests/faults/test_api_concurrency.py). So: this many threads, this many
 # pooled connections, and at most this many requests in progress; the rest wait their turn
 # without holding a thread or a connection.
 REQUEST_SLOTS = 40
