@@ -89,6 +89,7 @@ class Enqueued:
 def enqueue_after_commit(session: Session, run_ids: Sequence[int], send: Send) -> None:
     """Send `send(run_id)` for each id once this transaction commits; nothing if it rolls back."""
     if run_ids:
+        session.connection()  # begin the transaction the ids belong to, if nothing has yet
         session.info.setdefault(_PENDING, []).append((send, list(run_ids)))
 
 
@@ -127,6 +128,7 @@ def _send_recorded(session: Session) -> None:
             outcome.sent.append(run_id)
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_recorded(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_recorded(session: Session, _previous: Any) -> None:
+    if not session.in_transaction():  # the whole transaction, not a savepoint within it
+        session.info.pop(_PENDING, None)
