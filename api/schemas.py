@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.domain.metrics import NonFinite
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -150,7 +152,10 @@ class SweepRetried(BaseModel):
 
 class MetricPoint(BaseModel):
     step: int
-    value: float | None
+    value: float | None = Field(description="null when the value is not a finite number")
+    non_finite: NonFinite | None = Field(
+        None, description="what a null value was: NaN, Infinity or -Infinity (JSON has none)"
+    )
 
 
 class RunDetail(RunSummary):
@@ -182,9 +187,16 @@ class MetricSeries(BaseModel):
     run_id: int
     source_run_id: int = Field(description="the run the points belong to (differs when reused)")
     series: dict[str, list[tuple[int, float | None]]] = Field(
-        description="key -> [[inputs seen, value], ...] in step order"
+        description="key -> [[inputs seen, value], ...] in step order; value null when it is "
+        "NaN or infinite (see `non_finite`)"
     )
     last_step: int | None = Field(description="largest step returned; pass as `after` to poll")
+    non_finite: dict[str, list[tuple[int, NonFinite]]] = Field(
+        {},
+        description="key -> [[inputs seen, NaN | Infinity | -Infinity], ...]: the points whose "
+        "value is null in `series` (JSON has no NaN or infinity), including any that "
+        "`max_points` left out",
+    )
 
 
 class TableColumn(BaseModel):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api.deps import SessionDep, require_token
 from api.errors import AUTH_RESPONSES, InvalidInput
+from api.etag import REVALIDATE, is_fresh, make_etag, not_modified
 from api.params import RunId
 from api.schemas import MetricPoint, MetricSeries, Problem, RunCancelOut, RunDetail
 from shared.domain import commands, metrics, reads
+from shared.domain.versions import metrics_version
 from shared.table import METRIC_KEYS
 
 router = APIRouter(
@@ -29,7 +32,7 @@ def get_run(run_id: RunId, session: SessionDep) -> RunDetail:
     """A run: configuration, status, attempts, timings, host, device, provenance, error."""
     run = reads.get_run(session, run_id)
     latest = {
-        key: MetricPoint(step=step, value=value)
+        key: MetricPoint(step=step, value=value, non_finite=metrics.non_finite_name(value))
         for key, (step, value) in metrics.latest_metrics(session, run_id).items()
     }
     fields = {name: getattr(run, name) for name in RunDetail.model_fields if name != "latest"}
@@ -53,13 +56,21 @@ def _split_keys(keys: list[str] | None) -> list[str] | None:
     return list(dict.fromkeys(wanted)) or None
 
 
-@router.get(
-    "/runs/{run_id}/metrics",
-    response_model=MetricSeries,
-    responses={**_NOT_FOUND, 422: {"model": Problem, "description": "unknown metric key"}},
-)
+_METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_NOT_FOUND,
+    200: {
+        "description": "the series; `ETag` names this version of them",
+        "headers": {"ETag": {"description": "send it back as If-None-Match to revalidate"}},
+    },
+    304: {"description": "Not Modified: the series are those of the If-None-Match ETag"},
+    422: {"model": Problem, "description": "unknown metric key"},
+}
+
+
+@router.get("/runs/{run_id}/metrics", response_model=MetricSeries, responses=_METRICS_RESPONSES)
 def run_metrics(
     run_id: RunId,
+    request: Request,
     session: SessionDep,
     keys: Annotated[
         list[str] | None, Query(description="metric keys, comma-separated (default: all)")
@@ -70,8 +81,16 @@ def run_metrics(
     max_points: Annotated[
         int | None, Query(ge=2, le=100_000, description="downsample each series to this many")
     ] = None,
-) -> MetricSeries:
-    """Learning curves as [inputs seen, value] pairs per key; `after` polls, `max_points` thins."""
+) -> Response:
+    """Learning curves as [inputs seen, value] pairs per key; `after` polls, `max_points` thins.
+
+    A NaN or infinite value is `null` in `series` (JSON has no such numbers) and is named in
+    `non_finite`. Answers carry an ETag: with `If-None-Match` set to it, the answer is
+    `304 Not Modified` while the series are unchanged (a finished run's never change).
+    """
+    etag = make_etag(request, metrics_version(session, [reads.source_id(session, run_id)]))
+    if is_fresh(request, etag):
+        return not_modified(etag)
     wanted = _split_keys(keys)
     if wanted:
         known = set(METRIC_KEYS) | set(metrics.metric_keys(session, run_id))
@@ -80,10 +99,18 @@ def run_metrics(
             raise InvalidInput(
                 f"unknown metric key {unknown[0][:100]!r}; known keys: {', '.join(sorted(known))}"
             )
-    source, series = metrics.metric_series(
-        session, run_id, keys=wanted, after=after, max_points=max_points
+    series = metrics.metric_series(session, run_id, keys=wanted, after=after, max_points=max_points)
+    # Serialised straight from the driver's tuples in MetricSeries' shape; validating
+    # thousands of points again would cost more than reading them (orjson writes NaN and
+    # infinities as null).
+    body = orjson.dumps(
+        {
+            "run_id": run_id,
+            "source_run_id": series.source_id,
+            "series": series.points,
+            "last_step": series.last_step,
+            "non_finite": series.non_finite,
+        }
     )
-    last = max((points[-1][0] for points in series.values() if points), default=None)
-    return MetricSeries.model_validate(
-        {"run_id": run_id, "source_run_id": source, "series": series, "last_step": last}
-    )
+    headers = {"ETag": etag, "Cache-Control": REVALIDATE}
+    return Response(body, media_type="application/json", headers=headers)

@@ -14,11 +14,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, null, or_, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import Metric, Run, Sweep
-from shared.domain.metrics import downsample
+from shared.domain.metrics import downsample, value_or_null
 from shared.domain.reads import source_of
 
 CURVE_KEYS = (
@@ -112,11 +112,12 @@ def read_series(
             bucket_here.add((run_id, key))
     reads = []
     if plain:
-        columns = (Metric.run_id, Metric.key, Metric.step, Metric.value)
-        reads.append(select(*columns).where(wanted, _pairs(plain)).order_by(*columns[:3]))
+        columns = (Metric.run_id, Metric.key, Metric.step)
+        query = select(*columns, value_or_null(Metric)).where(wanted, _pairs(plain))
+        reads.append(query.order_by(*columns))
     if long:
         reads.append(_downsampled(and_(wanted, _pairs(long)), max_points))
-    raw: dict[tuple[int, str], list[tuple[int, float]]] = {}
+    raw: dict[tuple[int, str], list[tuple[int, float | None]]] = {}
     for read in reads:
         for run_id, key, step, value in session.execute(read):
             raw.setdefault((run_id, key), []).append((step, value))
@@ -127,7 +128,7 @@ def read_series(
         # A diverged run's NaN/inf is not JSON; null leaves a gap in its line.
         series.setdefault(run_id, {})[key] = (
             [step for step, _ in points],
-            [value if math.isfinite(value) else None for _, value in points],
+            [value if value is not None and math.isfinite(value) else None for _, value in points],
         )
     return series
 
@@ -153,6 +154,7 @@ def _downsampled(where: Any, max_points: int) -> Select[Any]:
             Metric.key,
             Metric.step,
             Metric.value,
+            Metric.is_nan,
             func.row_number().over(partition_by=series, order_by=Metric.step).label("rn"),
             func.count().over(partition_by=series).label("n"),
         )
@@ -166,13 +168,15 @@ def _downsampled(where: Any, max_points: int) -> Select[Any]:
     interior = numbered.c.n - 2
     bucket = case((ends, -1), else_=((numbered.c.rn - 1) * buckets - 1) // interior)
     in_bucket = (numbered.c.run_id, numbered.c.key, bucket)
+    # A NaN (stored as 0 with is_nan) ranks lowest, as in metrics.downsample.
+    nan, value, step = numbered.c.is_nan, numbered.c.value, numbered.c.step
     ranked = select(
         numbered,
         func.row_number()
-        .over(partition_by=in_bucket, order_by=(numbered.c.value, numbered.c.step))
+        .over(partition_by=in_bucket, order_by=(nan.desc(), value, step))
         .label("low"),
         func.row_number()
-        .over(partition_by=in_bucket, order_by=(numbered.c.value.desc(), numbered.c.step))
+        .over(partition_by=in_bucket, order_by=(nan, value.desc(), step))
         .label("high"),
     ).subquery()
     keep = or_(
@@ -182,8 +186,9 @@ def _downsampled(where: Any, max_points: int) -> Select[Any]:
         ranked.c.low == 1,
         ranked.c.high == 1,
     )
+    shown = case((ranked.c.is_nan, null()), else_=ranked.c.value)
     return (
-        select(ranked.c.run_id, ranked.c.key, ranked.c.step, ranked.c.value)
+        select(ranked.c.run_id, ranked.c.key, ranked.c.step, shown)
         .where(keep)
         .order_by(ranked.c.run_id, ranked.c.key, ranked.c.step)
     )

@@ -1,31 +1,73 @@
 """One run's metrics: latest values, series, and the min-max downsampling rule.
 
-A reused run shows its source's metrics (`reads.source_id`).
+A reused run shows its source's metrics (`reads.source_id`). A NaN is stored as value 0 with
+`is_nan` set (`shared.db.runs.upsert_metrics`); reads give it back as NaN (latest values,
+tables) or as None (series, which become JSON), and `non_finite` names NaN and infinities.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, case, null, or_, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import LatestMetric, Metric
 from shared.domain.reads import source_id
 
+Point = tuple[int, float | None]  # (step, value); None for a NaN
+NonFinite = Literal["NaN", "Infinity", "-Infinity"]
+AnySelect = Select[*tuple[Any, ...]]
+Q = TypeVar("Q", bound=AnySelect)
+
+
+def value_or_null(model: type[Metric] | type[LatestMetric]) -> ColumnElement[float | None]:
+    """The stored value, NULL for a NaN (stored as 0 with `is_nan`)."""
+    return case((model.is_nan, null()), else_=model.value)
+
+
+def non_finite_name(value: float | None) -> NonFinite | None:
+    """JSON has no NaN or infinity: "NaN", "Infinity" or "-Infinity" names them (None: finite)."""
+    if value is None or math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return None
+
 
 def latest_metrics(session: Session, run_id: int) -> dict[str, tuple[int, float]]:
-    """key -> (step, value) of the run's results (its source's, for a reused run)."""
+    """key -> (step, value) of the run's results (its source's, for a reused run); NaN kept."""
     source = source_id(session, run_id)
-    query = select(LatestMetric.key, LatestMetric.step, LatestMetric.value).where(
+    query = select(LatestMetric.key, LatestMetric.step, value_or_null(LatestMetric)).where(
         LatestMetric.run_id == source
     )
-    return {key: (step, value) for key, step, value in session.execute(query)}
+    return {
+        key: (step, math.nan if value is None else value)
+        for key, step, value in session.execute(query)
+    }
 
 
 def metric_keys(session: Session, run_id: int) -> list[str]:
     """Keys the run (or its reuse source) has recorded."""
     return sorted(latest_metrics(session, run_id))
+
+
+@dataclass
+class Series:
+    """A run's curves: key -> [(step, value), ...] in step order, NaN as None."""
+
+    source_id: int
+    points: dict[str, list[Point]]
+    # key -> [(step, "NaN" | "Infinity" | "-Infinity"), ...]: every non-finite point asked for,
+    # also those that downsampling left out, so a diverged run is never shown as a clean one.
+    non_finite: dict[str, list[tuple[int, NonFinite]]] = field(default_factory=dict)
+
+    @property
+    def last_step(self) -> int | None:
+        return max((p[-1][0] for p in self.points.values() if p), default=None)
 
 
 def metric_series(
@@ -35,23 +77,68 @@ def metric_series(
     keys: Sequence[str] | None = None,
     after: int | None = None,
     max_points: int | None = None,
-) -> tuple[int, dict[str, list[tuple[int, float]]]]:
-    """(source run id, key -> [(step, value)...] by step), only steps > `after`, downsampled."""
+) -> Series:
+    """The run's series (its source's, if reused), only steps > `after`, downsampled.
+
+    Each key's points come from the database driver as plain (step, value) tuples that are
+    serialised as they are: a full series is thousands of points, and per-point Python objects
+    were most of its cost (BENCHMARKS.md, "Load").
+    """
     source = source_id(session, run_id)
-    query = select(Metric.key, Metric.step, Metric.value).where(Metric.run_id == source)
-    if keys:
-        query = query.where(Metric.key.in_(list(keys)))
-    if after is not None:
-        query = query.where(Metric.step > after)
-    series: dict[str, list[tuple[int, float]]] = {key: [] for key in keys or ()}
-    for key, step, value in session.execute(query.order_by(Metric.key, Metric.step)):
-        series.setdefault(key, []).append((step, value))
-    if max_points is not None:
-        series = {key: downsample(points, max_points) for key, points in series.items()}
-    return source, series
+
+    def scoped(query: Q) -> Q:
+        query = query.where(Metric.run_id == source)
+        return query if after is None else query.where(Metric.step > after)
+
+    recorded = scoped(select(Metric.key).distinct())
+    wanted = list(keys) if keys else sorted(session.scalars(recorded))
+    points: dict[str, list[Point]] = {}
+    for key in wanted:
+        query = scoped(select(Metric.step, value_or_null(Metric)).where(Metric.key == key))
+        rows = driver_tuples(session, query.order_by(Metric.step))
+        if max_points is not None:
+            rows = downsample(rows, max_points)
+        points[key] = rows
+    series = Series(source_id=source, points=points)
+    odd = scoped(
+        select(Metric.key, Metric.step, value_or_null(Metric)).where(
+            Metric.key.in_(wanted),
+            or_(Metric.is_nan, Metric.value.in_([math.inf, -math.inf])),
+        )
+    )
+    for key, step, value in session.execute(odd.order_by(Metric.key, Metric.step)):
+        series.non_finite.setdefault(key, []).append((step, non_finite_name(value) or "NaN"))
+    return series
 
 
-def downsample(points: list[tuple[int, float]], max_points: int) -> list[tuple[int, float]]:
+def driver_tuples(session: Session, query: AnySelect) -> list[Any]:
+    """The rows as the DB-API driver returns them (plain tuples), without SQLAlchemy's Row.
+
+    Only for queries whose parameters and columns need no type conversion (ints, strings,
+    floats).
+    """
+    connection = session.connection()
+    compiled = query.compile(
+        dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    params: Any = compiled.params
+    if compiled.positional:
+        params = tuple(params[name] for name in compiled.positiontup or ())
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _rank(point: Point) -> float:
+    # A NaN ranks lowest, so a bucket that holds one keeps it (the chart shows the gap) and
+    # still keeps its highest number; curves._downsampled orders the same way.
+    return -math.inf if point[1] is None else point[1]
+
+
+def downsample(points: list[Point], max_points: int) -> list[Point]:
     """At most `max_points` points that keep the curve's shape (min-max buckets).
 
     The first and last points are always kept. The points between are cut into
@@ -71,8 +158,8 @@ def downsample(points: list[tuple[int, float]], max_points: int) -> list[tuple[i
         bucket = inner[b * len(inner) // buckets : (b + 1) * len(inner) // buckets]
         if not bucket:
             continue
-        low = min(bucket, key=lambda p: p[1])
-        high = max(bucket, key=lambda p: p[1])
-        kept.extend(sorted({low, high}))
+        low = min(bucket, key=_rank)
+        high = max(bucket, key=_rank)
+        kept.extend(sorted({low, high}, key=lambda p: p[0]))
     kept.append(points[-1])
     return kept

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.models import LatestMetric, Run, RunStatus, Sweep
 from shared.domain.errors import NotFound
+from shared.domain.metrics import value_or_null
 from shared.domain.reads import source_of
 from shared.table import TABLE_KEYS, TableRun
 
@@ -79,13 +81,13 @@ def _latest_by_run(session: Session, run_ids: set[int]) -> dict[int, dict[str, t
     for start in range(0, len(ids), _CHUNK):
         # Plain tuples, not ORM objects: a large table reads several per run.
         query = select(
-            LatestMetric.run_id, LatestMetric.key, LatestMetric.step, LatestMetric.value
+            LatestMetric.run_id, LatestMetric.key, LatestMetric.step, value_or_null(LatestMetric)
         ).where(
             LatestMetric.run_id.in_(ids[start : start + _CHUNK]),
             LatestMetric.key.in_(TABLE_KEYS),
         )
         for run_id, key, step, value in session.execute(query):
-            found[run_id][key] = (step, value)
+            found[run_id][key] = (step, math.nan if value is None else value)
     return found
 
 
