@@ -7,8 +7,10 @@ import math
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from shared.db.models import Metric, Run
+from shared.db.models import Metric, Run, RunStatus
+from shared.db.runs import claim_run
 from shared.domain.metrics import downsample
+from worker.reporter import Reporter
 
 from .conftest import finish_run, post_yaml
 
@@ -101,3 +103,60 @@ def test_reused_run_serves_its_source_metrics_and_inf_is_null(
     assert body["series"]["learnrate"] == [[1000, None]]
     run = session.get(Run, reused["id"])
     assert run is not None and run.inputs_seen == 64
+
+
+def test_a_finished_runs_series_answer_304_to_their_etag(
+    client: TestClient, session: Session
+) -> None:
+    run_id = _run_with_curves(client, session)
+    url = f"/runs/{run_id}/metrics"
+    first = client.get(url)
+    etag = first.headers["etag"]
+    assert etag.startswith('W/"') and first.headers["cache-control"] == "private, no-cache"
+    again = client.get(url, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == etag
+    listed = client.get(url, headers={"If-None-Match": f'"other", {etag.removeprefix("W/")}'})
+    assert listed.status_code == 304
+    stale = client.get(url, headers={"If-None-Match": 'W/"0123"'})
+    assert stale.status_code == 200 and stale.json() == first.json()
+    # Another query is another representation, with its own tag.
+    thin = client.get(url, params={"max_points": 10}, headers={"If-None-Match": etag})
+    assert thin.status_code == 200 and thin.headers["etag"] != etag
+
+
+def test_a_running_runs_etag_changes_as_points_arrive(client: TestClient, session: Session) -> None:
+    run_id = post_yaml(client).json()["runs"][0]["id"]
+    url = f"/runs/{run_id}/metrics"
+    # worker-1's lease ends at once (a zero lease), so worker-2 can take the run over.
+    assert claim_run(session, run_id, "worker-1", 0.0) is not None
+    session.commit()
+
+    def report(owner: str, *points: tuple[str, int, float]) -> Reporter:
+        lease = 0.0 if owner == "worker-1" else 60.0
+        reporter = Reporter(run_id, owner, lease_seconds=lease, flush_seconds=3600,
+                            heartbeat_seconds=3600)  # fmt: skip
+        reporter("metrics", points=list(points))
+        reporter.flush()
+        return reporter
+
+    report("worker-1", ("train_loss", 16, 0.5))
+    first = client.get(url)
+    assert first.json()["series"] == {"train_loss": [[16, 0.5]]}
+    tag = first.headers["etag"]
+    assert client.get(url, headers={"If-None-Match": tag}).status_code == 304
+    report("worker-1", ("train_loss", 32, 0.4))
+    second = client.get(url, headers={"If-None-Match": tag})
+    assert second.status_code == 200 and second.json()["series"]["train_loss"][-1] == [32, 0.4]
+    tag = second.headers["etag"]
+    # Another attempt (the first worker died) re-writes a step it had: same count, same last
+    # step, other value; the tag must still change.
+    assert claim_run(session, run_id, "worker-2", 60) is not None
+    session.commit()
+    reporter = report("worker-2", ("train_loss", 32, 0.9))
+    third = client.get(url, headers={"If-None-Match": tag})
+    assert third.status_code == 200 and third.json()["series"]["train_loss"][-1] == [32, 0.9]
+    assert reporter.finish(RunStatus.SUCCEEDED)
+    done = client.get(url, headers={"If-None-Match": third.headers["etag"]})
+    assert done.status_code == 200  # finished: a new version, stable from now on
+    assert client.get(url, headers={"If-None-Match": done.headers["etag"]}).status_code == 304
