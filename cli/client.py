@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from shared.settings import STATE_DIR, get_settings
 
 TOKEN_FILE = STATE_DIR / "token"
 STACK_FILE = STATE_DIR / "stack.json"
+CACHE_DIR = STATE_DIR / "cache"
 
 
 class CliError(Exception):
@@ -62,13 +65,53 @@ def resolve_target() -> Target:
     return Target(url.rstrip("/"), token, str(TOKEN_FILE) if token else "")
 
 
+class ResponseCache:
+    """GET answers that carry an ETag, kept on disk: the same GET again sends If-None-Match
+    and a `304 Not Modified` costs no body (a finished run's series never change).
+
+    Best effort: a cache that cannot be read or written is simply not used.
+    """
+
+    def __init__(self, folder: Path = CACHE_DIR) -> None:
+        self.folder = folder
+
+    def _path(self, url: str) -> Path:
+        return self.folder / f"{hashlib.sha256(url.encode()).hexdigest()[:40]}.http"
+
+    def load(self, url: str) -> tuple[str, bytes] | None:
+        try:
+            etag, _, body = self._path(url).read_bytes().partition(b"\n")
+        except OSError:
+            return None
+        return etag.decode("ascii", "replace"), body
+
+    def store(self, url: str, etag: str, body: bytes) -> None:
+        path = self._path(url)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(etag.encode("ascii", "replace") + b"\n" + body)
+            partial.replace(path)  # atomic: a reader sees the old entry or the new one
+        except OSError:
+            partial.unlink(missing_ok=True)
+
+
 class ApiClient:
     """Thin wrapper over httpx: every non-2xx answer becomes a CliError with the API's reason."""
 
-    def __init__(self, url: str, token: str | None, *, token_source: str = "", timeout=30.0):
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        token_source: str = "",
+        timeout: float = 30.0,
+        cache: ResponseCache | None = None,
+    ):
         self.url = url.rstrip("/")
         self.token = token
         self.token_source = token_source
+        self.cache = cache or ResponseCache()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
@@ -104,7 +147,15 @@ class ApiClient:
 
     def get(self, path: str, **params: Any) -> Any:
         clean = {k: v for k, v in params.items() if v is not None}
-        return self.request("GET", path, params=clean).json()
+        url = str(self._http.build_request("GET", path, params=clean).url)
+        cached = self.cache.load(url)
+        headers = {"If-None-Match": cached[0]} if cached else {}
+        response = self.request("GET", path, params=clean, headers=headers)
+        if response.status_code == 304 and cached:
+            return json.loads(cached[1])
+        if "etag" in response.headers:
+            self.cache.store(url, response.headers["etag"], response.content)
+        return response.json()
 
     def get_text(self, path: str, **params: Any) -> str:
         clean = {k: v for k, v in params.items() if v is not None}

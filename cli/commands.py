@@ -26,6 +26,7 @@ from cli.render import (
     print_preview,
     print_sweep,
     print_sweep_list,
+    series_lines,
 )
 
 
@@ -218,11 +219,8 @@ def metrics(
     if json_out:
         print_json(console, data)
         return
-    series = data.get("series", data)
-    for name, points in series.items():
-        emit(f"# {name}")
-        for step, value in points:
-            emit(f"{step}\t{value}")
+    for line in series_lines(data):
+        emit(line)
 
 
 def cancel(

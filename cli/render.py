@@ -41,6 +41,23 @@ def print_json(console: Console, data: Any) -> None:
     emit(json.dumps(data, indent=2, default=str))
 
 
+# How the API names a null value (JSON has no NaN or infinity) -> how Python prints it.
+_NON_FINITE_TEXT = {"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}
+
+
+def series_lines(data: dict[str, Any]) -> list[str]:
+    """GET /runs/{id}/metrics as text: `# key`, then `step<TAB>value` lines; NaN as `nan`."""
+    lines = []
+    named = data.get("non_finite") or {}
+    for key, points in (data.get("series") or {}).items():
+        lines.append(f"# {key}")
+        odd = {step: _NON_FINITE_TEXT.get(name, "nan") for step, name in named.get(key, [])}
+        for step, value in points:
+            text = odd.get(step, "nan") if value is None else str(value)
+            lines.append(f"{step}\t{text}")
+    return lines
+
+
 def _name_is_redundant(rows: list[dict[str, Any]]) -> bool:
     """experiment_name usually just repeats the slug; then the column only costs width."""
     return all(r.get("slug") and r["slug"] in str(r.get("experiment_name", "")) for r in rows)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import SessionDep, SettingsDep, ensure_bootstrap
 from api.errors import InvalidInput
+from api.etag import REVALIDATE, is_fresh, make_etag, not_modified
 from api.params import RunId, SweepId, parse_ids
 from api.ui import assets, auth, views
 from shared import queue
@@ -27,6 +28,7 @@ from shared.db.session import enqueue_after_commit
 from shared.domain import commands, reads, tables
 from shared.domain.curves import curves_payload, load_runs, parse_after
 from shared.domain.submit import create_sweep, default_name, parse_submission, plan_runs
+from shared.domain.versions import metrics_version
 from shared.spec import SpecError
 from shared.table import build_table, to_csv, to_markdown
 
@@ -383,5 +385,14 @@ def curves(
     except ValueError as error:
         raise InvalidInput(str(error)) from None
     chosen = load_runs(db, sweep_ids=sweep_ids, run_ids=run_ids)
+    # The runs shown (their status) and the runs whose points are drawn (their sources).
+    version = metrics_version(db, {r.id for r in chosen} | {r.source_id for r in chosen})
+    etag = make_etag(request, version)
+    if is_fresh(request, etag):
+        return not_modified(etag)
     payload = curves_payload(db, chosen, after=cursors, max_points=max_points)
-    return assets.json_response(payload, request)
+    response = assets.json_response(payload, request)
+    # The browser keeps the answer and revalidates it (fetch() sends If-None-Match itself).
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = REVALIDATE
+    return response

@@ -8,6 +8,7 @@ SWEEPS_UI_DOCS_SCREENSHOT=<path> the sweep page is also saved there (docs/ui-swe
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import Run, RunStatus, Sweep
+from shared.db.runs import upsert_metrics
 from shared.db.session import make_engine
 from tests.api.ui_support import CURVE_KEYS, TOKEN, add_points, finish_runs, seed_sweep
 from tests.support.db import sweep_text
@@ -220,3 +222,32 @@ def test_a_big_sweep_draws_finished_runs_as_one_trace_per_colour(
         ]
         assert len(drawn) == 40 * 5, key  # every run's every point, joined by gaps
         assert sorted({label for label, _ in drawn}) == sorted(seeded.slugs), key
+
+
+def test_a_nan_is_marked_and_a_reload_revalidates_the_curves(
+    page, api: ManagedProcess, db_url: str
+) -> None:  # noqa: ANN001
+    """A NaN leaves a gap marked by a cross; the browser re-asks with If-None-Match: a 304."""
+    seeded = seed_sweep(db_url, runs=2, points=5)
+    engine = make_engine(db_url)
+    with Session(engine) as session:
+        # the worker's own write path; 1920 is the run's 3rd train_loss point
+        upsert_metrics(session, seeded.run_ids[0], [("train_loss", 1920, math.nan)])
+        session.commit()
+    engine.dispose()
+    page.goto("/ui/login")
+    page.fill("#token", TOKEN)
+    page.click("button[type=submit]")
+    page.goto(f"/ui/sweeps/{seeded.sweep_id}")
+    page.wait_for_selector("#curves[data-ready='1']", timeout=20_000)
+    chart = page.evaluate(
+        "() => document.getElementById('chart-train_loss').data"
+        ".map(t => ({name: t.name, x: t.x, y: t.y}))"
+    )
+    assert [t["name"] for t in chart] == [*seeded.slugs, "NaN / inf"]
+    assert chart[0]["y"][2] is None  # the gap in the line
+    assert chart[2]["x"] == [1920] and chart[2]["y"] == [chart[0]["y"][1]]
+    page.reload()
+    page.wait_for_selector("#curves[data-ready='1']", timeout=20_000)
+    curves = [line for line in api.log().splitlines() if "/ui/api/curves" in line]
+    assert len(curves) == 2 and " 200" in curves[0] and " 304" in curves[1], curves

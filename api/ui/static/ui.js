@@ -156,6 +156,10 @@ class CurveBoard {
         hovertemplate: `${run.label}<br>%{x:,} inputs: %{y:.4g}<extra></extra>`,
       });
     });
+    const odd = nonFiniteMarkers(data.runs, data.series[key] || {});
+    if (odd.x.length) traces.push(odd);
+    this.oddIndex = this.oddIndex || {};
+    this.oddIndex[key] = odd.x.length ? traces.length - 1 : null;
     const empty = traces.every((t) => t.x.length === 0);
     const layout = {
       title: { text: CURVE_KEYS[key], font: { size: 14 } },
@@ -204,6 +208,7 @@ class CurveBoard {
     const xs = [];
     const ys = [];
     const indices = [];
+    const fresh = {};
     for (const [runId, points] of Object.entries(seriesByRun)) {
       const last = this.lastStep[key][runId];
       const keep = points[0].map((s, i) => i).filter((i) => points[0][i] > last);
@@ -211,14 +216,48 @@ class CurveBoard {
       xs.push(keep.map((i) => points[0][i]));
       ys.push(keep.map((i) => points[1][i]));
       indices.push(this.traceIndex[key][runId]);
+      fresh[runId] = [xs[xs.length - 1], ys[ys.length - 1]];
       this.lastStep[key][runId] = points[0][keep[keep.length - 1]];
     }
     if (!indices.length) return;
     Plotly.extendTraces(this.charts[key], { x: xs, y: ys }, indices);
+    const odd = nonFiniteMarkers(this.runs, fresh);
+    if (odd.x.length && this.oddIndex[key] === null) {
+      Plotly.addTraces(this.charts[key], odd);
+      this.oddIndex[key] = this.charts[key].data.length - 1;
+    } else if (odd.x.length) {
+      const more = { x: [odd.x], y: [odd.y], customdata: [odd.customdata] };
+      Plotly.extendTraces(this.charts[key], more, [this.oddIndex[key]]);
+    }
     if ((this.charts[key].layout.annotations || []).length) {
       Plotly.relayout(this.charts[key], { annotations: [] });
     }
   }
+}
+
+// A NaN or infinite value comes as null and leaves a gap in its line; a red cross marks each
+// one (at the run's nearest number before it, or after it), so a diverged run is not mistaken
+// for one that merely stopped reporting.
+function nonFiniteMarkers(runs, seriesByRun) {
+  const trace = { x: [], y: [], customdata: [], name: "NaN / inf", type: "scatter",
+    mode: "markers", marker: { symbol: "x", size: 9, color: "#d62728" }, showlegend: false,
+    hovertemplate: "%{customdata}<br>%{x:,} inputs: not a number (NaN or ±inf)<extra></extra>" };
+  const labels = {};
+  (runs || []).forEach((r) => { labels[r.id] = r.label; });
+  for (const [runId, points] of Object.entries(seriesByRun)) {
+    const [steps, values] = points;
+    values.forEach((v, j) => {
+      if (v !== null) return;
+      let near = null;
+      for (let k = j - 1; k >= 0 && near === null; k--) near = values[k];
+      for (let k = j + 1; k < values.length && near === null; k++) near = values[k];
+      if (near === null) return;  // nothing but NaN: no number to place the cross by
+      trace.x.push(steps[j]);
+      trace.y.push(near);
+      trace.customdata.push(labels[runId] || runId);
+    });
+  }
+  return trace;
 }
 
 // ---- parallel coordinates --------------------------------------------------------------
