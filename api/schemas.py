@@ -152,10 +152,7 @@ class SweepRetried(BaseModel):
 
 class MetricPoint(BaseModel):
     step: int
-    value: float | None = Field(description="null when the value is not a finite number")
-    non_finite: NonFinite | None = Field(
-        None, description="what a null value was: NaN, Infinity or -Infinity (JSON has none)"
-    )
+    value: float | None = Field(description="null when NaN or infinite (see `non_finite`)")
 
 
 class RunDetail(RunSummary):
@@ -174,6 +171,11 @@ class RunDetail(RunSummary):
     train_seconds: float | None
     latest: dict[str, MetricPoint] = Field(
         description="newest value per metric key (the source run's, for a reused run)"
+    )
+    non_finite: dict[str, NonFinite] = Field(
+        {},
+        description="key -> NaN, Infinity or -Infinity: the `latest` values that are null "
+        "because JSON has no such numbers",
     )
 
 

@@ -31,12 +31,13 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 def get_run(run_id: RunId, session: SessionDep) -> RunDetail:
     """A run: configuration, status, attempts, timings, host, device, provenance, error."""
     run = reads.get_run(session, run_id)
-    latest = {
-        key: MetricPoint(step=step, value=value, non_finite=metrics.non_finite_name(value))
-        for key, (step, value) in metrics.latest_metrics(session, run_id).items()
-    }
-    fields = {name: getattr(run, name) for name in RunDetail.model_fields if name != "latest"}
-    return RunDetail.model_validate({**fields, "latest": latest})
+    values = metrics.latest_metrics(session, run_id)
+    latest = {key: MetricPoint(step=step, value=value) for key, (step, value) in values.items()}
+    odd = {key: metrics.non_finite_name(value) for key, (_, value) in values.items()}
+    non_finite = {key: name for key, name in odd.items() if name is not None}
+    ours = set(RunDetail.model_fields) - {"latest", "non_finite"}
+    fields = {name: getattr(run, name) for name in ours}
+    return RunDetail.model_validate({**fields, "latest": latest, "non_finite": non_finite})
 
 
 @router.post(
