@@ -14,6 +14,7 @@
    for 60 s, each alternating GET /runs/{id}/metrics (a random run, every series) and
    GET /sweeps/{id}/table (a random sweep), one request per second per client like a
    dashboard; again with incremental metrics polls (`after`: the last validation's points);
+   again with each client left open on one run and sending back its ETag (If-None-Match);
    then a short saturation phase with no pause shows capacity. Latency p50/p99
    per endpoint; the API's resident memory sampled from /proc every 0.25 s.
 
@@ -315,9 +316,14 @@ class RssSampler(threading.Thread):
 
 async def poll(
     base: str, sweep_ids: list[int], run_ids: list[int], clients: int, seconds: float,
-    interval: float, params: dict[str, int] | None = None,
+    interval: float, params: dict[str, int] | None = None, revalidate: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """`clients` tasks alternating the two endpoints, pausing `interval` between requests."""
+    """`clients` tasks alternating the two endpoints, pausing `interval` between requests.
+
+    With `revalidate`, each client is a dashboard left open on one run and one sweep: it
+    sends back the ETag it was given (If-None-Match), as the CLI and the browser do, and a
+    `304 Not Modified` counts as an answer.
+    """
     latencies: dict[str, list[float]] = {"metrics": [], "table": []}
     errors: dict[str, int] = {"metrics": 0, "table": 0}
     error_kinds: dict[str, int] = {}
@@ -329,15 +335,21 @@ async def poll(
         rng = random.Random(n)
         await asyncio.sleep(rng.random() * interval)  # spread the first requests
         kind = "metrics" if n % 2 else "table"
+        mine, etags = (rng.choice(run_ids), rng.choice(sweep_ids)), {}
         while time.perf_counter() < deadline:
-            if kind == "metrics":
-                path = f"/runs/{rng.choice(run_ids)}/metrics"
-            else:
-                path = f"/sweeps/{rng.choice(sweep_ids)}/table"
+            run, sweep = mine if revalidate else (rng.choice(run_ids), rng.choice(sweep_ids))
+            path = f"/runs/{run}/metrics" if kind == "metrics" else f"/sweeps/{sweep}/table"
+            sent = {"If-None-Match": etags[path]} if path in etags else {}
             began = time.perf_counter()
             try:
-                response = await http.get(path, params=params if kind == "metrics" else None)
-                ok = response.status_code == 200 and len(response.content) > 0
+                response = await http.get(
+                    path, params=params if kind == "metrics" else None, headers=sent
+                )
+                ok = (response.status_code == 200 and len(response.content) > 0) or (
+                    response.status_code == 304 and bool(sent)
+                )
+                if revalidate and "etag" in response.headers:
+                    etags[path] = response.headers["etag"]
                 problem = f"HTTP {response.status_code}"
             except httpx.HTTPError as exc:
                 ok, problem = False, type(exc).__name__
@@ -367,7 +379,7 @@ async def poll(
         for kind, values in latencies.items()
     } | {
         "seconds": round(elapsed, 1), "clients": clients, "pause_s": interval,
-        "metrics_params": params, "error_kinds": error_kinds,
+        "metrics_params": params, "revalidate": revalidate, "error_kinds": error_kinds,
     }  # fmt: skip
 
 
@@ -392,6 +404,11 @@ def measure_api(
         incremental = asyncio.run(
             poll(base, sweep_ids, run_ids, args.clients, args.seconds, args.pause, last_window)
         )
+        # Dashboards left open on a finished run: each poll revalidates (If-None-Match).
+        revalidated = asyncio.run(
+            poll(base, sweep_ids, run_ids, args.clients, args.seconds, args.pause,
+                 revalidate=True)
+        )  # fmt: skip
         saturated = asyncio.run(
             poll(base, sweep_ids, run_ids, args.clients, args.saturate_seconds, 0.0)
         )
@@ -402,6 +419,7 @@ def measure_api(
         "uvicorn_workers": workers,
         "polling": polling,
         "polling_incremental": incremental,
+        "polling_revalidated": revalidated,
         "saturation": saturated,
         "rss_mb": {
             "idle": round(rss_idle, 1),
