@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from api.ui import session as ui_session
 from shared.db.models import ApiToken, Metric, Run, RunStatus, Sweep
+from shared.db.runs import upsert_metrics
 from shared.db.session import make_engine
 from shared.db.tokens import revoke_token
 from shared.domain.curves import READ_WHOLE_FACTOR
@@ -377,6 +378,36 @@ def test_curves_downsample_like_the_metrics_endpoint(logged_in: TestClient, db_u
             assert len(steps) <= max_points
             assert min(values) == min(v for _, v in points)
             assert not any(math.isnan(v) for v in values)
+
+
+def test_curves_keep_nan_as_a_gap_in_sql_and_python_buckets(
+    logged_in: TestClient, db_url: str
+) -> None:
+    """A NaN ranks lowest in a bucket, in SQL as in Python: it stays (a gap), beside the
+    bucket's highest number; GET /runs/{id}/metrics thins the same way."""
+    seeded = seed_sweep(db_url, runs=1, points=1)
+    run_id = seeded.run_ids[0]
+    rng = random.Random(11)
+    points: list[tuple[int, float | None]] = [(s * 10, rng.random()) for s in range(1, 1200)]
+    for i in (100, 101, 700):  # a diverged stretch and a lone NaN
+        points[i] = (points[i][0], None)
+    with db_session(db_url) as session:
+        session.query(Metric).filter(Metric.run_id == run_id, Metric.key == "train_loss").delete()
+        session.commit()
+        nan = [(step, math.nan if v is None else v) for step, v in points]
+        upsert_metrics(session, run_id, [("train_loss", step, v) for step, v in nan])
+        session.commit()
+    for max_points in (20, 200):  # bucketed in SQL (1,199 > 8 x 20), then in Python
+        expected = downsample(points, max_points)
+        assert (1010, None) in expected and (7010, None) in expected
+        data = logged_in.get(f"/ui/api/curves?runs={run_id}&max_points={max_points}").json()
+        steps, values = data["series"]["train_loss"][str(run_id)]
+        assert list(zip(steps, values, strict=True)) == expected
+        api = logged_in.get(
+            f"/runs/{run_id}/metrics?keys=train_loss&max_points={max_points}",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ).json()
+        assert [tuple(p) for p in api["series"]["train_loss"]] == expected
 
 
 def test_plotly_and_static_files_are_served_with_long_cache(ui_client: TestClient) -> None:
