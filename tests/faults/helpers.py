@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, text
+from sqlalchemy import bindparam, create_engine, text
 from sqlalchemy.pool import NullPool
 
 BATCH = 16
@@ -111,10 +111,15 @@ def expected_train_loss_steps(final: int = FINAL_INPUTS) -> list[int]:
 
 
 def query(db_url: str, sql: str, **params: Any) -> list[Any]:
+    """Rows of `sql` on Postgres or SQLite; a list parameter is expanded (`IN :ids`)."""
+    statement = text(sql)
+    lists = [name for name, value in params.items() if isinstance(value, list | tuple)]
+    if lists:
+        statement = statement.bindparams(*(bindparam(name, expanding=True) for name in lists))
     engine = create_engine(db_url, poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            return list(conn.execute(text(sql), params).all())
+            return list(conn.execute(statement, params).all())
     finally:
         engine.dispose()
 
@@ -123,7 +128,7 @@ def run_rows(db_url: str, run_ids: list[int]) -> dict[int, Any]:
     rows = query(
         db_url,
         "SELECT id, status, attempts, inputs_seen, started_at, error, traceback "
-        "FROM runs WHERE id = ANY(:ids)",
+        "FROM runs WHERE id IN :ids",
         ids=run_ids,
     )
     return {row.id: row for row in rows}
@@ -161,7 +166,7 @@ def assert_sweep_complete(
     )
     duplicates = query(
         db_url,
-        "SELECT run_id, key, step, count(*) AS n FROM metrics WHERE run_id = ANY(:ids) "
+        "SELECT run_id, key, step, count(*) AS n FROM metrics WHERE run_id IN :ids "
         "GROUP BY run_id, key, step HAVING count(*) > 1",
         ids=run_ids,
     )
