@@ -144,15 +144,17 @@ def metric_steps(db_url: str, run_id: int, key: str) -> list[int]:
     return [row.step for row in rows]
 
 
-def checkpoint_inputs(artifact_dir: Path, run_id: int) -> int | None:
-    """Inputs seen at the run's latest checkpoint (worker/tasks.py run_dir), or None."""
-    import torch  # the test process only reads a checkpoint; heavy, so imported here
+def checkpoint_inputs(artifacts: Path | str, run_id: int) -> int | None:
+    """Inputs seen at the run's latest checkpoint (worker/tasks.py run_dir), or None.
 
-    path = artifact_dir / "runs" / str(run_id) / "latest.pt"
-    if not path.is_file():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    return int(state["progress"]["inputs"])
+    `artifacts` is the artifact location: a local folder or an s3:// URL.
+    """
+    # The test process only reads a checkpoint; torch is heavy, so imported here.
+    from worker.artifacts import join_location
+    from worker.engine.checkpoint import load_checkpoint
+
+    state = load_checkpoint(join_location(artifacts, "runs", str(run_id)))
+    return None if state is None else int(state["progress"]["inputs"])
 
 
 def assert_sweep_complete(
