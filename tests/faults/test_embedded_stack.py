@@ -148,7 +148,19 @@ def test_killed_worker_is_restarted_and_its_run_resumes(up_dir: Path) -> None:
         assert len(steps) == 2, steps
         assert list(steps.values())[-1] == (FINAL_INPUTS - resumed_at) // BATCH
 
-        # Ctrl-C still stops everything, the restarted worker too.
+        trained_again = sum(steps.values()) * BATCH - FINAL_INPUTS
+        print(f"killed the worker at {resumed_at} inputs; {trained_again} inputs trained again")
+
+        # The API is supervised the same way: killed, it serves again on the same port.
+        os.killpg(after["api"], signal.SIGKILL)
+        wait_for(lambda: up.children()["api"] != after["api"], 30, "a new API process")
+        wait_for(up.healthy, 60, "the restarted API to serve /healthz")
+        with up.client() as client:
+            response = client.get(f"/runs/{run_id}")
+            assert response.status_code == 200 and response.json()["status"] == "succeeded"
+        assert up.children()["redis"] == before["redis"]
+
+        # Ctrl-C still stops everything, the restarted children too.
         assert up.interrupt() == 0, up.output()
         assert processes_in(up_dir) == []
         assert not (up_dir / ".sweeps" / "stack.json").exists()
