@@ -26,7 +26,14 @@ from typing import IO, Any
 import httpx
 
 from cli.client import STACK_FILE, TOKEN_FILE, CliError, read_stack_file, read_token_file
-from cli.supervisor import Child, crash_loop_message, died_message, exit_description
+from cli.supervisor import (
+    Child,
+    crash_loop_message,
+    died_message,
+    exit_description,
+    group_alive,
+    stop_group,
+)
 from shared.db.tokens import generate_secret
 from shared.settings import STATE_DIR, get_settings
 
@@ -100,16 +107,6 @@ def pid_alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
             return False
-    return True
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -345,27 +342,6 @@ class EmbeddedStack:
     def __exit__(self, *exc: object) -> None:
         if not self.keep:
             self.stop()
-
-
-def stop_group(
-    pgid: int, *, timeout: float, process: subprocess.Popen[bytes] | None = None
-) -> None:
-    """SIGTERM the process group, wait, then SIGKILL whatever is left of it."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None:
-            process.poll()
-        if not group_alive(pgid):
-            break
-        time.sleep(0.05)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-    if process is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(5)
 
 
 def stop_recorded_stack(timeout: float = 15.0) -> list[str]:

@@ -7,13 +7,17 @@ lease/reconciler path and resumes from its checkpoint. A child that dies
 `CRASH_LOOP_DEATHS` times within `CRASH_LOOP_WINDOW` seconds is not going to get better by
 itself (a wrong setting, a broken install), so the stack stops and says why. Redis is not
 restarted: the broker's socket and queued messages belong to it, and a stack without it is
-not worth keeping up.
+not worth keeping up. `stop_group` ends a child's whole process group (Celery's pool
+children with it), on a restart and on shutdown.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,3 +90,34 @@ def died_message(child: Child) -> str:
         f"the {child.name} process exited with {exit_description(child.process.returncode)}; "
         f"see {child.log_path}" + (f"\n{tail}" if tail else "")
     )
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_group(
+    pgid: int, *, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """SIGTERM the process group, wait, then SIGKILL whatever is left of it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None:
+            process.poll()
+        if not group_alive(pgid):
+            break
+        time.sleep(0.05)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+    if process is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(5)
