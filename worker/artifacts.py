@@ -11,10 +11,10 @@ AWS_SECRET_ACCESS_KEY, AWS_REGION), read by botocore, so every S3 tool on the ho
 A file is whole or absent, never torn:
 - local: written to a temporary file in the same folder, fsynced, renamed over the old one
   (rename is atomic on POSIX), so a full disk leaves the previous file in place;
-- object store: serialised in memory, then sent in one PUT (or one multipart upload for large
-  files); S3 replaces an object only when a PUT or an upload's completion succeeds, so a
-  store failing mid-write leaves the previous object. S3 has no rename, and a temporary key
-  copied over would double the traffic for no extra safety.
+- object store: serialised in memory (the checkpoint's size in RAM, briefly), then sent in
+  one PUT (or one multipart upload for large files); S3 replaces an object only when a PUT or
+  an upload's completion succeeds, so a store failing mid-write leaves the previous object.
+  S3 has no rename, and a temporary key copied over would double the traffic for no gain.
 Names are overwritten in place (`latest.pt`), so nothing older piles up to prune.
 
 Nothing here imports torch: the worker's parent process runs the start-up check.
@@ -52,7 +52,7 @@ class Folder(Protocol):
 
 def scheme_of(location: str | Path) -> str:
     scheme = urlsplit(str(location)).scheme if isinstance(location, str) else ""
-    # A Windows drive letter is not a scheme; a one-letter scheme is one.
+    # A one-letter "scheme" is a Windows drive letter (C:\runs): a local path.
     if len(scheme) == 1:
         scheme = ""
     if scheme not in LOCAL_SCHEMES + OBJECT_SCHEMES:
