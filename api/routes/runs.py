@@ -89,7 +89,8 @@ def run_metrics(
     `non_finite`. Answers carry an ETag: with `If-None-Match` set to it, the answer is
     `304 Not Modified` while the series are unchanged (a finished run's never change).
     """
-    etag = make_etag(request, metrics_version(session, [reads.source_id(session, run_id)]))
+    source = reads.source_id(session, run_id)
+    etag = make_etag(request, metrics_version(session, [source]))
     if is_fresh(request, etag):
         return not_modified(etag)
     wanted = _split_keys(keys)
@@ -100,7 +101,9 @@ def run_metrics(
             raise InvalidInput(
                 f"unknown metric key {unknown[0][:100]!r}; known keys: {', '.join(sorted(known))}"
             )
-    series = metrics.metric_series(session, run_id, keys=wanted, after=after, max_points=max_points)
+    series = metrics.metric_series(
+        session, run_id, keys=wanted, after=after, max_points=max_points, source=source
+    )
     # Serialised straight from the driver's tuples in MetricSeries' shape; validating
     # thousands of points again would cost more than reading them (orjson writes NaN and
     # infinities as null).

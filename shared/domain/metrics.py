@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from itertools import groupby
+from operator import itemgetter
+from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, case, null, or_, select
+from sqlalchemy import ColumnElement, Select, case, null, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import LatestMetric, Metric
@@ -21,7 +23,6 @@ from shared.domain.reads import source_id
 Point = tuple[int, float | None]  # (step, value); None for a NaN
 NonFinite = Literal["NaN", "Infinity", "-Infinity"]
 AnySelect = Select[*tuple[Any, ...]]
-Q = TypeVar("Q", bound=AnySelect)
 
 
 def value_or_null(model: type[Metric] | type[LatestMetric]) -> ColumnElement[float | None]:
@@ -77,37 +78,31 @@ def metric_series(
     keys: Sequence[str] | None = None,
     after: int | None = None,
     max_points: int | None = None,
+    source: int | None = None,
 ) -> Series:
-    """The run's series (its source's, if reused), only steps > `after`, downsampled.
+    """The run's series (its source's, if reused, or `source` when known), steps > `after`.
 
-    Each key's points come from the database driver as plain (step, value) tuples that are
-    serialised as they are: a full series is thousands of points, and per-point Python objects
-    were most of its cost (BENCHMARKS.md, "Load").
+    One query; its rows come from the database driver as plain tuples and are grouped by key
+    into (step, value) pairs that are serialised as they are: per-point pydantic models and
+    dicts were most of a full series' cost, and on a busy host each extra round trip to the
+    database costs more than the whole grouping (BENCHMARKS.md, "Load").
     """
-    source = source_id(session, run_id)
-
-    def scoped(query: Q) -> Q:
-        query = query.where(Metric.run_id == source)
-        return query if after is None else query.where(Metric.step > after)
-
-    recorded = scoped(select(Metric.key).distinct())
-    wanted = list(keys) if keys else sorted(session.scalars(recorded))
-    points: dict[str, list[Point]] = {}
-    for key in wanted:
-        query = scoped(select(Metric.step, value_or_null(Metric)).where(Metric.key == key))
-        rows = driver_tuples(session, query.order_by(Metric.step))
-        if max_points is not None:
-            rows = downsample(rows, max_points)
-        points[key] = rows
+    source = source_id(session, run_id) if source is None else source
+    query = select(Metric.key, Metric.step, value_or_null(Metric)).where(Metric.run_id == source)
+    if keys:
+        query = query.where(Metric.key.in_(list(keys)))
+    if after is not None:
+        query = query.where(Metric.step > after)
+    rows = driver_tuples(session, query.order_by(Metric.key, Metric.step))
+    points: dict[str, list[Point]] = {key: [] for key in keys or ()}
+    for key, group in groupby(rows, itemgetter(0)):
+        pairs = [row[1:] for row in group]
+        points[key] = pairs if max_points is None else downsample(pairs, max_points)
     series = Series(source_id=source, points=points)
-    odd = scoped(
-        select(Metric.key, Metric.step, value_or_null(Metric)).where(
-            Metric.key.in_(wanted),
-            or_(Metric.is_nan, Metric.value.in_([math.inf, -math.inf])),
-        )
-    )
-    for key, step, value in session.execute(odd.order_by(Metric.key, Metric.step)):
-        series.non_finite.setdefault(key, []).append((step, non_finite_name(value) or "NaN"))
+    # NULL is a NaN; a float outside (-inf, inf) an infinity (or a NaN stored before is_nan).
+    for key, step, value in rows:
+        if value is None or not -math.inf < value < math.inf:
+            series.non_finite.setdefault(key, []).append((step, non_finite_name(value) or "NaN"))
     return series
 
 
