@@ -112,7 +112,7 @@ class SweepCancelled(BaseModel):
 
 class SweepRetried(BaseModel):
     sweep_id: int
-    retried: list[int] = Field(description="failed or cancelled runs now queued again")
+    retried: list[int] = Field(description="failed, cancelled or pruned runs now queued again")
     enqueued: int
     warnings: list[str] = []
 

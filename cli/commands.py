@@ -240,7 +240,7 @@ def cancel(
 
 
 def retry(sweep: SweepArg) -> None:
-    """Queue a sweep's failed and cancelled runs again."""
+    """Queue a sweep's failed, cancelled and pruned runs again (pruned ones to the end)."""
     with ApiClient.from_settings() as client:
         result = client.post(f"/sweeps/{sweep}/retry")
     console.print(f"retry requested for sweep {sweep}{_summary(result)}", highlight=False)

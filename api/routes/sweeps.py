@@ -283,7 +283,7 @@ def cancel_sweep(sweep_id: SweepId, session: SessionDep) -> SweepCancelled:
     "/sweeps/{sweep_id}/retry", response_model=SweepRetried, responses={404: {"model": Problem}}
 )
 def retry_sweep(sweep_id: SweepId, session: SessionDep, settings: SettingsDep) -> SweepRetried:
-    """Queue the sweep's failed and cancelled runs again (they resume from their checkpoints)."""
+    """Queue failed, cancelled and pruned runs again; they resume from their checkpoints."""
     ids = sweeps.retry_runs(session, sweep_id)
     enqueued, warnings = enqueue_after_commit(session, settings, ids)
     return SweepRetried(sweep_id=sweep_id, retried=ids, enqueued=enqueued, warnings=warnings)

@@ -174,7 +174,9 @@ def _sweep_context(db: Session, sweep_id: int, sort: str | None) -> dict[str, An
         "finished": views.when(sweep.finished_at),
         "active": bool(statuses & {RunStatus.QUEUED.value, RunStatus.RUNNING.value}),
         "can_cancel": bool(statuses & {RunStatus.QUEUED.value, RunStatus.RUNNING.value}),
-        "can_retry": bool(statuses & {RunStatus.FAILED.value, RunStatus.CANCELLED.value}),
+        "can_retry": bool(
+            statuses & {RunStatus.FAILED.value, RunStatus.CANCELLED.value, RunStatus.PRUNED.value}
+        ),
     }
 
 

@@ -79,7 +79,7 @@ def progress_fraction(summary: SweepSummary) -> float:
 
 def sweep_row(summary: SweepSummary) -> dict[str, Any]:
     sweep = summary.sweep
-    order = ("running", "queued", "succeeded", "reused", "failed", "cancelled")
+    order = ("running", "queued", "succeeded", "reused", "pruned", "failed", "cancelled")
     return {
         "id": sweep.id,
         "name": sweep.name,

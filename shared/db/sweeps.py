@@ -33,7 +33,8 @@ from shared.spec import Sweep as SweepSpec
 from shared.table import TABLE_KEYS, TableRun
 
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
-RETRYABLE_STATUSES = (RunStatus.FAILED, RunStatus.CANCELLED)
+# A pruned run retried resumes from its checkpoint and trains to its full budget.
+RETRYABLE_STATUSES = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PRUNED)
 _CHUNK = 1000  # bound the parameters of one IN (...) list
 MAX_INPUTS = 2**62  # runs.max_inputs and metrics.step are BIGINT
 

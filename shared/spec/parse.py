@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from . import names
+from .early_stop import check_early_stop
 from .errors import SpecError
 from .matrix import (
     FILTER_KEY,
@@ -49,7 +50,8 @@ _INT_KEYS = {
 }
 _BOOL_KEYS = ("freeze_validation_set", "compile")
 # Left out of config_hash: they name or describe a run but do not change what it trains.
-_UNHASHED_KEYS = ("matrix", "description")
+# early_stop too: it decides whether a run goes on, not what a finished run trained.
+_UNHASHED_KEYS = ("matrix", "description", "early_stop")
 
 
 @dataclass(frozen=True)
@@ -415,6 +417,7 @@ def _check_values(config: dict[str, Any]) -> None:
         raise SpecError("'description' must be text", key="description")
     if "globals" in config and config["globals"] is not None:
         _check_globals(config["globals"])
+    check_early_stop(config)
 
 
 def _check_learnrate(value: Any) -> None:
@@ -577,5 +580,11 @@ class _Locator:
     def locate(self, exc: SpecError, parent: str | None = None) -> SpecError:
         if exc.line is None and exc.key is not None:
             path = (parent, exc.key) if parent and exc.key != parent else (exc.key,)
-            exc.line = self.key_line(*path) or (self.key_line(parent) if parent else None)
+            nested = tuple(exc.key.split("."))  # e.g. early_stop.metric, or its parent
+            exc.line = (
+                self.key_line(*path)
+                or self.key_line(*nested)
+                or self.key_line(nested[0])
+                or (self.key_line(parent) if parent else None)
+            )
         return exc
