@@ -25,6 +25,13 @@ class SweepSubmission(BaseModel):
 
     yaml: str = Field(description="the sweep file's text (nn-experiments YAML)")
     name: str | None = Field(None, max_length=200, description="a name for the sweep")
+    filename: str = Field(
+        "sweep.yaml", max_length=500, description="the file's name, for `$extends` paths"
+    )
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description="other files by name (relative to `filename`): the bases `$extends` names",
+    )
 
 
 class RunBrief(_Model):
@@ -61,6 +68,9 @@ class SweepPreview(BaseModel):
     runs: list[PreviewRun]
     would_train: int
     would_reuse: int
+    merged_yaml: str | None = Field(
+        None, description="the file with its `$extends` bases merged in (what a sweep stores)"
+    )
 
 
 class SweepSummary(BaseModel):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os.path
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -31,7 +34,7 @@ from shared import queue
 from shared.db import sweeps
 from shared.db.models import RunStatus
 from shared.settings import Settings
-from shared.spec import SpecError, parse_sweep
+from shared.spec import SpecError, parse_with_extends
 from shared.spec import Sweep as SweepSpec
 
 log = logging.getLogger("sweeps.api")
@@ -46,10 +49,12 @@ YAML_TYPES = ("application/x-yaml", "application/yaml", "text/yaml", "text/x-yam
 _BODY_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "the sweep file: YAML as text, or JSON {yaml, name}",
+        "description": "the sweep file: YAML as text, or JSON {yaml, name, filename, files}"
+        " (files: the bases its $extends names, by name)",
         "content": {
             **{t: {"schema": {"type": "string"}} for t in ("application/x-yaml", "text/plain")},
-            "application/json": {"schema": {"$ref": "#/components/schemas/SweepSubmission"}},
+            # Inlined: a $ref to components would dangle, since no route declares the model.
+            "application/json": {"schema": SweepSubmission.model_json_schema()},
         },
     }
 }
@@ -84,8 +89,16 @@ def _check_name(name: str | None) -> str | None:
     return name.strip() or None
 
 
-def read_submission(request: Request, body: bytes, name: str | None) -> tuple[str, str | None]:
-    """(YAML text, name) from a YAML or JSON body; 400/415/422 when it cannot be read."""
+@dataclass(frozen=True)
+class Submission:
+    text: str
+    name: str | None
+    filename: str = "sweep.yaml"
+    files: dict[str, str] = field(default_factory=dict)  # $extends bases by name
+
+
+def read_submission(request: Request, body: bytes, name: str | None) -> Submission:
+    """The YAML (and its bases) from a YAML or JSON body; 400/415/422 when it cannot be read."""
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if media == "application/json":
         text = _decode_utf8(body)
@@ -102,11 +115,17 @@ def read_submission(request: Request, body: bytes, name: str | None) -> tuple[st
             raise InvalidInput(
                 f'expected JSON {{"yaml": "...", "name": "..."}}: {problems}'
             ) from None
-        if "\x00" in submission.yaml or not _encodable(submission.yaml):
-            raise BadRequest("'yaml' holds characters that are not valid UTF-8 text")
-        return submission.yaml, _check_name(submission.name) or _check_name(name)
+        texts = [submission.yaml, *submission.files.values()]
+        if any("\x00" in text or not _encodable(text) for text in texts):
+            raise BadRequest("'yaml' or 'files' hold characters that are not valid UTF-8 text")
+        return Submission(
+            submission.yaml,
+            _check_name(submission.name) or _check_name(name),
+            submission.filename,
+            submission.files,
+        )
     if media in YAML_TYPES or not media:
-        return _decode_utf8(body), _check_name(name)
+        return Submission(_decode_utf8(body), _check_name(name))
     raise UnsupportedMediaType(
         f"Content-Type {media!r} is not supported: send the YAML as application/x-yaml or "
         'text/plain, or JSON {"yaml": ..., "name": ...} as application/json'
@@ -121,9 +140,16 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def parse(text: str, settings: Settings) -> SweepSpec:
-    """Validate and expand the file; the API never runs any of its code."""
-    spec = parse_sweep(text, max_runs=settings.max_runs)
+def parse(
+    text: str,
+    settings: Settings,
+    *,
+    filename: str = "sweep.yaml",
+    files: Mapping[str, str] | None = None,
+) -> SweepSpec:
+    """Validate and expand the file (its `$extends` bases from `files`); no code is run."""
+    bases = {posixpath.normpath(k): v for k, v in (files or {}).items()}
+    spec = parse_with_extends(text, filename, bases.get, max_runs=settings.max_runs)
     if not spec.runs:  # valid per FORMAT.md, but a sweep of nothing is surely a mistake
         raise SpecError("the matrix gives no runs (an empty list, or a $filter that keeps none)",
                         key="matrix")  # fmt: skip
@@ -177,8 +203,9 @@ def create_sweep(
     name: Annotated[str | None, Query(max_length=200, description="sweep name")] = None,
 ) -> SweepCreated:
     """Submit a sweep file: store its runs and queue them (results that exist are reused)."""
-    text, name = read_submission(request, body, name)
-    spec = parse(text, settings)
+    submission = read_submission(request, body, name)
+    spec = parse(submission.text, settings, filename=submission.filename, files=submission.files)
+    name = submission.name
     sweep, runs = sweeps.create_sweep(session, spec, name=name or default_name(spec), force=force)
     queued = [r.id for r in runs if r.status == RunStatus.QUEUED]
     enqueued, warnings = enqueue_after_commit(session, settings, queued)
@@ -204,8 +231,9 @@ def preview_sweep(
     name: Annotated[str | None, Query(max_length=200)] = None,
 ) -> SweepPreview:
     """Validate and expand a sweep file without storing anything: runs, slugs, hashes, reuse."""
-    text, name = read_submission(request, body, name)
-    spec = parse(text, settings)
+    submission = read_submission(request, body, name)
+    spec = parse(submission.text, settings, filename=submission.filename, files=submission.files)
+    name = submission.name
     plans = sweeps.plan_runs(session, spec, force=force)
     runs = [
         PreviewRun(
@@ -226,6 +254,7 @@ def preview_sweep(
         runs=runs,
         would_train=len(runs) - reused,
         would_reuse=reused,
+        merged_yaml=spec.yaml_text if spec.merged_from else None,
     )
 
 

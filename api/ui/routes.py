@@ -363,19 +363,28 @@ async def submit(
     force: Annotated[bool, Form()] = False,
     action: Annotated[str, Form()] = "preview",
     file: UploadFile | None = None,
+    bases: list[UploadFile] | None = None,
 ) -> Response:
     text = yaml
     form: dict[str, Any] = {"yaml": "", "name": name, "force": force, "preview": None}
-    if not text.strip() and file is not None and file.filename:
-        raw = await file.read(settings.max_body_bytes + 1)
+    filename = "sweep.yaml"
+    files: dict[str, str] = {}
+    uploads = [*([file] if file is not None and not text.strip() else []), *(bases or [])]
+    for upload in uploads:
+        if not upload.filename:
+            continue
+        raw = await upload.read(settings.max_body_bytes + 1)
         if len(raw) > settings.max_body_bytes:
             limit = f"{settings.max_body_bytes:,} bytes (SWEEPS_MAX_BODY_BYTES)"
-            error = {"message": f"{file.filename} is larger than {limit}", "location": None}
+            error = {"message": f"{upload.filename} is larger than {limit}", "location": None}
             return render(request, "submit.html", 413, **form, error=error)
-        text = raw.decode("utf-8", "replace")
+        if upload is file:
+            text, filename = raw.decode("utf-8", "replace"), upload.filename
+        else:  # a base that $extends names: by its name, beside the sweep file
+            files[upload.filename] = raw.decode("utf-8", "replace")
     form.update(yaml=text, error=None)
     try:
-        spec = parse(text, settings)
+        spec = parse(text, settings, filename=filename, files=files)
         if not spec.runs:
             raise SpecError("the matrix gives no runs", key="matrix")
     except SpecError as error:
@@ -384,6 +393,7 @@ async def submit(
     if action != "submit":
         plans = queries.plan_runs(db, spec, force=force)
         form["preview"] = views.preview(plans)
+        form["merged"] = spec.yaml_text if spec.merged_from else None
         return render(request, "submit.html", **{**form, "name": sweep_name})
     sweep, runs = queries.create_sweep(db, spec, name=sweep_name, force=force)
     enqueue_after_commit(db, settings, [r.id for r in runs if r.status == RunStatus.QUEUED])

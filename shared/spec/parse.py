@@ -70,6 +70,8 @@ class Sweep:
     matrix_keys: list[str]
     combinations: int  # entries of the cartesian product before $filter (1 without a matrix)
     runs: list[RunSpec] = field(default_factory=list)
+    # With $extends: the files merged into yaml_text, the extending one first.
+    merged_from: tuple[str, ...] = ()
 
 
 def is_code(key: str, value: Any) -> bool:
@@ -371,6 +373,12 @@ def _check_keys(config: dict[str, Any]) -> None:
             raise SpecError(f"top-level key {key!r} must be a name", value=key)
         if key in names.KNOWN_KEYS or key.startswith(names.ALWAYS_CODE_PREFIXES):
             continue
+        if key == "$extends":
+            raise SpecError(
+                "'$extends' needs its base file: `sweeps` CLI commands read it from disk; "
+                "the API takes it in 'files' (JSON), the web form as a base file",
+                key=key,
+            )
         close = difflib.get_close_matches(key, names.KNOWN_KEYS, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise SpecError(f"unknown key '{key}'{hint}", key=key)
