@@ -60,6 +60,9 @@ class PreviewRun(BaseModel):
     config_hash: str
     would_reuse: bool
     reuse_from_id: int | None = Field(description="the succeeded run whose results it would show")
+    link_to_id: int | None = Field(
+        None, description="a queued or running run with the same configuration it would wait for"
+    )
 
 
 class SweepPreview(BaseModel):

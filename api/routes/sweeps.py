@@ -207,7 +207,8 @@ def create_sweep(
     spec = parse(submission.text, settings, filename=submission.filename, files=submission.files)
     name = submission.name
     sweep, runs = sweeps.create_sweep(session, spec, name=name or default_name(spec), force=force)
-    queued = [r.id for r in runs if r.status == RunStatus.QUEUED]
+    # A queued run linked to one training elsewhere gets no task (shared/db/links.py).
+    queued = [r.id for r in runs if r.status == RunStatus.QUEUED and r.reused_from_id is None]
     enqueued, warnings = enqueue_after_commit(session, settings, queued)
     return SweepCreated(
         id=sweep.id,
@@ -244,10 +245,11 @@ def preview_sweep(
             config_hash=p.spec.config_hash,
             would_reuse=p.reuse_from_id is not None,
             reuse_from_id=p.reuse_from_id,
+            link_to_id=p.link_to_id,
         )
         for p in plans
     ]
-    reused = sum(r.would_reuse for r in runs)
+    reused = sum(r.would_reuse or r.link_to_id is not None for r in runs)
     return SweepPreview(
         name=name or default_name(spec),
         matrix_keys=spec.matrix_keys,

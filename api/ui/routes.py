@@ -396,7 +396,8 @@ async def submit(
         form["merged"] = spec.yaml_text if spec.merged_from else None
         return render(request, "submit.html", **{**form, "name": sweep_name})
     sweep, runs = queries.create_sweep(db, spec, name=sweep_name, force=force)
-    enqueue_after_commit(db, settings, [r.id for r in runs if r.status == RunStatus.QUEUED])
+    queued = [r.id for r in runs if r.status == RunStatus.QUEUED and r.reused_from_id is None]
+    enqueue_after_commit(db, settings, queued)
     return RedirectResponse(f"/ui/sweeps/{sweep.id}", status_code=303)
 
 

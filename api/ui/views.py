@@ -175,7 +175,9 @@ def preview(plans: list[PlannedRun]) -> dict[str, Any]:
                 "slug": p.spec.slug,
                 "experiment_name": p.spec.experiment_name,
                 "config_hash": p.spec.config_hash,
-                "reuse": f"run #{p.reuse_from_id}" if p.reuse_from_id else "",
+                "reuse": f"run #{p.reuse_from_id}"
+                if p.reuse_from_id
+                else (f"linked to run #{p.link_to_id} (training)" if p.link_to_id else ""),
             }
             for p in plans
         ]

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session, defer
 
+from shared.db import links
 from shared.db.models import (
     FINISHED_STATUSES,
     LatestMetric,
@@ -54,6 +55,8 @@ class Conflict(Exception):
 class PlannedRun:
     spec: RunSpec
     reuse_from_id: int | None  # a succeeded run with the same config_hash, unless forced
+    # else a queued or running run with that hash: linked to it, not trained twice (links.py)
+    link_to_id: int | None = None
 
 
 def find_reusable(session: Session, hashes: Iterable[str]) -> dict[str, int]:
@@ -73,8 +76,13 @@ def find_reusable(session: Session, hashes: Iterable[str]) -> dict[str, int]:
 
 def plan_runs(session: Session, spec: SweepSpec, *, force: bool = False) -> list[PlannedRun]:
     """Each run of the spec with the earlier run it would reuse (none when `force`)."""
-    reusable = {} if force else find_reusable(session, (r.config_hash for r in spec.runs))
-    return [PlannedRun(r, reusable.get(r.config_hash)) for r in spec.runs]
+    if force:
+        return [PlannedRun(r, None) for r in spec.runs]
+    reusable = find_reusable(session, (r.config_hash for r in spec.runs))
+    live = links.find_live(
+        session, (r.config_hash for r in spec.runs if r.config_hash not in reusable)
+    )
+    return [PlannedRun(r, reusable.get(r.config_hash), live.get(r.config_hash)) for r in spec.runs]
 
 
 def json_safe(value: Any) -> Any:
@@ -152,6 +160,8 @@ def create_sweep(
             run.reused_from_id = plan.reuse_from_id
             run.inputs_seen = sources.get(plan.reuse_from_id, 0)
             run.finished_at = now
+        elif plan.link_to_id is not None:  # stays queued, no task: its source trains it
+            run.reused_from_id = plan.link_to_id
         runs.append(run)
     session.add_all(runs)
     if all(run.status in FINISHED_STATUSES for run in runs):
@@ -272,7 +282,9 @@ def _source_id(session: Session, run_id: int) -> int:
     if row is None:
         raise NotFound(f"run {run_id} does not exist")
     status, reused_from = row
-    return reused_from if status == RunStatus.REUSED and reused_from is not None else run_id
+    if reused_from is not None and status in (RunStatus.REUSED, RunStatus.QUEUED):
+        return int(reused_from)
+    return run_id
 
 
 # ---------------------------------------------------------------- cancel and retry
@@ -347,7 +359,11 @@ def _cancel_queued(session: Session, where: Any) -> list[int]:
         .returning(Run.id)
         .execution_options(synchronize_session=False)
     )
-    return list(session.scalars(statement))
+    ids = list(session.scalars(statement))
+    # Runs of other sweeps linked to these end cancelled too, and their sweeps may finish.
+    for sweep_id in links.settle_links(session, ids):
+        refresh_sweep_status(session, sweep_id)
+    return ids
 
 
 def retry_runs(session: Session, sweep_id: int, run_ids: Sequence[int] | None = None) -> list[int]:
@@ -361,6 +377,7 @@ def retry_runs(session: Session, sweep_id: int, run_ids: Sequence[int] | None = 
         .where(*where)
         .values(
             status=RunStatus.QUEUED,
+            reused_from_id=None,  # a run linked to one that failed now trains itself
             cancel_requested=False,
             error=None,
             traceback=None,
@@ -459,9 +476,10 @@ def table_runs(
         return [], []
     query = select(*columns).where(or_(*conditions)).order_by(Run.sweep_id, Run.id)
     rows = list(session.execute(query))
+    # A reused run, or one linked to a run still training, shows its source's results.
     source_of = {
         r.id: r.reused_from_id
-        if r.status == RunStatus.REUSED and r.reused_from_id is not None
+        if r.status in (RunStatus.REUSED, RunStatus.QUEUED) and r.reused_from_id is not None
         else r.id
         for r in rows
     }
@@ -477,7 +495,9 @@ def table_runs(
             sweep_id=r.sweep_id,
             matrix_id=r.matrix_id,
             slug=r.slug,
-            status=RunStatus(r.status).value,
+            status="linked"
+            if source_of[r.id] != r.id and r.status == RunStatus.QUEUED
+            else RunStatus(r.status).value,
             params=r.params or {},
             metrics=metrics.get(source_of[r.id], {}),
             reused_from_id=r.reused_from_id,
