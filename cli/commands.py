@@ -66,9 +66,13 @@ def submit_file(
 
 def preview(file: FileArg, json_out: JsonOpt = False) -> None:
     """Expand FILE locally (no server): matrix_id, slug, params, experiment_name, config_hash."""
+    from shared.plugins import plugin_modules
     from shared.settings import get_settings
 
-    sweep = read_sweep(file).parse(max_runs=get_settings().max_runs)
+    settings = get_settings()
+    sweep = read_sweep(file).parse(
+        max_runs=settings.max_runs, plugins=plugin_modules(settings.plugins)
+    )
     runs = [
         {
             "matrix_id": r.matrix_id,
@@ -91,12 +95,15 @@ def inspect(
     summary: Annotated[bool, typer.Option(help="also print each model's structure")] = False,
 ) -> None:
     """Build each run's model locally and count its parameters (runs the file's model code)."""
+    from shared.plugins import plugin_modules
+    from shared.settings import get_settings
     from shared.spec import SpecError
     from worker.engine.inspect import inspect_sweep
 
-    yaml_text = read_sweep(file).parse().yaml_text  # with $extends: the merged file
+    configured = get_settings().plugins
+    sweep = read_sweep(file).parse(plugins=plugin_modules(configured))
     try:
-        rows = inspect_sweep(yaml_text)
+        rows = inspect_sweep(sweep.yaml_text, plugins=configured)  # with $extends: merged
     except SpecError as exc:
         raise CliError(f"{file}: {exc}") from None
     if json_out:

@@ -109,9 +109,11 @@ def _train(
     settings: Settings,
     train_fn: TrainFn | None,
 ) -> tuple[RunStatus, dict[str, Any]]:
+    from worker import plugins
     from worker.engine import RunCancelled, train_run
 
     try:
+        plugins.load(settings.plugins)  # checked at the worker's start; here for its names
         summary = (train_fn or train_run)(
             config,
             report=reporter,

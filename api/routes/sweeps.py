@@ -33,6 +33,7 @@ from api.schemas import (
 from shared import queue
 from shared.db import sweeps
 from shared.db.models import RunStatus
+from shared.plugins import plugin_modules
 from shared.settings import Settings
 from shared.spec import SpecError, parse_with_extends
 from shared.spec import Sweep as SweepSpec
@@ -149,7 +150,10 @@ def parse(
 ) -> SweepSpec:
     """Validate and expand the file (its `$extends` bases from `files`); no code is run."""
     bases = {posixpath.normpath(k): v for k, v in (files or {}).items()}
-    spec = parse_with_extends(text, filename, bases.get, max_runs=settings.max_runs)
+    spec = parse_with_extends(
+        text, filename, bases.get, max_runs=settings.max_runs,
+        plugins=plugin_modules(settings.plugins),
+    )  # fmt: skip
     if not spec.runs:  # valid per FORMAT.md, but a sweep of nothing is surely a mistake
         raise SpecError("the matrix gives no runs (an empty list, or a $filter that keeps none)",
                         key="matrix")  # fmt: skip

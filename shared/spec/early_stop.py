@@ -89,7 +89,8 @@ def _parse(value: Any, *, trainer: str, config: dict[str, Any]) -> EarlyStop:
                 key=f"early_stop.{key}",
             )
     metric = value.get("metric")
-    reported = names.TRAINER_METRICS.get(trainer, ())
+    # A plugin's trainer is known only to the workers: the loss is what every trainer reports.
+    reported = names.TRAINER_METRICS.get(trainer, ("validation_loss",))
     if not isinstance(metric, str) or metric not in reported:
         later = " (the SVC scores arrive after the validation, too late to decide on)"
         raise SpecError(

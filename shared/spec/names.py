@@ -40,6 +40,9 @@ TRAINERS = (
     "RepresentationClassTrainer",
     "experiments.reptrainer.RepresentationClassTrainer",
     "experiments.trainer.Trainer",
+    "TrainAutoencoder",
+    "src.train.TrainAutoencoder",
+    "src.train.train_autoencoder.TrainAutoencoder",
 )
 # The metrics each trainer reports at every validation (early_stop compares one of them).
 _LOSS = ("validation_loss",)
@@ -49,6 +52,9 @@ TRAINER_METRICS = {
     "experiments.trainer.Trainer": _LOSS,
     "RepresentationClassTrainer": _CLASSIFY,
     "experiments.reptrainer.RepresentationClassTrainer": _CLASSIFY,
+    "TrainAutoencoder": _LOSS,
+    "src.train.TrainAutoencoder": _LOSS,
+    "src.train.train_autoencoder.TrainAutoencoder": _LOSS,
 }
 OPTIMIZERS = (
     "ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax",

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from shared.plugins import provided_by
+
 from . import names
 from .early_stop import check_early_stop
 from .errors import SpecError
@@ -127,8 +129,13 @@ def parse_sweep(
     max_runs: int = DEFAULT_MAX_RUNS,
     max_combinations: int = DEFAULT_MAX_COMBINATIONS,
     max_expanded_chars: int = DEFAULT_MAX_EXPANDED_CHARS,
+    plugins: tuple[str, ...] = (),
 ) -> Sweep:
-    """Validate and expand a sweep file into its runs. Raises SpecError naming what is wrong."""
+    """Validate and expand a sweep file into its runs. Raises SpecError naming what is wrong.
+
+    `plugins`: modules the workers offer (shared/plugins.py); a `trainer` under one of them
+    is accepted here and resolved by the worker.
+    """
     text = _decode(text)
     document = _load(text)
     locator = _Locator(text)
@@ -156,7 +163,10 @@ def parse_sweep(
             key="matrix",
             line=locator.key_line("matrix"),
         )
-    runs = [_build_run(template, entry, matrix=document.get("matrix")) for entry in entries]
+    runs = [
+        _build_run(template, entry, matrix=document.get("matrix"), plugins=plugins)
+        for entry in entries
+    ]
     total = count_combinations(matrix) if matrix is not None else 1
     return Sweep(yaml_text=text, matrix_keys=keys, combinations=total, runs=runs)
 
@@ -321,14 +331,16 @@ def _without_matrix_block(text: str, locator: _Locator) -> str:
     return text[:start] + "{}" + "\n" * block.count("\n") + text[end:]
 
 
-def _build_run(template: str, entry: MatrixEntry, *, matrix: Any) -> RunSpec:
+def _build_run(
+    template: str, entry: MatrixEntry, *, matrix: Any, plugins: tuple[str, ...] = ()
+) -> RunSpec:
     label = f"{entry.matrix_id} ({entry.slug})" if entry.slug else None
     text = template if matrix is None or matrix == {} else substitute(template, entry.variables())
     try:
         config = _load(text)
         if "matrix" in config:
             config["matrix"] = matrix
-        _validate(config, _Locator(text))
+        _validate(config, _Locator(text), plugins)
     except SpecError as exc:
         exc.run = exc.run or label
         raise
@@ -344,10 +356,10 @@ def _build_run(template: str, entry: MatrixEntry, *, matrix: Any) -> RunSpec:
     )
 
 
-def _validate(config: dict[str, Any], locator: _Locator) -> None:
+def _validate(config: dict[str, Any], locator: _Locator, plugins: tuple[str, ...] = ()) -> None:
     try:
         _check_keys(config)
-        _check_values(config)
+        _check_values(config, plugins)
     except SpecError as exc:
         raise locator.locate(exc) from None
     for key, value in config.items():
@@ -392,7 +404,7 @@ def _check_keys(config: dict[str, Any]) -> None:
         )
 
 
-def _check_values(config: dict[str, Any]) -> None:
+def _check_values(config: dict[str, Any], plugins: tuple[str, ...] = ()) -> None:
     for key, minimum in _INT_KEYS.items():
         value = config.get(key)
         if value is None:
@@ -408,7 +420,9 @@ def _check_values(config: dict[str, Any]) -> None:
             )
     _check_learnrate(config["learnrate"])
     _check_name(config, "optimizer", names.OPTIMIZERS, "torch.optim")
-    _check_name(config, "trainer", names.TRAINERS, "the engine's trainers")
+    trainer = config.get("trainer")
+    if not (isinstance(trainer, str) and provided_by(trainer, plugins)):
+        _check_name(config, "trainer", names.TRAINERS, "the engine's trainers")
     _check_name(config, "precision", names.PRECISIONS, "precisions")
     if config.get("scheduler") is not None:
         _check_name(config, "scheduler", names.SCHEDULERS, "torch.optim.lr_scheduler")
