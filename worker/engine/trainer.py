@@ -145,7 +145,7 @@ def train_run(
     """Train and evaluate one run as FORMAT.md describes; results leave only through `report`."""
     # ---- build: device, run, trainer, data --------------------------------------------------
     device = resolve_device(device)
-    folder = Path(checkpoint_dir) if checkpoint_dir else None
+    folder = ckpt.as_folder(checkpoint_dir) if checkpoint_dir else None
     run = build_run(config, device, data_dir)
     s = run.settings
     # A name that is not built in comes from a plugin; resolved (or refused) before training.
