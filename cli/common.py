@@ -13,7 +13,7 @@ from rich.console import Console
 from cli.client import CliError
 
 if TYPE_CHECKING:
-    from shared.spec import SpecError, Sweep
+    from shared.spec import SpecError, SweepSpec
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -59,7 +59,7 @@ class SweepFile:
     text: str
     bases: dict[str, str] = field(default_factory=dict)  # by name relative to `path`
 
-    def parse(self, **limits: Any) -> Sweep:
+    def parse(self, **limits: Any) -> SweepSpec:
         """The expanded sweep (bases merged in); CliError naming the file and line."""
         from shared.spec import SpecError, parse_with_extends
 

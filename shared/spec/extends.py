@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from .errors import SpecError
-from .parse import Sweep, parse_sweep
+from .parse import SweepSpec, parse_sweep
 
 EXTENDS_KEY = "$extends"
 MAX_CHAIN = 20  # files in one chain of $extends (a base of a base of ...)
@@ -155,8 +155,15 @@ def _join(chain: list[tuple[str, str, list[tuple[Any, int, int]]]]) -> Merged:
     return Merged(text="".join(parts), files=files, origins=tuple(origins))
 
 
-def parse_with_extends(text: str, name: str, load: Loader, **limits: Any) -> Sweep:
+def parse_with_extends(text: str | bytes, name: str, load: Loader, **limits: Any) -> SweepSpec:
     """parse_sweep on the file with its `$extends` bases merged in; errors name their file."""
+    if isinstance(text, bytes):
+        if b"$extends" not in text:
+            return parse_sweep(text, **limits)
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            return parse_sweep(text, **limits)  # its SpecError says where
     merged = merge_extends(text, name, load) if uses_extends(text) else None
     if merged is None:
         return parse_sweep(text, **limits)

@@ -32,10 +32,9 @@ def test_preview_and_submit_merge_the_bases_sent_with_the_file(
     sweep = session.get_one(Sweep, created.json()["id"])
     assert sweep.yaml_text == merged  # what ran is stored whole, without its bases
     # The OpenAPI schema documents the new fields.
-    schema = client.get("/openapi.json").json()
-    body = schema["paths"]["/sweeps"]["post"]["requestBody"]["content"]["application/json"]
-    assert {"yaml", "filename", "files"} <= set(body["schema"]["properties"])
-    assert "merged_yaml" in schema["components"]["schemas"]["SweepPreview"]["properties"]
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert {"yaml", "filename", "files"} <= set(schemas["SweepSubmission"]["properties"])
+    assert "merged_yaml" in schemas["SweepPreview"]["properties"]
 
 
 def test_missing_base_is_a_422_naming_the_file_and_line(client: TestClient) -> None:

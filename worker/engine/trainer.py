@@ -17,7 +17,7 @@ from worker import plugins
 
 from . import checkpoint as ckpt
 from .autoencoder import AutoencoderTrainer
-from .build import Run, build_run
+from .build import BuiltRun, build_run
 from .datasets import tensors_of, to_device_compact
 from .evaluate import EVAL_BATCH_SIZE, EvalBatches, SvcPool, embed, heldout_indices, to_device
 from .evaluate import validate as run_validation
@@ -45,7 +45,7 @@ class Trainer:
 
     representation = False
 
-    def prepare(self, run: Run) -> Run:
+    def prepare(self, run: BuiltRun) -> BuiltRun:
         """The run as this trainer trains it (e.g. targets that are the inputs)."""
         return run
 
