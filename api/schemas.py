@@ -58,6 +58,13 @@ class SweepSubmission(BaseModel):
         description="a name for the sweep",
         json_schema_extra={"pattern": PRINTABLE},
     )
+    filename: str = Field(
+        "sweep.yaml", max_length=500, description="the file's name, for `$extends` paths"
+    )
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description="other files by name (relative to `filename`): the bases `$extends` names",
+    )
 
 
 class RunBrief(_Model):
@@ -86,6 +93,9 @@ class PreviewRun(BaseModel):
     config_hash: str
     would_reuse: bool
     reuse_from_id: int | None = Field(description="the succeeded run whose results it would show")
+    link_to_id: int | None = Field(
+        None, description="a queued or running run with the same configuration it would wait for"
+    )
 
 
 class SweepPreview(BaseModel):
@@ -94,6 +104,9 @@ class SweepPreview(BaseModel):
     runs: list[PreviewRun]
     would_train: int
     would_reuse: int
+    merged_yaml: str | None = Field(
+        None, description="the file with its `$extends` bases merged in (what a sweep stores)"
+    )
 
 
 class SweepOut(BaseModel):
@@ -145,7 +158,7 @@ class SweepCancelled(BaseModel):
 
 class SweepRetried(BaseModel):
     sweep_id: int
-    retried: list[int] = Field(description="failed or cancelled runs now queued again")
+    retried: list[int] = Field(description="failed, cancelled or pruned runs now queued again")
     enqueued: int
     warnings: list[str] = []
 

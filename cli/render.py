@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-FINISHED = {"succeeded", "failed", "cancelled", "reused"}
+FINISHED = {"succeeded", "failed", "cancelled", "reused", "pruned"}
 # Latest-value keys shown beside each progress bar, with their short labels.
 WATCHED_METRICS = (
     ("validation_loss", "val loss", "{:.5f}"),

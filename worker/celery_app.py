@@ -14,10 +14,12 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
+from shared.plugins import plugin_modules
 from shared.queue import RUNS_QUEUE, TRAIN_TASK
 from shared.settings import Settings, get_settings
 from worker import tasks
 from worker.artifacts import check_location
+from worker.plugins import check_importable
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +143,9 @@ def run_worker(
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     settings = get_settings()
+    problem = check_importable(plugin_modules(settings.plugins))
+    if problem:
+        raise SystemExit(f"sweeps worker: {problem}")
     concurrency = runs_per_gpu or settings.runs_per_gpu
     if concurrency < 1:
         raise ValueError(f"runs per GPU must be at least 1, not {concurrency}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -31,6 +32,7 @@ from shared.db.models import RunStatus
 from shared.db.session import commit, enqueue_after_commit
 from shared.domain import commands, reads, submit
 from shared.domain.submit import default_name, parse_submission
+from shared.plugins import plugin_modules
 from shared.spec.encoding import NotUtf8, decode_utf8, encodable
 
 router = APIRouter(
@@ -43,7 +45,8 @@ YAML_TYPES = ("application/x-yaml", "application/yaml", "text/yaml", "text/x-yam
 _BODY_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "the sweep file: YAML as text, or JSON {yaml, name}",
+        "description": "the sweep file: YAML as text, or JSON {yaml, name, filename, files}"
+        " (files: the bases its $extends names, by name)",
         "content": {
             **{t: {"schema": {"type": "string"}} for t in ("application/x-yaml", "text/plain")},
             "application/json": {"schema": {"$ref": "#/components/schemas/SweepSubmission"}},
@@ -85,8 +88,16 @@ def _check_name(name: str | None) -> str | None:
     return name.strip() or None
 
 
-def read_submission(request: Request, body: bytes, name: str | None) -> tuple[str, str | None]:
-    """(YAML text, name) from a YAML or JSON body; 400/415/422 when it cannot be read."""
+@dataclass(frozen=True)
+class Submission:
+    text: str
+    name: str | None
+    filename: str = "sweep.yaml"
+    files: dict[str, str] = field(default_factory=dict)  # $extends bases by name
+
+
+def read_submission(request: Request, body: bytes, name: str | None) -> Submission:
+    """The YAML (and its bases) from a YAML or JSON body; 400/415/422 when it cannot be read."""
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if media == "application/json":
         text = _decode(body)
@@ -103,11 +114,17 @@ def read_submission(request: Request, body: bytes, name: str | None) -> tuple[st
             raise InvalidInput(
                 f'expected JSON {{"yaml": "...", "name": "..."}}: {problems}'
             ) from None
-        if "\x00" in submission.yaml or not encodable(submission.yaml):
-            raise BadRequest("'yaml' holds characters that are not valid UTF-8 text")
-        return submission.yaml, _check_name(submission.name) or _check_name(name)
+        texts = [submission.yaml, *submission.files.values()]
+        if any("\x00" in text or not encodable(text) for text in texts):
+            raise BadRequest("'yaml' or 'files' hold characters that are not valid UTF-8 text")
+        return Submission(
+            submission.yaml,
+            _check_name(submission.name) or _check_name(name),
+            submission.filename,
+            submission.files,
+        )
     if media in YAML_TYPES or not media:
-        return _decode(body), _check_name(name)
+        return Submission(_decode(body), _check_name(name))
     raise UnsupportedMediaType(
         f"Content-Type {media!r} is not supported: send the YAML as application/x-yaml or "
         'text/plain, or JSON {"yaml": ..., "name": ...} as application/json'
@@ -130,10 +147,18 @@ def create_sweep(
     name: Annotated[str | None, NameQuery(description="sweep name")] = None,
 ) -> SweepCreated:
     """Submit a sweep file: store its runs and queue them (results that exist are reused)."""
-    text, name = read_submission(request, body, name)
-    spec = parse_submission(text, max_runs=settings.max_runs)
+    submission = read_submission(request, body, name)
+    spec = parse_submission(
+        submission.text,
+        max_runs=settings.max_runs,
+        filename=submission.filename,
+        files=submission.files,
+        plugins=plugin_modules(settings.plugins),
+    )
+    name = submission.name
     sweep, runs = submit.create_sweep(session, spec, name=name or default_name(spec), force=force)
-    queued = [r.id for r in runs if r.status == RunStatus.QUEUED]
+    # A queued run linked to one training elsewhere gets no task (shared/db/links.py).
+    queued = [r.id for r in runs if r.status == RunStatus.QUEUED and r.reused_from_id is None]
     enqueue_after_commit(session, queued, queue.sender(settings.broker_url))
     created = SweepCreated(
         id=sweep.id,
@@ -159,8 +184,15 @@ def preview_sweep(
     name: Annotated[str | None, NameQuery()] = None,
 ) -> SweepPreview:
     """Validate and expand a sweep file without storing anything: runs, slugs, hashes, reuse."""
-    text, name = read_submission(request, body, name)
-    spec = parse_submission(text, max_runs=settings.max_runs)
+    submission = read_submission(request, body, name)
+    spec = parse_submission(
+        submission.text,
+        max_runs=settings.max_runs,
+        filename=submission.filename,
+        files=submission.files,
+        plugins=plugin_modules(settings.plugins),
+    )
+    name = submission.name
     plans = submit.plan_runs(session, spec, force=force)
     runs = [
         PreviewRun(
@@ -171,16 +203,18 @@ def preview_sweep(
             config_hash=p.spec.config_hash,
             would_reuse=p.reuse_from_id is not None,
             reuse_from_id=p.reuse_from_id,
+            link_to_id=p.link_to_id,
         )
         for p in plans
     ]
-    reused = sum(r.would_reuse for r in runs)
+    reused = sum(r.would_reuse or r.link_to_id is not None for r in runs)
     return SweepPreview(
         name=name or default_name(spec),
         matrix_keys=spec.matrix_keys,
         runs=runs,
         would_train=len(runs) - reused,
         would_reuse=reused,
+        merged_yaml=spec.yaml_text if spec.merged_from else None,
     )
 
 
@@ -238,7 +272,7 @@ def cancel_sweep(sweep_id: SweepId, session: SessionDep) -> SweepCancelled:
     "/sweeps/{sweep_id}/retry", response_model=SweepRetried, responses={404: {"model": Problem}}
 )
 def retry_sweep(sweep_id: SweepId, session: SessionDep, settings: SettingsDep) -> SweepRetried:
-    """Queue the sweep's failed and cancelled runs again (they resume from their checkpoints)."""
+    """Queue failed, cancelled and pruned runs again; they resume from their checkpoints."""
     ids = commands.retry_runs(session, sweep_id)
     enqueue_after_commit(session, ids, queue.sender(settings.broker_url))
     outcome = commit(session)  # here, so that the reply says what was sent

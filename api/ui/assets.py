@@ -18,6 +18,8 @@ from typing import Any
 
 from fastapi import HTTPException, Request, Response
 
+from api.etag import REVALIDATE
+
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 LONG_CACHE = "public, max-age=31536000, immutable"
 _MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
@@ -85,11 +87,16 @@ def serve(asset: Asset, request: Request) -> Response:
     return Response(asset.body, media_type=asset.media_type, headers=headers)
 
 
-def json_response(payload: Any, request: Request, *, compress_over: int = 32_768) -> Response:
+def json_response(
+    payload: Any, request: Request, *, compress_over: int = 32_768, etag: str | None = None
+) -> Response:
     """Compact JSON, gzipped (fast level) when large and the client accepts it: curves of a
-    big sweep are megabytes of digits that compress about four to one."""
+    big sweep are megabytes of digits that compress about four to one. With an `etag`, the
+    browser keeps the answer and revalidates it (fetch() sends If-None-Match by itself)."""
     body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
     headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+    if etag is not None:
+        headers.update({"ETag": etag, "Cache-Control": REVALIDATE})
     if len(body) > compress_over and "gzip" in request.headers.get("accept-encoding", ""):
         headers["Content-Encoding"] = "gzip"
         body = gzip.compress(body, compresslevel=1, mtime=0)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import SessionDep, SettingsDep, ensure_bootstrap
 from api.errors import InvalidInput
-from api.etag import REVALIDATE, is_fresh, make_etag, not_modified
+from api.etag import is_fresh, make_etag, not_modified
 from api.params import RunId, SweepId, parse_ids
 from api.ui import assets, auth, views
 from shared import queue
@@ -29,6 +29,7 @@ from shared.domain import commands, reads, tables
 from shared.domain.curves import curves_payload, load_runs, parse_after
 from shared.domain.submit import create_sweep, default_name, parse_submission, plan_runs
 from shared.domain.versions import metrics_version
+from shared.plugins import plugin_modules
 from shared.spec import SpecError
 from shared.table import build_table, to_csv, to_markdown
 
@@ -172,7 +173,9 @@ def _sweep_context(db: Session, sweep_id: int, sort: str | None) -> dict[str, An
         "finished": views.when(sweep.finished_at),
         "active": bool(statuses & {RunStatus.QUEUED.value, RunStatus.RUNNING.value}),
         "can_cancel": bool(statuses & {RunStatus.QUEUED.value, RunStatus.RUNNING.value}),
-        "can_retry": bool(statuses & {RunStatus.FAILED.value, RunStatus.CANCELLED.value}),
+        "can_retry": bool(
+            statuses & {RunStatus.FAILED.value, RunStatus.CANCELLED.value, RunStatus.PRUNED.value}
+        ),
     }
 
 
@@ -339,28 +342,46 @@ async def submit(
     force: Annotated[bool, Form()] = False,
     action: Annotated[str, Form()] = "preview",
     file: UploadFile | None = None,
+    bases: list[UploadFile] | None = None,
 ) -> Response:
     source: str | bytes = yaml
     form: dict[str, Any] = {"yaml": yaml, "name": name, "force": force, "preview": None}
-    if not yaml.strip() and file is not None and file.filename:
-        source = await file.read(settings.max_body_bytes + 1)
-        if len(source) > settings.max_body_bytes:
+    filename = "sweep.yaml"
+    files: dict[str, str] = {}
+    uploads = [*([file] if file is not None and not yaml.strip() else []), *(bases or [])]
+    for upload in uploads:
+        if not upload.filename:
+            continue
+        raw = await upload.read(settings.max_body_bytes + 1)
+        if len(raw) > settings.max_body_bytes:
             limit = f"{settings.max_body_bytes:,} bytes (SWEEPS_MAX_BODY_BYTES)"
-            error = {"message": f"{file.filename} is larger than {limit}", "location": None}
+            error = {"message": f"{upload.filename} is larger than {limit}", "location": None}
             return render(request, "submit.html", 413, **{**form, "yaml": ""}, error=error)
-        # Shown back in the form as far as it reads; the parser names a byte that is not UTF-8.
-        form["yaml"] = source.decode("utf-8", "replace")
+        if upload is file:
+            source, filename = raw, upload.filename
+            # Shown back in the form as far as it reads; the parser names a byte not UTF-8.
+            form["yaml"] = raw.decode("utf-8", "replace")
+        else:  # a base that $extends names: by its name, beside the sweep file
+            files[upload.filename] = raw.decode("utf-8", "replace")
     try:
-        spec = parse_submission(source, max_runs=settings.max_runs)
+        spec = parse_submission(
+            source,
+            max_runs=settings.max_runs,
+            filename=filename,
+            files=files,
+            plugins=plugin_modules(settings.plugins),
+        )
     except SpecError as error:
         return render(request, "submit.html", 422, **{**form, "error": error.to_dict()})
     sweep_name = name.strip()[:200] or default_name(spec)
     if action != "submit":
         plans = plan_runs(db, spec, force=force)
         form["preview"] = views.preview(plans)
+        form["merged"] = spec.yaml_text if spec.merged_from else None
         return render(request, "submit.html", **{**form, "error": None, "name": sweep_name})
     sweep, runs = create_sweep(db, spec, name=sweep_name, force=force)
-    queued = [r.id for r in runs if r.status == RunStatus.QUEUED]
+    # A queued run linked to one training elsewhere gets no task (shared/db/links.py).
+    queued = [r.id for r in runs if r.status == RunStatus.QUEUED and r.reused_from_id is None]
     enqueue_after_commit(db, queued, queue.sender(settings.broker_url))
     return RedirectResponse(f"/ui/sweeps/{sweep.id}", status_code=303)
 
@@ -386,13 +407,9 @@ def curves(
         raise InvalidInput(str(error)) from None
     chosen = load_runs(db, sweep_ids=sweep_ids, run_ids=run_ids)
     # The runs shown (their status) and the runs whose points are drawn (their sources).
-    version = metrics_version(db, {r.id for r in chosen} | {r.source_id for r in chosen})
-    etag = make_etag(request, version)
+    shown = {r.id for r in chosen} | {r.source_id for r in chosen}
+    etag = make_etag(request, metrics_version(db, shown))
     if is_fresh(request, etag):
         return not_modified(etag)
     payload = curves_payload(db, chosen, after=cursors, max_points=max_points)
-    response = assets.json_response(payload, request)
-    # The browser keeps the answer and revalidates it (fetch() sends If-None-Match itself).
-    response.headers["ETag"] = etag
-    response.headers["Cache-Control"] = REVALIDATE
-    return response
+    return assets.json_response(payload, request, etag=etag)

@@ -78,7 +78,7 @@ def progress_fraction(summary: SweepSummary) -> float:
 
 def sweep_row(summary: SweepSummary) -> dict[str, Any]:
     sweep = summary.sweep
-    order = ("running", "queued", "succeeded", "reused", "failed", "cancelled")
+    order = ("running", "queued", "succeeded", "reused", "pruned", "failed", "cancelled")
     return {
         "id": sweep.id,
         "name": sweep.name,
@@ -174,7 +174,9 @@ def preview(plans: list[PlannedRun]) -> dict[str, Any]:
                 "slug": p.spec.slug,
                 "experiment_name": p.spec.experiment_name,
                 "config_hash": p.spec.config_hash,
-                "reuse": f"run #{p.reuse_from_id}" if p.reuse_from_id else "",
+                "reuse": f"run #{p.reuse_from_id}"
+                if p.reuse_from_id
+                else (f"linked to run #{p.link_to_id} (training)" if p.link_to_id else ""),
             }
             for p in plans
         ]

@@ -20,6 +20,7 @@ from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from shared.db import links
 from shared.db.models import FINISHED_STATUSES, LatestMetric, Metric, Run, RunStatus, utcnow
 from shared.domain.commands import update_sweep_status
 
@@ -64,9 +65,11 @@ def claim_run(
         expired = and_(expired, Run.attempts < max_attempts)
     # Our own claim again: a retry after a commit whose reply was lost must not orphan the run.
     ours = and_(Run.status == RunStatus.RUNNING, Run.lease_owner == owner)
+    # A queued run linked to another one (links.py) is trained by that one, never here.
+    queued = and_(Run.status == RunStatus.QUEUED, Run.reused_from_id.is_(None))
     result = session.execute(
         update(Run)
-        .where(Run.id == run_id, or_(Run.status == RunStatus.QUEUED, expired, ours))
+        .where(Run.id == run_id, or_(queued, expired, ours))
         .values(
             status=RunStatus.RUNNING,
             lease_owner=owner,
@@ -247,7 +250,7 @@ def finish_run(
     ).scalar()
     if sweep_id is None:
         return False
-    update_sweep_status(session, [sweep_id])
+    update_sweep_status(session, [sweep_id, *links.settle_links(session, [run_id])])
     return True
 
 
@@ -294,7 +297,8 @@ def expire_leases(session: Session, *, max_attempts: int) -> ExpiredLeases:
         sweep_ids = session.scalars(
             select(Run.sweep_id).where(Run.id.in_(done.cancelled + done.failed)).distinct()
         ).all()
-        update_sweep_status(session, sweep_ids)
+        linked = links.settle_links(session, done.cancelled + done.failed)
+        update_sweep_status(session, [*sweep_ids, *linked])
     return done
 
 
@@ -317,6 +321,7 @@ def stale_queued_runs(session: Session, *, older_than_seconds: float) -> list[in
         select(Run.id)
         .where(
             Run.status == RunStatus.QUEUED,
+            Run.reused_from_id.is_(None),  # linked runs wait for their source, not a task
             or_(
                 and_(enqueued, Run.enqueued_at < cutoff),
                 and_(~enqueued, Run.created_at < cutoff),

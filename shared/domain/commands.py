@@ -13,12 +13,14 @@ from typing import Any
 from sqlalchemy import exists, update
 from sqlalchemy.orm import Session
 
+from shared.db import links
 from shared.db.models import Run, RunStatus, Sweep, SweepStatus, utcnow
 from shared.domain.errors import Conflict
 from shared.domain.reads import get_run, get_sweep
 
 LIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
-RETRYABLE_STATUSES = (RunStatus.FAILED, RunStatus.CANCELLED)
+# A pruned run retried resumes from its checkpoint and trains to its full budget.
+RETRYABLE_STATUSES = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PRUNED)
 _CHUNK = 1000  # bound the parameters of one IN (...) list
 
 
@@ -114,11 +116,14 @@ def _cancel_queued(session: Session, where: Any) -> list[int]:
         .returning(Run.id)
         .execution_options(synchronize_session=False)
     )
-    return list(session.scalars(statement))
+    ids = list(session.scalars(statement))
+    # Runs of other sweeps linked to these end cancelled too, and their sweeps may finish.
+    update_sweep_status(session, links.settle_links(session, ids))
+    return ids
 
 
 def retry_runs(session: Session, sweep_id: int, run_ids: Sequence[int] | None = None) -> list[int]:
-    """Failed and cancelled runs of the sweep (or just `run_ids`) -> queued; ids to enqueue."""
+    """Failed, cancelled and pruned runs of the sweep (or `run_ids`) -> queued; ids to enqueue."""
     get_sweep(session, sweep_id)
     where = [Run.sweep_id == sweep_id, Run.status.in_(RETRYABLE_STATUSES)]
     if run_ids is not None:
@@ -128,6 +133,7 @@ def retry_runs(session: Session, sweep_id: int, run_ids: Sequence[int] | None = 
         .where(*where)
         .values(
             status=RunStatus.QUEUED,
+            reused_from_id=None,  # a run linked to one that failed now trains itself
             cancel_requested=False,
             error=None,
             traceback=None,

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import math
 import os.path
-from collections.abc import Iterable
+import posixpath
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,21 +15,32 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from shared.db import links
 from shared.db.models import Run, RunStatus, Sweep, utcnow
 from shared.domain.commands import update_sweep_status
-from shared.spec import RunSpec, SpecError, SweepSpec, parse_sweep
+from shared.spec import RunSpec, SpecError, SweepSpec, parse_with_extends
 
 MAX_INPUTS = 2**62  # runs.max_inputs and metrics.step are BIGINT
 _CHUNK = 1000  # bound the parameters of one IN (...) list
 
 
-def parse_submission(text: str | bytes, *, max_runs: int) -> SweepSpec:
+def parse_submission(
+    text: str | bytes,
+    *,
+    max_runs: int,
+    filename: str = "sweep.yaml",
+    files: Mapping[str, str] | None = None,
+    plugins: tuple[str, ...] = (),
+) -> SweepSpec:
     """Validate and expand a submitted file; the service never runs any of its code.
 
-    On top of the format's rules: a sweep of no runs is refused (valid per FORMAT.md, but
-    surely a mistake), and so are values no database column can hold.
+    `files`: the bases its `$extends` names, by name relative to `filename`; `plugins`: the
+    workers' plugin modules (a trainer under one is resolved by the worker). On top of the
+    format's rules: a sweep of no runs is refused (valid per FORMAT.md, but surely a
+    mistake), and so are values no database column can hold.
     """
-    spec = parse_sweep(text, max_runs=max_runs)
+    bases = {posixpath.normpath(k): v for k, v in (files or {}).items()}
+    spec = parse_with_extends(text, filename, bases.get, max_runs=max_runs, plugins=plugins)
     if not spec.runs:
         raise SpecError("the matrix gives no runs (an empty list, or a $filter that keeps none)",
                         key="matrix")  # fmt: skip
@@ -87,6 +99,8 @@ def _unstorable(value: Any) -> str | None:
 class PlannedRun:
     spec: RunSpec
     reuse_from_id: int | None  # a succeeded run with the same config_hash, unless forced
+    # else a queued or running run with that hash: linked to it, not trained twice (links.py)
+    link_to_id: int | None = None
 
 
 def find_reusable(session: Session, hashes: Iterable[str]) -> dict[str, int]:
@@ -106,8 +120,12 @@ def find_reusable(session: Session, hashes: Iterable[str]) -> dict[str, int]:
 
 def plan_runs(session: Session, spec: SweepSpec, *, force: bool = False) -> list[PlannedRun]:
     """Each run of the spec with the earlier run it would reuse (none when `force`)."""
-    reusable = {} if force else find_reusable(session, (r.config_hash for r in spec.runs))
-    return [PlannedRun(r, reusable.get(r.config_hash)) for r in spec.runs]
+    if force:
+        return [PlannedRun(r, None) for r in spec.runs]
+    hashes = [r.config_hash for r in spec.runs]
+    reusable = find_reusable(session, hashes)
+    live = links.find_live(session, (h for h in hashes if h not in reusable))
+    return [PlannedRun(r, reusable.get(r.config_hash), live.get(r.config_hash)) for r in spec.runs]
 
 
 def create_sweep(
@@ -152,6 +170,8 @@ def _new_run(sweep_id: int, plan: PlannedRun, inputs_seen: dict[int, int], now: 
         run.reused_from_id = plan.reuse_from_id
         run.inputs_seen = inputs_seen.get(plan.reuse_from_id, 0)
         run.finished_at = now
+    elif plan.link_to_id is not None:  # stays queued, no task: its source trains it
+        run.reused_from_id = plan.link_to_id
     return run
 
 

@@ -51,7 +51,9 @@ def table_runs(
             sweep_id=r.sweep_id,
             matrix_id=r.matrix_id,
             slug=r.slug,
-            status=RunStatus(r.status).value,
+            status="linked"
+            if source[r.id] != r.id and r.status == RunStatus.QUEUED
+            else RunStatus(r.status).value,
             params=r.params or {},
             metrics=metrics.get(source[r.id], {}),
             reused_from_id=r.reused_from_id,

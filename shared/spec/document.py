@@ -175,5 +175,11 @@ class Locator:
     def locate(self, exc: SpecError, parent: str | None = None) -> SpecError:
         if exc.line is None and exc.key is not None:
             path = (parent, exc.key) if parent and exc.key != parent else (exc.key,)
-            exc.line = self.key_line(*path) or (self.key_line(parent) if parent else None)
+            nested = tuple(exc.key.split("."))  # e.g. early_stop.metric, or its parent
+            exc.line = (
+                self.key_line(*path)
+                or self.key_line(*nested)
+                or self.key_line(nested[0])
+                or (self.key_line(parent) if parent else None)
+            )
         return exc

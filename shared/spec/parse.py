@@ -30,7 +30,8 @@ DEFAULT_MAX_COMBINATIONS = 100_000
 # Every run re-parses the file after substitution: runs x file size is the work to validate.
 DEFAULT_MAX_EXPANDED_CHARS = 32 * 2**20
 # Left out of config_hash: they name or describe a run but do not change what it trains.
-_UNHASHED_KEYS = ("matrix", "description")
+# early_stop too: it decides whether a run goes on, not what a finished run trained.
+_UNHASHED_KEYS = ("matrix", "description", "early_stop")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class SweepSpec:
     matrix_keys: list[str]
     combinations: int  # entries of the cartesian product before $filter (1 without a matrix)
     runs: list[RunSpec] = field(default_factory=list)
+    # With $extends: the files merged into yaml_text, the extending one first.
+    merged_from: tuple[str, ...] = ()
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -96,8 +99,13 @@ def parse_sweep(
     max_runs: int = DEFAULT_MAX_RUNS,
     max_combinations: int = DEFAULT_MAX_COMBINATIONS,
     max_expanded_chars: int = DEFAULT_MAX_EXPANDED_CHARS,
+    plugins: tuple[str, ...] = (),
 ) -> SweepSpec:
-    """Validate and expand a sweep file into its runs. Raises SpecError naming what is wrong."""
+    """Validate and expand a sweep file into its runs. Raises SpecError naming what is wrong.
+
+    `plugins`: modules the workers offer (shared/plugins.py); a `trainer` under one of them
+    is accepted here and resolved by the worker.
+    """
     text = _decode(text)
     document = load_document(text)
     locator = Locator(text)
@@ -125,7 +133,10 @@ def parse_sweep(
             key="matrix",
             line=locator.key_line("matrix"),
         )
-    runs = [_build_run(template, entry, matrix=document.get("matrix")) for entry in entries]
+    runs = [
+        _build_run(template, entry, matrix=document.get("matrix"), plugins=plugins)
+        for entry in entries
+    ]
     total = count_combinations(matrix) if matrix is not None else 1
     return SweepSpec(yaml_text=text, matrix_keys=keys, combinations=total, runs=runs)
 
@@ -189,14 +200,16 @@ def _without_matrix_block(text: str, locator: Locator) -> str:
     return text[:start] + "{}" + "\n" * block.count("\n") + text[end:]
 
 
-def _build_run(template: str, entry: MatrixEntry, *, matrix: Any) -> RunSpec:
+def _build_run(
+    template: str, entry: MatrixEntry, *, matrix: Any, plugins: tuple[str, ...] = ()
+) -> RunSpec:
     label = f"{entry.matrix_id} ({entry.slug})" if entry.slug else None
     text = template if matrix is None or matrix == {} else substitute(template, entry.variables())
     try:
         config = load_document(text)
         if "matrix" in config:
             config["matrix"] = matrix
-        validate(config, Locator(text))
+        validate(config, Locator(text), plugins)
     except SpecError as exc:
         exc.run = exc.run or label
         raise

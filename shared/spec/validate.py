@@ -12,8 +12,11 @@ import math
 from functools import lru_cache
 from typing import Any
 
+from shared.plugins import provided_by
+
 from . import names
 from .document import Locator
+from .early_stop import check_early_stop
 from .errors import SpecError
 from .run_config import check_choice, check_scalars, check_schedule, check_stop, short, suggest
 
@@ -27,11 +30,14 @@ def is_code(key: str, value: Any) -> bool:
     return isinstance(value, str) and "\n" in value
 
 
-def validate(config: dict[str, Any], locator: Locator) -> None:
-    """SpecError, located in the YAML, for the first rule of FORMAT.md the run breaks."""
+def validate(config: dict[str, Any], locator: Locator, plugins: tuple[str, ...] = ()) -> None:
+    """SpecError, located in the YAML, for the first rule of FORMAT.md the run breaks.
+
+    `plugins`: a `trainer` under one of these modules is left for the worker to resolve.
+    """
     try:
         _check_keys(config)
-        _check_values(config)
+        _check_values(config, plugins)
     except SpecError as exc:
         raise locator.locate(exc) from None
     for key, value in config.items():
@@ -57,6 +63,12 @@ def _check_keys(config: dict[str, Any]) -> None:
             raise SpecError(f"top-level key {key!r} must be a name", value=key)
         if key in names.KNOWN_KEYS or key.startswith(names.ALWAYS_CODE_PREFIXES):
             continue
+        if key == "$extends":
+            raise SpecError(
+                "'$extends' needs its base file: `sweeps` CLI commands read it from disk; "
+                "the API takes it in 'files' (JSON), the web form as a base file",
+                key=key,
+            )
         close = difflib.get_close_matches(key, names.KNOWN_KEYS, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise SpecError(f"unknown key '{key}'{hint}", key=key)
@@ -66,11 +78,13 @@ def _check_keys(config: dict[str, Any]) -> None:
     check_stop(config)
 
 
-def _check_values(config: dict[str, Any]) -> None:
+def _check_values(config: dict[str, Any], plugins: tuple[str, ...] = ()) -> None:
     check_scalars(config)
     _check_learnrate(config["learnrate"])
     check_choice(config, "optimizer", names.OPTIMIZERS, "torch.optim")
-    check_choice(config, "trainer", names.TRAINERS, "the engine's trainers")
+    trainer = config.get("trainer")
+    if not (isinstance(trainer, str) and provided_by(trainer, plugins)):
+        check_choice(config, "trainer", names.TRAINERS, "the engine's trainers")
     check_choice(config, "precision", names.PRECISIONS, "precisions")
     check_schedule(config)
     _check_loss(config.get("loss_function"))
@@ -84,6 +98,7 @@ def _check_values(config: dict[str, Any]) -> None:
         raise SpecError("'description' must be text", key="description")
     if "globals" in config and config["globals"] is not None:
         _check_globals(config["globals"])
+    check_early_stop(config)
 
 
 def _check_learnrate(value: Any) -> None:
