@@ -47,7 +47,7 @@ _INT_KEYS = {
     "seed": 0,
     "num_workers": 0,
 }
-_BOOL_KEYS = ("freeze_validation_set", "compile")
+_BOOL_KEYS = ("freeze_validation_set", "compile", "step_graph")
 # Left out of config_hash: they name or describe a run but do not change what it trains.
 _UNHASHED_KEYS = ("matrix", "description")
 
