@@ -135,7 +135,7 @@ class Context:
     run: Any
     trainer: Trainer
     device: torch.device
-    folder: Path | None
+    folder: ckpt.Folder | None  # local or object storage (checkpoint.py)
     report: Report
     autocast: Callable[[], AbstractContextManager]
     val_batches: EvalBatches
@@ -299,6 +299,7 @@ def train_run(
     """Train and evaluate one run as FORMAT.md describes; results leave only through `report`."""
     # ---- build: device, run, trainer, data --------------------------------------------------
     device = resolve_device(device)
+    folder = ckpt.as_folder(checkpoint_dir) if checkpoint_dir else None
     run = build_run(config, device, data_dir)
     s = run.settings
     if s.trainer not in TRAINERS:
@@ -320,8 +321,8 @@ def train_run(
     # One code path for fp32/bf16. A captured graph cannot use autocast's weight-cast cache.
     autocast = partial(torch.autocast, device.type, dtype=torch.bfloat16,
                        enabled=s.precision == "bf16", cache_enabled=not s.step_graph)  # fmt: skip
-    ctx = Context(run, trainer, device, Path(checkpoint_dir) if checkpoint_dir else None, report,
-                  autocast, val_batches, heldout, count_trainable(run.model))  # fmt: skip
+    ctx = Context(run, trainer, device, folder, report, autocast, val_batches, heldout,
+                  count_trainable(run.model))  # fmt: skip
 
     # ---- state: fresh, or resumed from the latest checkpoint --------------------------------
     svc = SvcPool()
