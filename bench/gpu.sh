@@ -36,7 +36,7 @@ STAGES="$OUT/stages.tsv"
 if [ "$SMOKE" = 1 ]; then
   # a shared 2-core CPU: the same stages, tiny counts, every box three times as long
   STEPS=3; WARMUP=1; MODES="naive,engine+graph"; SIZE_ARGS="--max-inputs 200000 --smoke --copies 2 --ks 1,2"
-  SIZE_S=45; E2E_ARGS="--max-inputs 128"; ROWS="${GPU_SH_ROWS:-0}"; GPU_SH_K="${GPU_SH_K:-1}"
+  SIZE_S=45; E2E_ARGS="--yaml bench/data/smoke_sweep.yaml"; ROWS="${GPU_SH_ROWS:-0}"; GPU_SH_K="${GPU_SH_K:-1}"
   SCALE=3; BUDGET="${GPU_SH_BUDGET:-1500}"
 else
   STEPS=1000; WARMUP=50; MODES="naive,engine+bf16+graph,engine+bf16+compile"

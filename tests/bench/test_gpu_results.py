@@ -15,44 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Two of the seed's ViT rows by their matrix keys; the model is a tiny MLP on generated data.
-TINY_SWEEP = """
-matrix:
-  layer: [4]
-  head: [16, 8]
-  hidden: [256]
-  mlp: [512]
-  cs: [128]
-experiment_name: tiny/${matrix_slug}
-train_set: |
-  g = torch.Generator().manual_seed(1)
-  X = torch.rand(256, 1, 8, 8, generator=g)
-  Y = (X.mean((1, 2, 3)) * 997).long() % 4
-  ClassLogitsDataset(torch.utils.data.TensorDataset(X, Y), num_classes=4, tuple_position=1)
-validation_set: |
-  ClassLogitsDataset(torch.utils.data.TensorDataset(X[:100] * 0.9, Y[:100]), num_classes=4,
-                     tuple_position=1)
-model: |
-  class Tiny(nn.Module):
-      def __init__(self):
-          super().__init__()
-          self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(64, ${head}), nn.ReLU())
-          self.linear = nn.Linear(${head}, 4)
-
-      def forward(self, x):
-          return self.linear(self.encoder(x))
-
-  Tiny()
-trainer: experiments.reptrainer.RepresentationClassTrainer
-batch_size: 32
-learnrate: 0.003
-optimizer: AdamW
-scheduler: CosineAnnealingLR
-loss_function: l2
-max_inputs: 640
-num_inputs_between_validations: 320
-seed: 3
-"""
+SMOKE_SWEEP = ROOT / "bench/data/smoke_sweep.yaml"  # two seed rows by their keys, a tiny model
 
 
 def _load_results_module():
@@ -64,8 +27,7 @@ def _load_results_module():
 
 @pytest.mark.timeout(600)
 def test_results_from_a_real_tiny_sweep_through_the_stack(tmp_path: Path) -> None:
-    sweep = tmp_path / "tiny.yaml"
-    sweep.write_text(TINY_SWEEP)
+    sweep = SMOKE_SWEEP
     out = tmp_path / "pass" / "e2e"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
@@ -106,3 +68,18 @@ def test_results_from_a_real_tiny_sweep_through_the_stack(tmp_path: Path) -> Non
         assert not (written / "gpu-seed-curves.png").exists()
     else:
         assert (written / "gpu-seed-curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_seed_rows_sweep_keeps_exactly_the_rows_asked_for() -> None:
+    from shared.spec import parse_sweep
+
+    spec = importlib.util.spec_from_file_location("gpu_e2e", ROOT / "bench/gpu_e2e.py")
+    e2e = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(e2e)  # type: ignore[union-attr]
+    text = e2e.sweep_yaml([0, 9], ["precision: bf16", "step_graph: true"], max_inputs=None)
+    runs = parse_sweep(text).runs
+    shapes = sorted((r.params["layer"], r.params["head"], r.params["hidden"]) for r in runs)
+    assert shapes == [(4, 16, 256), (8, 12, 768)]
+    assert all(r.config["step_graph"] is True and r.config["precision"] == "bf16" for r in runs)
+    assert all(int(r.config["max_inputs"]) == 2_000_000 for r in runs)
+    assert len(parse_sweep(e2e.sweep_yaml(list(range(10)), [], None)).runs) == 10
