@@ -18,13 +18,51 @@ class Problem(BaseModel):
     detail: str | dict[str, Any] | list[Any]
 
 
+# Documented, not validated by pydantic: the routes check these themselves, with messages that
+# name the problem. A sweep file holds no NUL and no lone UTF-16 surrogate (JSON can escape
+# one, UTF-8 cannot encode it); a name no control characters either.
+NO_NUL = "^[^\\x00\\ud800-\\udfff]*$"
+PRINTABLE = "^[^\\x00-\\x1f\\ud800-\\udfff]*$"
+EXAMPLE_YAML = """\
+matrix:
+  lr: [0.1, 0.01]
+experiment_name: example/lin_${matrix_slug}
+model: |
+  nn.Linear(4, 2)
+train_set: |
+  torch.utils.data.TensorDataset(torch.randn(8, 4), torch.randn(8, 2))
+batch_size: 4
+learnrate: ${lr}
+optimizer: SGD
+max_inputs: 64
+"""
+
+
 class SweepSubmission(BaseModel):
     """The JSON form of POST /sweeps and /sweeps/preview."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"yaml": EXAMPLE_YAML, "name": "example"}]},
+    )
 
-    yaml: str = Field(description="the sweep file's text (nn-experiments YAML)")
-    name: str | None = Field(None, max_length=200, description="a name for the sweep")
+    yaml: str = Field(
+        description="the sweep file's text (nn-experiments YAML)",
+        json_schema_extra={"pattern": NO_NUL},
+    )
+    name: str | None = Field(
+        None,
+        max_length=200,
+        description="a name for the sweep",
+        json_schema_extra={"pattern": PRINTABLE},
+    )
+    filename: str = Field(
+        "sweep.yaml", max_length=500, description="the file's name, for `$extends` paths"
+    )
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description="other files by name (relative to `filename`): the bases `$extends` names",
+    )
 
 
 class RunBrief(_Model):
@@ -53,6 +91,9 @@ class PreviewRun(BaseModel):
     config_hash: str
     would_reuse: bool
     reuse_from_id: int | None = Field(description="the succeeded run whose results it would show")
+    link_to_id: int | None = Field(
+        None, description="a queued or running run with the same configuration it would wait for"
+    )
 
 
 class SweepPreview(BaseModel):
@@ -61,9 +102,12 @@ class SweepPreview(BaseModel):
     runs: list[PreviewRun]
     would_train: int
     would_reuse: int
+    merged_yaml: str | None = Field(
+        None, description="the file with its `$extends` bases merged in (what a sweep stores)"
+    )
 
 
-class SweepSummary(BaseModel):
+class SweepOut(BaseModel):
     id: int
     name: str
     status: str
@@ -75,7 +119,7 @@ class SweepSummary(BaseModel):
 
 
 class SweepPage(BaseModel):
-    items: list[SweepSummary]
+    items: list[SweepOut]
     total: int
     limit: int
     offset: int
@@ -98,7 +142,7 @@ class RunSummary(_Model):
     error: str | None
 
 
-class SweepDetail(SweepSummary):
+class SweepDetail(SweepOut):
     matrix_keys: list[str]
     yaml_text: str
     runs: list[RunSummary]
@@ -112,7 +156,7 @@ class SweepCancelled(BaseModel):
 
 class SweepRetried(BaseModel):
     sweep_id: int
-    retried: list[int] = Field(description="failed or cancelled runs now queued again")
+    retried: list[int] = Field(description="failed, cancelled or pruned runs now queued again")
     enqueued: int
     warnings: list[str] = []
 
@@ -141,7 +185,7 @@ class RunDetail(RunSummary):
     )
 
 
-class RunCancelled(_Model):
+class RunCancelOut(_Model):
     id: int
     status: str
     cancel_requested: bool

@@ -15,7 +15,7 @@ from cli.common import (
     TableFormat,
     console,
     err_console,
-    read_yaml,
+    read_sweep,
 )
 from cli.render import (
     SweepView,
@@ -35,15 +35,23 @@ def submit(
     name: Annotated[str | None, typer.Option(help="sweep name (default: the file name)")] = None,
 ) -> None:
     """Submit FILE to the API; prints the sweep id."""
-    yaml_text = read_yaml(file)
+    sweep_file = read_sweep(file)
     with ApiClient.from_settings() as client:
-        submit_file(client, file, yaml_text, force=force, name=name)
+        submit_file(client, file, sweep_file.text, force=force, name=name, bases=sweep_file.bases)
 
 
 def submit_file(
-    client: ApiClient, file: Path, yaml_text: str, *, force: bool, name: str | None = None
+    client: ApiClient,
+    file: Path,
+    yaml_text: str,
+    *,
+    force: bool,
+    name: str | None = None,
+    bases: dict[str, str] | None = None,
 ) -> int:
-    body = {"yaml": yaml_text, "name": name or file.stem}
+    body: dict[str, Any] = {"yaml": yaml_text, "name": name or file.stem}
+    if bases:  # the server merges them as `$extends` says
+        body.update(filename=file.name, files=bases)
     created = client.post("/sweeps", json=body, params={"force": "true"} if force else None)
     sweep_id = int(created["id"])
     runs = created.get("runs", [])
@@ -58,14 +66,13 @@ def submit_file(
 
 def preview(file: FileArg, json_out: JsonOpt = False) -> None:
     """Expand FILE locally (no server): matrix_id, slug, params, experiment_name, config_hash."""
+    from shared.plugins import plugin_modules
     from shared.settings import get_settings
-    from shared.spec import SpecError, parse_sweep
 
-    yaml_text = read_yaml(file)
-    try:
-        sweep = parse_sweep(yaml_text, max_runs=get_settings().max_runs)
-    except SpecError as exc:
-        raise CliError(f"{file}: {exc}") from None
+    settings = get_settings()
+    sweep = read_sweep(file).parse(
+        max_runs=settings.max_runs, plugins=plugin_modules(settings.plugins)
+    )
     runs = [
         {
             "matrix_id": r.matrix_id,
@@ -88,12 +95,15 @@ def inspect(
     summary: Annotated[bool, typer.Option(help="also print each model's structure")] = False,
 ) -> None:
     """Build each run's model locally and count its parameters (runs the file's model code)."""
+    from shared.plugins import plugin_modules
+    from shared.settings import get_settings
     from shared.spec import SpecError
     from worker.engine.inspect import inspect_sweep
 
-    yaml_text = read_yaml(file)
+    configured = get_settings().plugins
+    sweep = read_sweep(file).parse(plugins=plugin_modules(configured))
     try:
-        rows = inspect_sweep(yaml_text)
+        rows = inspect_sweep(sweep.yaml_text, plugins=configured)  # with $extends: merged
     except SpecError as exc:
         raise CliError(f"{file}: {exc}") from None
     if json_out:
@@ -240,7 +250,7 @@ def cancel(
 
 
 def retry(sweep: SweepArg) -> None:
-    """Queue a sweep's failed and cancelled runs again."""
+    """Queue a sweep's failed, cancelled and pruned runs again (pruned ones to the end)."""
     with ApiClient.from_settings() as client:
         result = client.post(f"/sweeps/{sweep}/retry")
     console.print(f"retry requested for sweep {sweep}{_summary(result)}", highlight=False)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from cli.client import CliError
+
+if TYPE_CHECKING:
+    from shared.spec import SpecError, SweepSpec
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -45,3 +49,48 @@ def read_yaml(path: Path) -> str:
         raise CliError(f"no such file: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"cannot read {path}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class SweepFile:
+    """A sweep file as read from disk, with the bases its `$extends` chain names."""
+
+    path: Path
+    text: str
+    bases: dict[str, str] = field(default_factory=dict)  # by name relative to `path`
+
+    def parse(self, **limits: Any) -> SweepSpec:
+        """The expanded sweep (bases merged in); CliError naming the file and line."""
+        from shared.spec import SpecError, parse_with_extends
+
+        try:
+            return parse_with_extends(self.text, self.path.name, self.bases.get, **limits)
+        except SpecError as exc:
+            raise CliError(self.describe(exc)) from None
+
+    def describe(self, exc: SpecError) -> str:
+        return str(exc) if exc.file is not None else f"{self.path}: {exc}"
+
+
+def read_sweep(path: Path) -> SweepFile:
+    """The file and, when it uses `$extends`, its bases read from disk (relative to it)."""
+    from shared.spec import SpecError, merge_extends
+    from shared.spec.extends import uses_extends
+
+    text = read_yaml(path)
+    bases: dict[str, str] = {}
+
+    def load(name: str) -> str | None:
+        target = path.parent / name
+        if not target.is_file():
+            return None
+        bases[name] = read_yaml(target)
+        return bases[name]
+
+    sweep_file = SweepFile(path, text, bases)
+    if uses_extends(text):
+        try:
+            merge_extends(text, path.name, load)
+        except SpecError as exc:
+            raise CliError(sweep_file.describe(exc)) from None
+    return sweep_file

@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-FINISHED = {"succeeded", "failed", "cancelled", "reused"}
+FINISHED = {"succeeded", "failed", "cancelled", "reused", "pruned"}
 # Latest-value keys shown beside each progress bar, with their short labels.
 WATCHED_METRICS = (
     ("validation_loss", "val loss", "{:.5f}"),
@@ -39,10 +39,6 @@ def emit(text: str) -> None:
 def print_json(console: Console, data: Any) -> None:
     # Plain text, not console.print_json: no highlighting, so output pipes cleanly into jq.
     emit(json.dumps(data, indent=2, default=str))
-
-
-def _params_text(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in params.items())
 
 
 def _name_is_redundant(rows: list[dict[str, Any]]) -> bool:

@@ -9,7 +9,7 @@ import typer
 
 from cli.client import ApiClient, CliError
 from cli.commands import submit_file, watch_sweep
-from cli.common import FileArg, console, err_console, prepare_database_dir, read_yaml
+from cli.common import FileArg, console, err_console, prepare_database_dir, read_sweep
 from cli.render import emit
 
 
@@ -178,14 +178,10 @@ def run(
         pick_port,
         running_stack,
     )
-    from shared.spec import SpecError, parse_sweep
 
-    yaml_text = read_yaml(file)
-    try:
-        parse_sweep(yaml_text)
-    except SpecError as exc:
-        raise CliError(f"{file}: {exc}") from None
-    problem = missing_data_message(yaml_text)
+    sweep_file = read_sweep(file)
+    yaml_text, bases = sweep_file.text, sweep_file.bases
+    problem = missing_data_message(sweep_file.parse().yaml_text)
     if problem:
         raise CliError(problem, exit_code=2)
 
@@ -194,7 +190,7 @@ def run(
         # A kept stack is running here: use it and leave it running.
         err_console.print(f"using the embedded stack at {existing['url']}", highlight=False)
         with ApiClient.from_settings() as client:
-            sweep_id = submit_file(client, file, yaml_text, force=force)
+            sweep_id = submit_file(client, file, yaml_text, force=force, bases=bases)
             if watch_sweep(client, sweep_id, interval=interval):
                 raise typer.Exit(1)
         return
@@ -206,7 +202,7 @@ def run(
             err_console.print("starting Redis, migrations, API and worker ...", highlight=False)
             stack.start()
             with ApiClient(stack.url, token) as client:
-                sweep_id = submit_file(client, file, yaml_text, force=force)
+                sweep_id = submit_file(client, file, yaml_text, force=force, bases=bases)
                 try:
                     failed = watch_sweep(
                         client, sweep_id, interval=interval, check=stack.check_children

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
         default=3, description="a run whose worker is lost this many times is failed, not re-queued"
     )
     metrics_flush_seconds: float = 2.0
+    plugins: str = Field(
+        default="",
+        description="comma-separated modules whose names runs may use (docs/FORMAT.md, Plugins)",
+    )
 
     # CORS is closed unless origins are listed.
     cors_origins: list[str] = []

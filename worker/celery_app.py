@@ -14,10 +14,12 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
+from shared.plugins import plugin_modules
 from shared.queue import RUNS_QUEUE, TRAIN_TASK
 from shared.settings import Settings, get_settings
 from worker import tasks
 from worker.artifacts import check_location
+from worker.plugins import check_importable
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +127,7 @@ def cores_per_run(runs: int) -> int:
 def share_cores(runs: int) -> None:
     """Cap the CPU threads of each run's process (inherited through the environment): each
     would otherwise start one OpenMP thread per core, and K runs x all cores threads thrash
-    (BENCHMARKS.md, "CPU": two uncapped CNN runs on two cores made 0.48x the sweep rate of one
-    run, 1.20x with the cap). A thread count the user set stays."""
+    (BENCHMARKS.md, "CPU"). A thread count the user set stays."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(cores_per_run(runs)))
 
@@ -142,6 +143,9 @@ def run_worker(
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     settings = get_settings()
+    problem = check_importable(plugin_modules(settings.plugins))
+    if problem:
+        raise SystemExit(f"sweeps worker: {problem}")
     concurrency = runs_per_gpu or settings.runs_per_gpu
     if concurrency < 1:
         raise ValueError(f"runs per GPU must be at least 1, not {concurrency}")

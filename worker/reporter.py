@@ -1,11 +1,17 @@
 """The engine's `report` callback: buffers events and writes them from a background thread.
 
-The training loop never waits on the database. A flusher thread wakes every
-`metrics_flush_seconds` (sooner after a checkpoint) and, in one transaction, renews the
-run's lease (the heartbeat), stores progress and provenance, and upserts the buffered metric
-points. While the database is unreachable the points stay in memory and every tick tries
-again; once it is back nothing is lost. The same transaction tells us whether the run was
-cancelled or taken from us (lease lost), which `should_stop()` hands to the engine.
+The training loop never waits on the database (but for early_stop's rungs, below). A
+flusher thread wakes every `metrics_flush_seconds` (sooner after a checkpoint) and, in one
+transaction, renews the run's lease (the heartbeat), stores progress and provenance, and
+upserts the buffered metric points. While the database is unreachable the points stay in
+memory and every tick tries again; once it is back nothing is lost. The same transaction
+tells us whether the run was cancelled or taken from us (lease lost), which `should_stop()`
+hands to the engine.
+
+With `early_stop`, the same transaction judges each validation that reaches a rung against the
+sweep's stored curves (shared/db/pruning.py). The engine's checkpoint call for that validation
+waits for the judgement (up to RUNG_WAIT_SECONDS), so a pruned run stops at the next poll,
+a few steps after its rung's checkpoint, and `prune_reason` says why.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from shared.db import pruning
 from shared.db.models import RunStatus
 from shared.db.runs import (
     MetricPoint,
@@ -32,6 +39,7 @@ from shared.db.runs import (
     upsert_metrics,
 )
 from shared.db.session import session_scope
+from shared.spec.early_stop import EarlyStop
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +48,10 @@ SessionFactory = Callable[[], AbstractContextManager[Session]]
 # How long the final write (last points + outcome) keeps retrying while the database is down.
 # Long: the alternative is retraining the run from its last checkpoint.
 FINAL_WRITE_PATIENCE_SECONDS = 3600.0
+# How long the engine's checkpoint call waits for a rung's judgement (early_stop), so a pruned
+# run stops right after the rung's checkpoint; past that, training goes on and the judgement
+# stops it at a later poll.
+RUNG_WAIT_SECONDS = 30.0
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -61,6 +73,8 @@ class Reporter:
         flush_seconds: float,
         heartbeat_seconds: float,
         session_factory: SessionFactory = session_scope,
+        early_stop: EarlyStop | None = None,
+        sweep_id: int | None = None,
     ) -> None:
         self.run_id = run_id
         self.owner = owner
@@ -82,6 +96,13 @@ class Reporter:
         self.lease_lost = False
         self.storage_error: BaseException | None = None
         self.points_written = 0
+        # Early stopping: rungs reached and not yet judged, and rungs already settled.
+        self.early_stop = early_stop if sweep_id is not None else None
+        self.sweep_id = sweep_id
+        self._rungs_due: list[tuple[int, float]] = []
+        self._rungs_seen: set[int] = set()
+        self._judged = threading.Event()
+        self.prune_reason: str | None = None
 
     # --- the engine side ------------------------------------------------------------------
 
@@ -90,16 +111,41 @@ class Reporter:
         with self._lock:
             if event in ("metrics", "replay"):  # replay: points again after a resume
                 self._pending.extend(payload["points"])
+                self._note_rungs(payload["points"], judge=event == "metrics")
             elif event == "progress":
                 self._progress = int(payload["inputs"])
             elif event == "provenance":
                 self._provenance = dict(payload["info"])
         if event in ("checkpoint", "provenance"):
+            with self._lock:
+                judging = bool(self._rungs_due) and self._thread is not None
+            if judging:
+                self._judged.clear()
             # Points up to a checkpoint should be durable as soon as the checkpoint is.
             self._wake.set()
+            if judging:  # a rung's validation: the one place training waits on the database
+                self._judged.wait(RUNG_WAIT_SECONDS)
 
     def should_stop(self) -> bool:
-        return self.cancel_requested or self.lease_lost or self.storage_error is not None
+        return (
+            self.cancel_requested
+            or self.lease_lost
+            or self.storage_error is not None
+            or self.prune_reason is not None
+        )
+
+    def _note_rungs(self, points: list[Any], *, judge: bool) -> None:
+        """Queue the first validation at each new rung; replayed ones were judged before."""
+        rule = self.early_stop
+        if rule is None:
+            return
+        for key, step, value in points:
+            rung = rule.rung_of(int(step)) if key == rule.metric else None
+            if rung is None or rung in self._rungs_seen:
+                continue
+            self._rungs_seen.add(rung)
+            if judge:
+                self._rungs_due.append((rung, float(value)))
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -152,23 +198,34 @@ class Reporter:
     # --- writing --------------------------------------------------------------------------
 
     def flush(self, *, force_heartbeat: bool = False) -> None:
-        """One transaction: renew the lease, store progress, provenance and buffered points."""
+        """One transaction: renew the lease, store progress, provenance and buffered points
+        (and, with early_stop, judge the rungs those points reached)."""
         with self._lock:
             points, self._pending = self._pending, []
             progress, provenance = self._progress, self._provenance
+            due, self._rungs_due = self._rungs_due, []
         heartbeat_due = time.monotonic() - self._last_renewal >= self.heartbeat_seconds
         if not (points or progress is not None or provenance or heartbeat_due or force_heartbeat):
             return
+        reason = None
         try:
             with self._sessions() as session:
                 lease = renew_lease(session, self.run_id, self.owner, self.lease_seconds)
                 if lease.owned:
                     self._write(session, points, progress, provenance)
+                    reason = self._judge(session, due)
         except BaseException:
             self._restore(points, progress, provenance)
+            with self._lock:
+                self._rungs_due[:0] = due
             raise
         self._last_renewal = time.monotonic()
         self.cancel_requested = lease.cancel_requested
+        if reason is not None:  # only once the prune mark is committed
+            log.info("run %s: %s", self.run_id, reason)
+            self.prune_reason = reason
+        if due:
+            self._judged.set()
         if not lease.owned:
             # Someone else holds the run now (our lease expired); its attempt writes the
             # points from the shared checkpoint on, so ours are dropped.
@@ -194,6 +251,17 @@ class Reporter:
             record_progress(session, self.run_id, self.owner, progress)
         if points:
             upsert_metrics(session, self.run_id, points)
+
+    def _judge(self, session: Session, due: list[tuple[int, float]]) -> str | None:
+        """Why the run is pruned at the first of the `due` rungs that prunes it, else None."""
+        rule = self.early_stop
+        if rule is None or self.sweep_id is None or self.prune_reason is not None:
+            return None
+        for rung, value in due:
+            reason = pruning.judge(session, self.run_id, self.sweep_id, rule, rung, value)
+            if reason is not None:
+                return reason
+        return None
 
     def discard_pending(self) -> None:
         """Forget buffered points (they cannot be stored; see `storage_error`)."""

@@ -18,10 +18,12 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from shared.db import pruning
 from shared.db.models import RunStatus
 from shared.db.runs import claim_run
 from shared.db.session import session_scope
 from shared.settings import Settings, get_settings
+from shared.spec.early_stop import EarlyStop
 from worker.artifacts import join_location
 from worker.reporter import Reporter, is_transient
 
@@ -51,11 +53,13 @@ def train(run_id: int, *, train_fn: TrainFn | None = None) -> str:
     if config is None:
         log.info("run %s: not claimable (duplicate delivery, cancelled or finished)", run_id)
         return "skipped"
+    early_stop, sweep_id = _early_stop(run_id, config)
     reporter = Reporter(
         run_id, owner,
         lease_seconds=settings.lease_seconds,
         flush_seconds=settings.metrics_flush_seconds,
         heartbeat_seconds=settings.heartbeat_seconds,
+        early_stop=early_stop, sweep_id=sweep_id,
     )  # fmt: skip
     with reporter:
         status, details = _train(run_id, config, reporter, settings, train_fn)
@@ -89,6 +93,17 @@ def _claim(run_id: int, owner: str, settings: Settings) -> dict[str, Any] | None
     raise AssertionError("unreachable: Retrying either returns or raises")
 
 
+def _early_stop(run_id: int, config: dict[str, Any]) -> tuple[EarlyStop | None, int | None]:
+    """The run's early-stop rule and sweep; no rule for a run retried after being pruned,
+    which the user asked to train to its full budget."""
+    rule = EarlyStop.from_config(config)
+    if rule is None:
+        return None, None
+    with session_scope() as session:
+        state = pruning.prune_state(session, run_id)
+    return (None if state.was_pruned else rule), state.sweep_id
+
+
 def _train(
     run_id: int,
     config: dict[str, Any],
@@ -96,9 +111,11 @@ def _train(
     settings: Settings,
     train_fn: TrainFn | None,
 ) -> tuple[RunStatus, dict[str, Any]]:
+    from worker import plugins
     from worker.engine import RunCancelled, train_run
 
     try:
+        plugins.load(settings.plugins)  # checked at the worker's start; here for its names
         summary = (train_fn or train_run)(
             config,
             report=reporter,
@@ -108,6 +125,8 @@ def _train(
             data_dir=settings.data_dir,
         )
     except RunCancelled:
+        if reporter.prune_reason is not None:
+            return RunStatus.PRUNED, {"error": reporter.prune_reason}
         return RunStatus.CANCELLED, {}
     except Exception as exc:  # the user's code failed: record it, the worker carries on
         return RunStatus.FAILED, {

@@ -1,19 +1,26 @@
 """The sweep spec: parse, expand and validate nn-experiments YAML. Pure Python, no torch."""
 
 from .errors import SpecError
+from .extends import Loader, merge_extends, parse_with_extends
 from .matrix import MatrixEntry, expand_matrix, make_slug
-from .parse import RunSpec, Sweep, config_hash, is_code, parse_sweep
+from .parse import RunSpec, SweepSpec, config_hash, parse_sweep
+from .run_config import RunSettings
 from .safe_filter import evaluate_filter
+from .validate import is_code
 
 __all__ = [
+    "Loader",
     "MatrixEntry",
+    "RunSettings",
     "RunSpec",
     "SpecError",
-    "Sweep",
+    "SweepSpec",
     "config_hash",
     "evaluate_filter",
     "expand_matrix",
     "is_code",
     "make_slug",
+    "merge_extends",
     "parse_sweep",
+    "parse_with_extends",
 ]

@@ -17,6 +17,7 @@ class SpecError(ValueError):
         key: str | None = None,
         value: Any = None,
         run: str | None = None,
+        file: str | None = None,
     ) -> None:
         self.message = message
         self.line = line
@@ -24,11 +25,12 @@ class SpecError(ValueError):
         self.key = key
         self.value = value
         self.run = run
+        self.file = file  # which file, when the sweep is several ($extends)
         super().__init__(str(self))
 
     @property
     def location(self) -> str:
-        parts = []
+        parts = [self.file] if self.file is not None else []
         if self.line is not None:
             parts.append(f"line {self.line}" + (f", column {self.column}" if self.column else ""))
         if self.key is not None:
@@ -53,5 +55,6 @@ class SpecError(ValueError):
             "key": self.key,
             "value": value if not isinstance(value, str) else value[:200],
             "run": self.run,
+            "file": self.file,
             "location": self.location,
         }

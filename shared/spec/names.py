@@ -27,6 +27,7 @@ KNOWN_KEYS = {
     "compile": "torch.compile the model",
     "step_graph": "the whole training step as one CUDA graph",
     "description": "free text shown with the sweep",
+    "early_stop": "stop runs early by successive halving (metric, mode, min_inputs, ...)",
 }
 REQUIRED_KEYS = ("experiment_name", "model", "train_set", "batch_size", "learnrate", "optimizer")
 # Keys whose value is always Python code (`model`, `train_set*`, `validation_set*`); other keys
@@ -40,7 +41,22 @@ TRAINERS = (
     "RepresentationClassTrainer",
     "experiments.reptrainer.RepresentationClassTrainer",
     "experiments.trainer.Trainer",
+    "TrainAutoencoder",
+    "src.train.TrainAutoencoder",
+    "src.train.train_autoencoder.TrainAutoencoder",
 )
+# The metrics each trainer reports at every validation (early_stop compares one of them).
+_LOSS = ("validation_loss",)
+_CLASSIFY = ("validation_loss", "accuracy_argmax")
+TRAINER_METRICS = {
+    "Trainer": _LOSS,
+    "experiments.trainer.Trainer": _LOSS,
+    "RepresentationClassTrainer": _CLASSIFY,
+    "experiments.reptrainer.RepresentationClassTrainer": _CLASSIFY,
+    "TrainAutoencoder": _LOSS,
+    "src.train.TrainAutoencoder": _LOSS,
+    "src.train.train_autoencoder.TrainAutoencoder": _LOSS,
+}
 OPTIMIZERS = (
     "ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax",
     "LBFGS", "NAdam", "RAdam", "RMSprop", "Rprop", "SGD", "SparseAdam",

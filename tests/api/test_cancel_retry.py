@@ -95,3 +95,21 @@ def test_retry_picks_failed_runs_only(
     assert nothing["retried"] == [] and nothing["enqueued"] == 0
     assert client.post("/sweeps/999/retry").status_code == 404
     assert client.post("/sweeps/999/cancel").status_code == 404
+
+
+def test_runs_linked_to_a_cancelled_run_end_with_it_and_retry_trains_them(
+    client: TestClient, session: Session, queue: redis.Redis
+) -> None:
+    first = post_yaml(client).json()
+    second = post_yaml(client).json()  # same configurations, queued in `first`: linked
+    assert [r["reused_from_id"] for r in second["runs"]] == [r["id"] for r in first["runs"]]
+    queue.delete("runs")
+    client.post(f"/sweeps/{first['id']}/cancel")
+    detail = client.get(f"/sweeps/{second['id']}").json()
+    assert detail["status"] == "finished" and detail["counts"] == {"cancelled": 2}
+    assert all("linked to run" in r["error"] for r in detail["runs"])
+    retried = client.post(f"/sweeps/{second['id']}/retry").json()
+    assert retried["retried"] == [r["id"] for r in second["runs"]]
+    assert queued_run_ids(queue) == retried["retried"]  # trained by themselves now
+    session.expire_all()
+    assert all(session.get_one(Run, i).reused_from_id is None for i in retried["retried"])

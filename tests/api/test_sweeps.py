@@ -79,11 +79,15 @@ def test_succeeded_config_is_reused_unless_forced(
 
     preview = client.post("/sweeps/preview", json={"yaml": TINY_YAML}).json()
     assert [r["reuse_from_id"] for r in preview["runs"]] == [done, None]
+    # The first sweep's other run is still queued: the same configuration is linked to it
+    # (trained once), not queued a second time.
+    waiting = first["runs"][1]["id"]
+    assert [r["link_to_id"] for r in preview["runs"]] == [None, waiting]
 
     second = post_yaml(client).json()
     assert [r["status"] for r in second["runs"]] == ["reused", "queued"]
-    assert second["runs"][0]["reused_from_id"] == done
-    assert queued_run_ids(queue) == [second["runs"][1]["id"]]
+    assert [r["reused_from_id"] for r in second["runs"]] == [done, waiting]
+    assert queued_run_ids(queue) == [] and second["enqueued"] == 0
     detail = client.get(f"/sweeps/{second['id']}").json()
     assert detail["counts"] == {"reused": 1, "queued": 1}
     assert detail["progress"] == pytest.approx(0.5)

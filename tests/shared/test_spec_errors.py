@@ -444,6 +444,7 @@ def test_to_dict_is_json_ready() -> None:
         "key": "batch_size",
         "value": "[1, 2]",
         "run": None,
+        "file": None,
         "location": "line 6, key 'batch_size'",
     }
     assert str(err) == "line 6, key 'batch_size': 'batch_size' must be an integer >= 1, got [1, 2]"

@@ -21,12 +21,18 @@ def inspect_config(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def inspect_sweep(yaml_text: str | bytes) -> list[dict[str, Any]]:
-    """Per run: matrix_id, slug, experiment_name, params (trainable), params_total, summary."""
-    from shared.spec import parse_sweep  # pure Python (yaml + simpleeval); imported when used
+def inspect_sweep(yaml_text: str | bytes, plugins: str = "") -> list[dict[str, Any]]:
+    """Per run: matrix_id, slug, experiment_name, params (trainable), params_total, summary.
 
+    `plugins`: the SWEEPS_PLUGINS setting; their names are given to the runs' code.
+    """
+    from shared.plugins import plugin_modules
+    from shared.spec import parse_sweep  # pure Python (yaml + simpleeval); imported when used
+    from worker.plugins import load
+
+    load(plugins)
     rows = []
-    for run in parse_sweep(yaml_text).runs:
+    for run in parse_sweep(yaml_text, plugins=plugin_modules(plugins)).runs:
         row = {"matrix_id": run.matrix_id, "slug": run.slug, "experiment_name": run.experiment_name}
         row.update(inspect_config(run.config))
         rows.append(row)

@@ -31,8 +31,14 @@ def is_code(key: str, value: Any) -> bool:
 
 
 def build_namespace(data_dir: Path | str | None = None) -> dict[str, Any]:
-    """The names FORMAT.md promises to a run's code; a new dict every call, so nothing leaks."""
+    """The names FORMAT.md promises to a run's code; a new dict every call, so nothing leaks.
+
+    The worker's plugins' names come first, so the built-in names below win a clash.
+    """
+    from worker.plugins import exported_names
+
     return {
+        **exported_names(),
         "__builtins__": builtins,
         "__name__": "__sweeps_run__",
         "torch": torch,

@@ -14,8 +14,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from worker import plugins
+
 from . import checkpoint as ckpt
-from .build import build_run
+from .autoencoder import AutoencoderTrainer
+from .build import BuiltRun, build_run
 from .datasets import tensors_of, to_device_compact
 from .evaluate import EVAL_BATCH_SIZE, EvalBatches, SvcPool, embed, heldout_indices, to_device
 from .evaluate import validate as run_validation
@@ -40,9 +43,13 @@ class RunCancelled(Exception):
 
 
 class Trainer:
-    """Trains on the configured loss and validates the loss."""
+    """Trains on the configured loss and validates the loss. Plugin trainers subclass it."""
 
     representation = False
+
+    def prepare(self, run: BuiltRun) -> BuiltRun:
+        """The run as this trainer trains it (e.g. targets that are the inputs)."""
+        return run
 
 
 class RepresentationClassTrainer(Trainer):
@@ -51,11 +58,14 @@ class RepresentationClassTrainer(Trainer):
     representation = True
 
 
-TRAINERS: dict[str, type[Trainer]] = {
+TRAINERS: dict[str, type[Trainer] | type[AutoencoderTrainer]] = {
     "Trainer": Trainer,
     "experiments.trainer.Trainer": Trainer,
     "RepresentationClassTrainer": RepresentationClassTrainer,
     "experiments.reptrainer.RepresentationClassTrainer": RepresentationClassTrainer,
+    "TrainAutoencoder": AutoencoderTrainer,
+    "src.train.TrainAutoencoder": AutoencoderTrainer,
+    "src.train.train_autoencoder.TrainAutoencoder": AutoencoderTrainer,
 }
 
 
@@ -302,9 +312,9 @@ def train_run(
     folder = ckpt.as_folder(checkpoint_dir) if checkpoint_dir else None
     run = build_run(config, device, data_dir)
     s = run.settings
-    if s.trainer not in TRAINERS:
-        raise ValueError(f"trainer {s.trainer!r} is not one of {', '.join(TRAINERS)}")
-    trainer = TRAINERS[s.trainer]()
+    # A name that is not built in comes from a plugin; resolved (or refused) before training.
+    trainer = (TRAINERS.get(s.trainer) or plugins.trainer_class(s.trainer, Trainer))()
+    run = trainer.prepare(run)
     report("provenance", info=provenance(config, run.seed, device))
     batches = TrainBatches(run.train_set, s.batch_size, device, s.num_workers)
     eval_size = s.validation_batch_size or EVAL_BATCH_SIZE

@@ -91,3 +91,9 @@ def test_augment_example_compares_torchvisions_and_the_per_image_augment() -> No
         augments.append(type(build_run(run.config, torch.device("cpu")).transforms[1]))
     # under compile: true torchvision's augment runs as its device twin (same draw per batch)
     assert augments == [TrivialAugmentWideOnDevice, TrivialAugmentWidePerSample]
+
+
+def test_spec_trainer_names_are_the_engines() -> None:
+    from worker.engine.trainer import TRAINERS
+
+    assert set(names.TRAINERS) == set(TRAINERS) == set(names.TRAINER_METRICS)

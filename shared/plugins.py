@@ -1,0 +1,25 @@
+"""Which Python packages a worker offers to sweeps as plugins, known without importing them.
+
+Plugins come from `SWEEPS_PLUGINS` (comma-separated module names) and from installed
+distributions' entry points in the `sweeps.plugins` group (the entry point's value is the
+module). The API reads the names only, to accept a `trainer` a plugin provides; it never
+imports them. Workers import them (worker/plugins.py).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+ENTRY_POINT_GROUP = "sweeps.plugins"
+
+
+def plugin_modules(configured: str) -> tuple[str, ...]:
+    """Module names from the setting and from entry points, in that order, without repeats."""
+    names = [name.strip() for name in configured.split(",") if name.strip()]
+    names += [ep.value.split(":")[0].strip() for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    return tuple(dict.fromkeys(names))
+
+
+def provided_by(name: str, modules: tuple[str, ...]) -> str | None:
+    """The plugin module a dotted name lives under (`pkg.sub.Thing` under `pkg`), or None."""
+    return next((m for m in modules if name == m or name.startswith(m + ".")), None)
