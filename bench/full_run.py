@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-inputs", type=int, default=None, help="default: the file's")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--step-graph", action="store_true", help="the step as one CUDA graph")
     parser.add_argument("--device", default=None)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="write the result here")
     args = parser.parse_args(argv)
     config: dict[str, Any] = {**row_config(args.row), "precision": args.precision,
-                              "compile": args.compile, "seed": args.seed}  # fmt: skip
+                              "compile": args.compile, "seed": args.seed,
+                              "step_graph": args.step_graph}  # fmt: skip
     if args.max_inputs:
         config["max_inputs"] = args.max_inputs
     if args.augment != "file":
@@ -106,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "row": args.row, "max_inputs": config["max_inputs"], "precision": args.precision,
         "augment": args.augment, "seed": args.seed,
-        "compile": args.compile, "device_name": device_name(device), "torch": torch.__version__,
+        "compile": args.compile, "step_graph": args.step_graph,
+        "device_name": device_name(device), "torch": torch.__version__,
         "wall_seconds": wall, "inputs": summary["inputs"],
         "train_seconds": summary.get("train_seconds"),
         "accuracy_argmax": summary.get("accuracy_argmax"),

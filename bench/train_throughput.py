@@ -134,7 +134,7 @@ def naive_loop(config: dict, device: torch.device, steps: int, warmup: int, data
 
 
 def engine_run(config: dict, device: torch.device, steps: int, warmup: int, data_dir: str | None,
-               precision: str, compile_: bool) -> dict[str, Any]:  # fmt: skip
+               precision: str, compile_: bool, graph: bool = False) -> dict[str, Any]:  # fmt: skip
     """train_run; the rate is taken between a validation after `warmup` steps and the end."""
     batch = int(config["batch_size"])
     config = {
@@ -146,6 +146,7 @@ def engine_run(config: dict, device: torch.device, steps: int, warmup: int, data
         "num_epochs_between_validations": 10**6,
         "precision": precision,
         "compile": compile_,
+        "step_graph": graph,
         "seed": 0,
     }
     points: dict[str, dict[int, float]] = {}
@@ -184,7 +185,7 @@ def run_mode(mode: str, config: dict, device: torch.device, args: argparse.Names
         flags = mode.split("+")[1:]
         precision = "bf16" if "bf16" in flags else "fp32"
         result = engine_run(config, device, args.steps, args.warmup, args.data_dir, precision,
-                            "compile" in flags)  # fmt: skip
+                            "compile" in flags, "graph" in flags)  # fmt: skip
     if device.type == "cuda":
         result["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     return result
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
     parser.add_argument("--modes", default="naive,engine",
                         help="comma list: naive, engine, engine+bf16, engine+compile, "
-                        "engine+bf16+compile")  # fmt: skip
+                        "engine+bf16+compile, engine+bf16+graph (step_graph)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--num-workers", type=int, default=0, help="naive DataLoader workers")
     parser.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST .gz files")

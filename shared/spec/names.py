@@ -25,6 +25,7 @@ KNOWN_KEYS = {
     # sweeps' own switches (off by default so the seed's numbers stay comparable)
     "precision": "fp32 (default) or bf16 autocast",
     "compile": "torch.compile the model",
+    "step_graph": "the whole training step as one CUDA graph",
     "description": "free text shown with the sweep",
     "early_stop": "stop runs early by successive halving (metric, mode, min_inputs, ...)",
 }

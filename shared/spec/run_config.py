@@ -25,7 +25,7 @@ INT_KEYS = {
     "seed": 0,
     "num_workers": 0,
 }
-BOOL_KEYS = ("freeze_validation_set", "compile")
+BOOL_KEYS = ("freeze_validation_set", "compile", "step_graph")
 # FORMAT.md's defaults for keys a file may leave out.
 DEFAULTS: dict[str, Any] = {
     "trainer": "Trainer",
@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "num_workers": 0,
     "precision": "fp32",
     "compile": False,
+    "step_graph": False,
     "freeze_validation_set": False,
 }
 
@@ -56,6 +57,7 @@ class RunSettings:
     num_workers: int
     precision: str
     compile: bool
+    step_graph: bool
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> RunSettings:
@@ -94,6 +96,7 @@ class RunSettings:
             num_workers=int(default("num_workers")),
             precision=str(default("precision")),
             compile=bool(default("compile")),
+            step_graph=bool(default("step_graph")),
         )
 
     @property

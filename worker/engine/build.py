@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ class BuiltRun:
     transforms: list[Callable]
     optimizer: torch.optim.Optimizer
     scheduler: Any
+    # step_graph: the optimizer the scheduler steps (host floats); the real one reads its
+    # learning rate from a device tensor (step.py). None otherwise.
+    shadow_optimizer: torch.optim.Optimizer | None = None
 
 
 def build_model(
@@ -68,18 +72,20 @@ def build_run(
                 f"'train_input_transforms' must give a list of callables, got {t!r} "
                 "(a one-line string is not code: use a YAML '|' block)"
             )
-    if settings.compile:
+    if settings.compile or settings.step_graph:
         # torchvision's TrivialAugmentWide draws its operation on the host: a sync and a graph
         # break every step. Its device twin draws from the same space, one operation per call,
-        # so the transforms compile into one graph with the model (FORMAT.md, "compile").
+        # so the transforms compile into one graph with the model (FORMAT.md, "compile"),
+        # or are captured with the step (`step_graph`).
         transforms = [device_twin(t) for t in transforms]
     for t in transforms:
         if isinstance(t, nn.Module):
             t.to(device)
     optimizer = make_optimizer(settings, model)
-    scheduler = make_scheduler(settings, optimizer)
+    shadow = make_shadow_optimizer(settings) if settings.step_graph else None
+    scheduler = make_scheduler(settings, shadow or optimizer)
     return BuiltRun(settings, seed, ns, model, train_set, validation_set, loss_fn, transforms,
-               optimizer, scheduler)  # fmt: skip
+                    optimizer, scheduler, shadow)  # fmt: skip
 
 
 FUSED_OPTIMIZERS = frozenset({"Adam", "AdamW", "SGD", "Adagrad"})
@@ -91,6 +97,8 @@ def make_optimizer(settings: RunSettings, model: nn.Module) -> torch.optim.Optim
         raise ValueError(f"optimizer {settings.optimizer!r} is not in torch.optim")
     params = list(model.parameters())
     extra: dict[str, Any] = {}
+    if settings.step_graph:
+        return make_graph_optimizer(settings, cls, params)
     # Same update rule, one fused CUDA kernel instead of several launches per parameter group:
     # a small model's step is launch-bound on a GPU (BENCHMARKS.md, "GPU").
     if settings.optimizer in FUSED_OPTIMIZERS and params and all(p.is_cuda for p in params):
@@ -105,3 +113,25 @@ def make_scheduler(settings: RunSettings, optimizer: torch.optim.Optimizer) -> A
     if cls is None:
         raise ValueError(f"scheduler {settings.scheduler!r} is not in torch.optim.lr_scheduler")
     return cls(optimizer, settings.scheduler_steps)
+
+
+def make_graph_optimizer(settings: RunSettings, cls: type, params: list) -> torch.optim.Optimizer:
+    """For `step_graph`: the learning rate as a device tensor the captured step reads, and on
+    CUDA `capturable=True` (the step counter lives on the device too)."""
+    if "capturable" not in inspect.signature(cls.__init__).parameters:
+        raise ValueError(
+            f"'step_graph' needs an optimizer with a capturable step (Adam, AdamW, ...), "
+            f"got {settings.optimizer!r}"
+        )
+    device = params[0].device if params else torch.device("cpu")
+    lr = torch.tensor(settings.learnrate, dtype=torch.float32, device=device)
+    # capturable is CUDA-only; on a CPU the same step runs eagerly, where a tensor learning
+    # rate needs the single-tensor implementation.
+    if device.type == "cuda":
+        return cls(params, lr=lr, capturable=True, foreach=True)
+    return cls(params, lr=lr, foreach=False)
+
+
+def make_shadow_optimizer(settings: RunSettings) -> torch.optim.Optimizer:
+    """A one-parameter host optimizer the scheduler steps; its lr is copied to the device."""
+    return torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=settings.learnrate)

@@ -6,7 +6,8 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from .evaluate import EVAL_BATCH_SIZE, EvalBatches, SvcPool, embed, heldout_indi
 from .evaluate import validate as run_validation
 from .models import count_trainable
 from .provenance import provenance
+from .step import EagerStep, GraphStep, make_forward_loss
 
 TRAIN_LOSS_STRETCH = 1000  # train loss is the mean over each stretch of at least this many inputs
 POLL_EVERY_STEPS = 10  # should_stop() is polled this often
@@ -115,11 +117,13 @@ class TrainBatches:
             return torch.randperm(self.length, device=self.device)
         return torch.get_rng_state()
 
-    def epoch(self, order: torch.Tensor, start: int) -> Iterator[tuple[torch.Tensor, ...]]:
+    def epoch(self, order: torch.Tensor, start: int, indices: bool = False) -> Iterator[Any]:
+        """This epoch's batches from batch `start` on; with `indices`, a tensor dataset's index
+        slices instead (GraphStep gathers them itself)."""
         if self.tensors is not None:
             for i in range(start * self.batch_size, self.length, self.batch_size):
                 idx = order[i : i + self.batch_size]
-                yield tuple(t[idx] for t in self.tensors)
+                yield idx if indices else tuple(t[idx] for t in self.tensors)
             return
         # Resuming mid-epoch: replay the epoch's shuffle, skip what was trained, then restore
         # the RNG as it was at the checkpoint.
@@ -132,6 +136,166 @@ class TrainBatches:
                 ckpt.set_rng_states(current)
                 current = None
             yield tuple(to_device(b, self.device) for b in batch)
+
+
+@dataclass
+class Context:
+    """What the helpers below need from the build; fixed for the whole run."""
+
+    run: Any
+    trainer: Trainer
+    device: torch.device
+    folder: ckpt.Folder | None  # local or object storage (checkpoint.py)
+    report: Report
+    autocast: Callable[[], AbstractContextManager]
+    val_batches: EvalBatches
+    heldout: EvalBatches | None
+    params: int
+
+
+@dataclass
+class Reported:
+    """Every point reported: kept for the summary and, in each checkpoint, for replay (`report`
+    may store points after a checkpoint is written, so an attempt that dies in between would
+    otherwise lose the points up to its checkpoint for good)."""
+
+    history: list[tuple[str, int, float]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)  # the latest value of each metric
+    last_step: dict[str, int] = field(default_factory=dict)
+    # train-loss stretches not yet read from the device: (step, device mean, learning rate)
+    pending: list[tuple[int, torch.Tensor, float]] = field(default_factory=list)
+
+
+def emit(ctx: Context, out: Reported, points: list, event: str = "metrics") -> None:
+    if points:
+        ctx.report(event, points=points)
+        out.history.extend(points)
+        for key, step, value in points:
+            if step >= out.last_step.get(key, -1):
+                out.summary[key], out.last_step[key] = value, step
+
+
+def collect_svc(ctx: Context, out: Reported, svc: SvcPool, wait: bool) -> None:
+    for step, points in svc.ready(wait=wait):
+        emit(ctx, out, points)
+        if ctx.folder is not None:
+            ckpt.drop_pending_svc(ctx.folder, step)
+
+
+def flush(ctx: Context, out: Reported, svc: SvcPool, progress: Progress) -> None:
+    """Read the pending train losses from the device (a sync) and report them, with progress."""
+    if out.pending:
+        values = torch.stack([v for _, v, _ in out.pending]).tolist()
+        points = []
+        for (step, _, lr), value in zip(out.pending, values, strict=True):
+            points += [("train_loss", step, value), ("learnrate", step, lr)]
+        out.pending.clear()
+        emit(ctx, out, points)
+    collect_svc(ctx, out, svc, wait=False)
+    ctx.report("progress", inputs=progress.inputs, total=ctx.run.settings.max_inputs,
+               epoch=progress.epoch)  # fmt: skip
+
+
+def validate(ctx: Context, out: Reported, svc: SvcPool, progress: Progress, seconds: float) -> None:
+    """Validation loss (and accuracy), timing, and the SVC probes started in the background."""
+    since = progress.inputs - max(progress.last_validation, 0)
+    progress.train_seconds += seconds
+    flush(ctx, out, svc, progress)
+    model = ctx.run.model
+    result = run_validation(model, ctx.val_batches, ctx.run.loss_fn, ctx.autocast,
+                            representation=ctx.trainer.representation)  # fmt: skip
+    step = progress.inputs
+    points = [("validation_loss", step, result.loss), ("model_params", step, ctx.params),
+              ("train_seconds", step, progress.train_seconds),
+              ("throughput", step, since / seconds if seconds > 0 else 0.0)]  # fmt: skip
+    if result.accuracy_argmax is not None:
+        points.append(("accuracy_argmax", step, result.accuracy_argmax))
+    emit(ctx, out, points)
+    progress.last_validation = step
+    if result.embeddings is not None:
+        payload = {"val_x": result.embeddings, "val_y": result.labels}
+        probe = embed(model, ctx.heldout, ctx.autocast) if ctx.heldout is not None else None
+        if probe is not None:
+            payload["heldout_x"], payload["heldout_y"] = probe
+        if ctx.folder is not None:
+            ckpt.save_pending_svc(ctx.folder, step, payload)
+        svc.submit(step, payload)
+
+
+def save_checkpoint(ctx: Context, out: Reported, progress: Progress,
+                    order: torch.Tensor | None, loss_sum: torch.Tensor) -> None:  # fmt: skip
+    """Everything a resume needs, written atomically; then the `checkpoint` event."""
+    if ctx.folder is None:
+        return
+    run = ctx.run
+    progress.stretch_loss = float(loss_sum)
+    state = {
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
+        "progress": asdict(progress),
+        "order": order.cpu() if order is not None else None,
+        "rng": ckpt.rng_states(),
+        "points": out.history,
+    }
+    ckpt.save_checkpoint(ctx.folder, state)
+    ctx.report("checkpoint", inputs=progress.inputs)
+
+
+Resumed = tuple[dict | None, Progress, torch.Tensor | None]
+
+
+def resume(ctx: Context, svc: SvcPool, batches: TrainBatches) -> Resumed:
+    """Load the latest checkpoint into the run: (checkpoint, progress, epoch order)."""
+    run, s = ctx.run, ctx.run.settings
+    ckp = ckpt.load_checkpoint(ctx.folder)
+    if ckp is None:
+        return None, Progress(next_inputs_validation=s.num_inputs_between_validations), None
+    run.model.load_state_dict(ckp["model"])
+    run.optimizer.load_state_dict(ckp["optimizer"])
+    if run.scheduler is not None:
+        run.scheduler.load_state_dict(ckp["scheduler"])
+    order = ckp["order"]
+    if order is not None and batches.tensors:
+        order = order.to(ctx.device)
+    ckpt.set_rng_states(ckp["rng"])
+    progress = Progress(**ckp["progress"])
+    for step, payload in ckpt.load_pending_svc(ctx.folder, progress.inputs).items():
+        svc.submit(step, payload)
+    return ckp, progress, order
+
+
+def validation_point(ctx: Context, out: Reported, svc: SvcPool, progress: Progress,
+                     order: torch.Tensor | None, step: EagerStep | GraphStep,
+                     clock: float) -> float:  # fmt: skip
+    """Validate and checkpoint; the training clock stops meanwhile. Returns the new clock."""
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize(ctx.device)
+    validate(ctx, out, svc, progress, time.perf_counter() - clock)
+    save_checkpoint(ctx, out, progress, order, step.loss_sum)
+    return time.perf_counter()
+
+
+def make_step(ctx: Context, batches: TrainBatches) -> EagerStep | GraphStep:
+    """The step the settings ask for (`compile`, `step_graph`; FORMAT.md)."""
+    run, s, device = ctx.run, ctx.run.settings, ctx.device
+    forward_loss = make_forward_loss(run, ctx.autocast)
+    if s.step_graph:
+        if batches.tensors is None:
+            raise ValueError(
+                "'step_graph' needs a train_set of tensors (a TensorDataset-like `.tensors`), "
+                "so the batch can be gathered inside the graph"
+            )
+        if s.compile:
+            # CUDA graphs come from the capture; compile only fuses the kernels inside it.
+            forward_loss = torch.compile(forward_loss, dynamic=False)
+        return GraphStep(run, forward_loss, batches.tensors)
+    compiled = None
+    if s.compile:
+        # Fixed shapes: a final partial batch runs eagerly instead of recompiling each epoch.
+        # The optimizer step stays eager, so a float learning rate cannot trigger a recompile.
+        compiled = torch.compile(forward_loss, dynamic=False, mode=COMPILE_MODE.get(device.type))
+    return EagerStep(run, forward_loss, compiled, mark_step=s.compile and device.type == "cuda")
 
 
 def train_run(
@@ -151,7 +315,6 @@ def train_run(
     # A name that is not built in comes from a plugin; resolved (or refused) before training.
     trainer = (TRAINERS.get(s.trainer) or plugins.trainer_class(s.trainer, Trainer))()
     run = trainer.prepare(run)
-    model, optimizer, scheduler = run.model, run.optimizer, run.scheduler
     report("provenance", info=provenance(config, run.seed, device))
     batches = TrainBatches(run.train_set, s.batch_size, device, s.num_workers)
     eval_size = s.validation_batch_size or EVAL_BATCH_SIZE
@@ -161,136 +324,30 @@ def train_run(
     )  # fmt: skip
     heldout = None
     if trainer.representation:
-        n_train = len(run.train_set)
         heldout = EvalBatches(
-            run.train_set, eval_size, device, indices=heldout_indices(n_train),
+            run.train_set, eval_size, device, indices=heldout_indices(len(run.train_set)),
             num_workers=s.num_workers, device_tensors=batches.tensors,
         )  # fmt: skip
-    params = count_trainable(model)
+    # One code path for fp32/bf16. A captured graph cannot use autocast's weight-cast cache.
+    autocast = partial(torch.autocast, device.type, dtype=torch.bfloat16,
+                       enabled=s.precision == "bf16", cache_enabled=not s.step_graph)  # fmt: skip
+    ctx = Context(run, trainer, device, folder, report, autocast, val_batches, heldout,
+                  count_trainable(run.model))  # fmt: skip
 
-    # ---- the step: one code path for fp32/bf16, optionally compiled -------------------------
-    def autocast() -> AbstractContextManager:
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.precision == "bf16")
-
-    # The input transforms are part of the step, so `compile` captures them with the model.
-    def forward_loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        for transform in run.transforms:
-            x = transform(x)
-        with autocast():
-            output = model(x)
-        return run.loss_fn(output.float(), target)
-
-    compiled_loss = forward_loss
-    if s.compile:
-        # Fixed shapes: a final partial batch runs eagerly instead of recompiling each epoch.
-        # The optimizer step stays eager, so a float learning rate cannot trigger a recompile.
-        compiled_loss = torch.compile(
-            forward_loss, dynamic=False, mode=COMPILE_MODE.get(device.type)
-        )
-    mark_step = s.compile and device.type == "cuda"
-
-    # ---- state, and resume from the latest checkpoint ----------------------------------------
-    progress = Progress(next_inputs_validation=s.num_inputs_between_validations)
-    order: torch.Tensor | None = None
+    # ---- state: fresh, or resumed from the latest checkpoint --------------------------------
     svc = SvcPool()
-    ckp = ckpt.load_checkpoint(folder)
+    out = Reported()
+    ckp, progress, order = resume(ctx, svc, batches)
+    step = make_step(ctx, batches)  # after the resume: a graph captures the restored tensors
+    step.loss_sum.fill_(progress.stretch_loss)
+    if isinstance(step, GraphStep):
+        step.sync_lr()
     if ckp is not None:
-        model.load_state_dict(ckp["model"])
-        optimizer.load_state_dict(ckp["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(ckp["scheduler"])
-        progress = Progress(**ckp["progress"])
-        order = (
-            ckp["order"].to(device)
-            if ckp["order"] is not None and batches.tensors
-            else ckp["order"]
-        )
-        ckpt.set_rng_states(ckp["rng"])
-        for step, payload in ckpt.load_pending_svc(folder, progress.inputs).items():
-            svc.submit(step, payload)
-    stretch_sum = torch.tensor(progress.stretch_loss, device=device)
-    pending_losses: list[tuple[int, torch.Tensor, float]] = []
-    summary: dict[str, Any] = {}  # the latest value of each metric
-    last_step: dict[str, int] = {}
-    # Every point reported, saved in each checkpoint and handed back on resume ("replay"):
-    # `report` may store points after the checkpoint is written, so an attempt that dies in
-    # between would otherwise lose the points up to its checkpoint for good.
-    history: list[tuple[str, int, float]] = []
-    clock = time.perf_counter()
+        emit(ctx, out, [(str(k), int(i), v) for k, i, v in ckp.get("points", [])], "replay")
 
-    # ---- reporting helpers (the only host syncs: at logging points) --------------------------
-    def emit(points: list[tuple[str, int, float]], event: str = "metrics") -> None:
-        if points:
-            report(event, points=points)
-            history.extend(points)
-            for key, step, value in points:
-                if step >= last_step.get(key, -1):
-                    summary[key], last_step[key] = value, step
-
-    def flush() -> None:
-        if pending_losses:
-            values = torch.stack([v for _, v, _ in pending_losses]).tolist()
-            points = []
-            for (step, _, lr), value in zip(pending_losses, values, strict=True):
-                points += [("train_loss", step, value), ("learnrate", step, lr)]
-            pending_losses.clear()
-            emit(points)
-        collect_svc(wait=False)
-        report("progress", inputs=progress.inputs, total=s.max_inputs, epoch=progress.epoch)
-
-    def collect_svc(wait: bool) -> None:
-        for step, points in svc.ready(wait=wait):
-            emit(points)
-            if folder is not None:
-                ckpt.drop_pending_svc(folder, step)
-
-    def validate() -> None:
-        nonlocal clock, stretch_sum
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - clock
-        since = progress.inputs - max(progress.last_validation, 0)
-        progress.train_seconds += seconds
-        flush()
-        result = run_validation(model, val_batches, run.loss_fn, autocast,
-                                representation=trainer.representation)  # fmt: skip
-        step = progress.inputs
-        points = [("validation_loss", step, result.loss), ("model_params", step, params),
-                  ("train_seconds", step, progress.train_seconds),
-                  ("throughput", step, since / seconds if seconds > 0 else 0.0)]  # fmt: skip
-        if result.accuracy_argmax is not None:
-            points.append(("accuracy_argmax", step, result.accuracy_argmax))
-        emit(points)
-        progress.last_validation = step
-        if result.embeddings is not None:
-            payload = {"val_x": result.embeddings, "val_y": result.labels}
-            probe = embed(model, heldout, autocast) if heldout is not None else None
-            if probe is not None:
-                payload["heldout_x"], payload["heldout_y"] = probe
-            if folder is not None:
-                ckpt.save_pending_svc(folder, step, payload)
-            svc.submit(step, payload)
-        if folder is not None:
-            progress.stretch_loss = float(stretch_sum)
-            state = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "progress": asdict(progress),
-                "order": order.cpu() if order is not None else None,
-                "rng": ckpt.rng_states(),
-                "points": history,
-            }
-            ckpt.save_checkpoint(folder, state)
-            report("checkpoint", inputs=step)
-        clock = time.perf_counter()
-
-    if ckp is not None:
-        emit([(str(k), int(s), v) for k, s, v in ckp.get("points", [])], event="replay")
-
-    # ---- the loop -----------------------------------------------------------------------------
-    steps = 0
-    last_flush = time.monotonic()
+    # ---- the loop ------------------------------------------------------------------------------
+    steps, clock, last_flush = 0, time.perf_counter(), time.monotonic()
+    at_validation = partial(validation_point, ctx, out, svc)
     try:
         finished = False
         while not finished:
@@ -298,34 +355,22 @@ def train_run(
                 break
             if progress.batch_in_epoch == 0 or order is None:
                 order = batches.new_order()
-            for batch in batches.epoch(order, progress.batch_in_epoch):
-                # -- one training step
-                x, target = batch[0], batch[1]
-                step_loss = compiled_loss if len(x) == s.batch_size else forward_loss
-                if mark_step:
-                    torch.compiler.cudagraph_mark_step_begin()
-                loss = step_loss(x, target)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                n = len(x)
+            graph = isinstance(step, GraphStep)
+            for batch in batches.epoch(order, progress.batch_in_epoch, indices=graph):
+                # -- one training step (its loss is added to step.loss_sum on the device)
+                n = step(batch)
                 progress.inputs += n
                 progress.batch_in_epoch += 1
                 steps += 1
-                # -- train loss: mean per stretch of >= 1,000 inputs, kept on the device
-                stretch_sum = stretch_sum + loss.detach().float()
+                # -- train loss: mean per stretch of >= 1,000 inputs, read at the next flush
                 progress.stretch_batches += 1
                 progress.stretch_inputs += n
                 if progress.stretch_inputs >= TRAIN_LOSS_STRETCH:
-                    lr = float(optimizer.param_groups[0]["lr"])
-                    pending_losses.append(
-                        (progress.inputs, stretch_sum / progress.stretch_batches, lr)
-                    )
-                    stretch_sum = torch.zeros((), device=device)
+                    mean = step.loss_sum / progress.stretch_batches
+                    out.pending.append((progress.inputs, mean, step.lr()))
+                    step.loss_sum.zero_()
                     progress.stretch_batches = progress.stretch_inputs = 0
-                # -- stop, validate by inputs, poll, log
+                # -- stop, validate by inputs, poll, flush
                 if s.max_inputs is not None and progress.inputs >= s.max_inputs:
                     finished = True
                     break
@@ -333,14 +378,14 @@ def train_run(
                 if every and progress.inputs >= progress.next_inputs_validation:
                     while progress.next_inputs_validation <= progress.inputs:
                         progress.next_inputs_validation += every
-                    validate()
+                    clock = at_validation(progress, order, step, clock)
                 if steps % POLL_EVERY_STEPS == 0 and should_stop is not None and should_stop():
                     raise RunCancelled(f"cancelled at {progress.inputs} inputs")
                 if steps % FLUSH_EVERY_STEPS == 0 or (
                     steps % POLL_EVERY_STEPS == 0
                     and time.monotonic() - last_flush >= FLUSH_EVERY_SECONDS
                 ):
-                    flush()
+                    flush(ctx, out, svc, progress)
                     last_flush = time.monotonic()
             # -- epoch end
             if progress.batch_in_epoch >= batches.num_batches:
@@ -348,16 +393,13 @@ def train_run(
                 progress.batch_in_epoch = 0
                 epoch_due = progress.epoch % s.num_epochs_between_validations == 0
                 if epoch_due and progress.last_validation != progress.inputs:
-                    validate()
+                    clock = at_validation(progress, order, step, clock)
 
         # ---- the end: a last validation if the last epoch did not validate, then the SVCs -----
         if progress.last_validation != progress.inputs:
-            validate()
-        flush()
-        collect_svc(wait=True)
+            at_validation(progress, order, step, clock)
+        flush(ctx, out, svc, progress)
+        collect_svc(ctx, out, svc, wait=True)
     finally:
         svc.shutdown()
-    summary["inputs"] = progress.inputs
-    summary["epoch"] = progress.epoch
-    summary["seed"] = run.seed
-    return summary
+    return {**out.summary, "inputs": progress.inputs, "epoch": progress.epoch, "seed": run.seed}

@@ -10,6 +10,7 @@ import torch
 from tests.worker.engine.support import Recorder, run_compiled_seed_step, tiny_config
 from worker.engine import TrivialAugmentWideOnDevice, TrivialAugmentWidePerSample, train_run
 
+PER_SAMPLE = "[\n    TrivialAugmentWidePerSample(),\n]"
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (bench/gpu.sh)"),
@@ -91,3 +92,49 @@ def test_cuda_compile_captures_the_seeds_step_in_cuda_graphs() -> None:
     assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
     assert not counters["inductor"]["cudagraph_skips"]
     assert losses[-1] < losses[0]
+
+
+def test_cuda_step_graph_run_matches_the_eager_run() -> None:
+    """The captured step and the plain step from one seed: the same curve within bf16 tolerance
+    (the augment's draws come from the captured RNG offsets, so not bit for bit)."""
+    globals_ = {**tiny_config()["globals"], "N_TRAIN": 80}  # a partial batch every epoch
+    base = tiny_config(globals=globals_, max_inputs=1600, scheduler="CosineAnnealingLR",
+                       num_inputs_between_validations=400, precision="bf16",
+                       train_input_transforms=PER_SAMPLE)  # fmt: skip
+    eager, graph = Recorder(), Recorder()
+    train_run(base, report=eager, device="cuda")
+    summary = train_run({**base, "step_graph": True}, report=graph, device="cuda")
+    assert summary["inputs"] == 1600
+    a, b = eager.series(), graph.series()
+    assert a["learnrate"] == pytest.approx(b["learnrate"], rel=1e-6)
+    assert a["validation_loss"].keys() == b["validation_loss"].keys()
+    for step, value in a["validation_loss"].items():
+        assert b["validation_loss"][step] == pytest.approx(value, rel=0.05), step
+    assert list(b["train_loss"].values())[-1] < list(b["train_loss"].values())[0]
+
+
+def test_cuda_step_graph_replays_without_reading_the_device() -> None:
+    """Between validations the host only copies indices and writes the learning rate."""
+    from worker.engine.build import build_run
+    from worker.engine.step import GraphStep, make_forward_loss
+    from worker.engine.trainer import TrainBatches
+
+    config = tiny_config(step_graph=True, scheduler="CosineAnnealingLR", max_inputs=6400,
+                         train_input_transforms=PER_SAMPLE)  # fmt: skip
+    run = build_run(config, torch.device("cuda"))
+    batches = TrainBatches(run.train_set, 32, torch.device("cuda"), 0)
+    forward_loss = make_forward_loss(run, lambda: torch.autocast("cuda", enabled=False))
+    step = GraphStep(run, forward_loss, batches.tensors)
+    order = batches.new_order()
+    step(order[:32])  # the capture (warm-up steps read nothing back either, but allocate)
+    first = [p.detach().clone() for p in run.model.parameters()]
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for i in range(1, 8):
+            step(order[i * 32 : (i + 1) * 32])
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert step.graph is not None
+    assert any(not torch.equal(p, q) for p, q in zip(first, run.model.parameters(), strict=True))
+    assert float(step.loss_sum) > 0
+    assert step.lr() < 0.003 and float(step.lr_tensor) == pytest.approx(step.lr())
