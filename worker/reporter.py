@@ -74,6 +74,9 @@ class Reporter:
         self._pending: list[MetricPoint] = []
         self._progress: int | None = None
         self._provenance: dict[str, Any] | None = None
+        # {phase: seconds}: the engine's (the "phases" event), the task's, and our own writes;
+        # stored with the outcome.
+        self.phases: dict[str, float] = {}
         self._last_renewal = time.monotonic()
         self._thread: threading.Thread | None = None
         self._outage_since: float | None = None
@@ -94,6 +97,8 @@ class Reporter:
                 self._progress = int(payload["inputs"])
             elif event == "provenance":
                 self._provenance = dict(payload["info"])
+            elif event == "phases":
+                self.phases.update(payload["phases"])
         if event in ("checkpoint", "provenance"):
             # Points up to a checkpoint should be durable as soon as the checkpoint is.
             self._wake.set()
@@ -159,6 +164,7 @@ class Reporter:
         heartbeat_due = time.monotonic() - self._last_renewal >= self.heartbeat_seconds
         if not (points or progress is not None or provenance or heartbeat_due or force_heartbeat):
             return
+        started = time.perf_counter()
         try:
             with self._sessions() as session:
                 lease = renew_lease(session, self.run_id, self.owner, self.lease_seconds)
@@ -167,6 +173,9 @@ class Reporter:
         except BaseException:
             self._restore(points, progress, provenance)
             raise
+        with self._lock:
+            written = self.phases.get("metric_writes", 0.0) + time.perf_counter() - started
+            self.phases["metric_writes"] = round(written, 3)
         self._last_renewal = time.monotonic()
         self.cancel_requested = lease.cancel_requested
         if not lease.owned:
@@ -248,6 +257,7 @@ class Reporter:
                             error=error, traceback=traceback,
                             inputs_seen=int(inputs) if inputs is not None else None,
                             train_seconds=float(seconds) if seconds is not None else None,
+                            phases=dict(self.phases) or None,
                         )  # fmt: skip
                 except BaseException:
                     self._restore(points, progress, provenance)

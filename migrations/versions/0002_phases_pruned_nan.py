@@ -38,7 +38,7 @@ def _status_check(values: tuple[str, ...]) -> str:
 def _replace_status_check(values: tuple[str, ...]) -> None:
     # batch mode: SQLite cannot alter a CHECK constraint in place, so the table is copied.
     with op.batch_alter_table("runs", recreate="auto") as batch:
-        batch.drop_constraint(CHECK, type_="check")
+        batch.drop_constraint(op.f(CHECK), type_="check")
         batch.create_check_constraint(op.f(CHECK), _status_check(values))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,12 @@ _FILES = {
     False: ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 _lock = threading.Lock()
+_load_seconds = 0.0  # time this process spent reading and decoding dataset files
+
+
+def load_seconds() -> float:
+    """Seconds spent so far in this process reading datasets (the run's `data` phase)."""
+    return _load_seconds
 
 
 class DatasetNotFound(FileNotFoundError):
@@ -53,14 +60,18 @@ def mnist_dataset(
 def _image_dataset(
     name: str, train: bool, shape: tuple[int, ...], data_dir: Path | str | None
 ) -> TensorDataset:
+    global _load_seconds
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or shape[0] not in (1, 3) or shape[1:] != (28, 28):
         raise ValueError(f"{name}: shape must be (1, 28, 28) or (3, 28, 28), got {shape}")
+    started = time.perf_counter()
     images, labels = _load_arrays(name, bool(train), str(data_dir) if data_dir else None)
     gray = torch.from_numpy(images).unsqueeze(1).float().div_(255.0)
     # A 3-channel view repeats the gray channel without copying; batches materialise it.
     x = gray.expand(-1, shape[0], -1, -1)
-    return TensorDataset(x, torch.from_numpy(labels).long())
+    dataset = TensorDataset(x, torch.from_numpy(labels).long())
+    _load_seconds += time.perf_counter() - started
+    return dataset
 
 
 @lru_cache(maxsize=8)

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .datasets import tensors_of, to_device_compact
+from .phases import Phases
 
 EVAL_BATCH_SIZE = 1000  # validation/embedding batch, independent of the training batch size
 HELDOUT_SIZE = 10_000
@@ -218,20 +219,28 @@ class SvcJob:
 class SvcPool:
     """Background SVC fits; `ready()` hands back finished (key, step, value) without blocking."""
 
-    def __init__(self, max_workers: int | None = None) -> None:
+    def __init__(self, max_workers: int | None = None, *, phases: Phases | None = None) -> None:
         # Two at least, so a validation's two fits (in-sample, held-out) run side by side.
         workers = max_workers or max(2, min(8, (os.cpu_count() or 2) // 2))
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="svc")
         self.jobs: list[SvcJob] = []
+        self.phases = phases or Phases()
+
+    def _timed_score(self, phase: str, *args: np.ndarray) -> float:
+        with self.phases.timed(phase):
+            return svc_score(*args)
 
     def submit(self, step: int, payload: dict[str, np.ndarray]) -> None:
         job = SvcJob(step)
         val_x, val_y = payload["val_x"], payload["val_y"]
-        job.futures["accuracy_svc"] = self.executor.submit(svc_score, val_x, val_y, val_x, val_y)
+        job.futures["accuracy_svc"] = self.executor.submit(
+            self._timed_score, "svc_fit", val_x, val_y, val_x, val_y
+        )
         if "heldout_x" in payload:
             job.futures["accuracy_svc_heldout"] = self.executor.submit(
-                svc_score, payload["heldout_x"], payload["heldout_y"], val_x, val_y
-            )
+                self._timed_score, "svc_fit_heldout",
+                payload["heldout_x"], payload["heldout_y"], val_x, val_y,
+            )  # fmt: skip
         self.jobs.append(job)
 
     def ready(self, wait: bool = False) -> list[tuple[int, list[tuple[str, int, float]]]]:

@@ -14,11 +14,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import checkpoint as ckpt
+from . import datasets
 from .build import build_run
 from .datasets import tensors_of, to_device_compact
 from .evaluate import EVAL_BATCH_SIZE, EvalBatches, SvcPool, embed, heldout_indices, to_device
 from .evaluate import validate as run_validation
 from .models import count_trainable
+from .phases import Phases
 from .provenance import provenance
 
 TRAIN_LOSS_STRETCH = 1000  # train loss is the mean over each stretch of at least this many inputs
@@ -134,9 +136,15 @@ def train_run(
 ) -> dict[str, Any]:
     """Train and evaluate one run as FORMAT.md describes; results leave only through `report`."""
     # ---- build: device, run, trainer, data --------------------------------------------------
+    phases = Phases()  # where the time goes, reported as the "phases" event at the end
     device = resolve_device(device)
     folder = Path(checkpoint_dir) if checkpoint_dir else None
+    decoded_before, built = datasets.load_seconds(), time.perf_counter()
     run = build_run(config, device, data_dir)
+    decoding = datasets.load_seconds() - decoded_before
+    phases.add("data", decoding)
+    phases.add("build", time.perf_counter() - built - decoding)
+    data_started = time.perf_counter()
     s = run.settings
     if s.trainer not in TRAINERS:
         raise ValueError(f"trainer {s.trainer!r} is not one of {', '.join(TRAINERS)}")
@@ -157,6 +165,7 @@ def train_run(
             num_workers=s.num_workers, device_tensors=batches.tensors,
         )  # fmt: skip
     params = count_trainable(model)
+    phases.add("data", time.perf_counter() - data_started)
 
     # ---- the step: one code path for fp32/bf16, optionally compiled -------------------------
     def autocast() -> AbstractContextManager:
@@ -182,7 +191,8 @@ def train_run(
     # ---- state, and resume from the latest checkpoint ----------------------------------------
     progress = Progress(next_inputs_validation=s.num_inputs_between_validations)
     order: torch.Tensor | None = None
-    svc = SvcPool()
+    svc = SvcPool(phases=phases)
+    resume_started = time.perf_counter()
     ckp = ckpt.load_checkpoint(folder)
     if ckp is not None:
         model.load_state_dict(ckp["model"])
@@ -198,6 +208,7 @@ def train_run(
         ckpt.set_rng_states(ckp["rng"])
         for step, payload in ckpt.load_pending_svc(folder, progress.inputs).items():
             svc.submit(step, payload)
+    phases.add("resume", time.perf_counter() - resume_started)
     stretch_sum = torch.tensor(progress.stretch_loss, device=device)
     pending_losses: list[tuple[int, torch.Tensor, float]] = []
     summary: dict[str, Any] = {}  # the latest value of each metric
@@ -242,8 +253,9 @@ def train_run(
         since = progress.inputs - max(progress.last_validation, 0)
         progress.train_seconds += seconds
         flush()
-        result = run_validation(model, val_batches, run.loss_fn, autocast,
-                                representation=trainer.representation)  # fmt: skip
+        with phases.timed("validation"):
+            result = run_validation(model, val_batches, run.loss_fn, autocast,
+                                    representation=trainer.representation)  # fmt: skip
         step = progress.inputs
         points = [("validation_loss", step, result.loss), ("model_params", step, params),
                   ("train_seconds", step, progress.train_seconds),
@@ -254,13 +266,16 @@ def train_run(
         progress.last_validation = step
         if result.embeddings is not None:
             payload = {"val_x": result.embeddings, "val_y": result.labels}
-            probe = embed(model, heldout, autocast) if heldout is not None else None
+            with phases.timed("embed_heldout"):
+                probe = embed(model, heldout, autocast) if heldout is not None else None
             if probe is not None:
                 payload["heldout_x"], payload["heldout_y"] = probe
             if folder is not None:
-                ckpt.save_pending_svc(folder, step, payload)
+                with phases.timed("checkpoint"):
+                    ckpt.save_pending_svc(folder, step, payload)
             svc.submit(step, payload)
         if folder is not None:
+            checkpoint_started = time.perf_counter()
             progress.stretch_loss = float(stretch_sum)
             state = {
                 "model": model.state_dict(),
@@ -272,6 +287,7 @@ def train_run(
                 "points": history,
             }
             ckpt.save_checkpoint(folder, state)
+            phases.add("checkpoint", time.perf_counter() - checkpoint_started)
             report("checkpoint", inputs=step)
         clock = time.perf_counter()
 
@@ -281,6 +297,7 @@ def train_run(
     # ---- the loop -----------------------------------------------------------------------------
     steps = 0
     last_flush = time.monotonic()
+    trained_before = progress.train_seconds
     try:
         finished = False
         while not finished:
@@ -294,7 +311,12 @@ def train_run(
                 step_loss = compiled_loss if len(x) == s.batch_size else forward_loss
                 if mark_step:
                     torch.compiler.cudagraph_mark_step_begin()
-                loss = step_loss(x, target)
+                if steps == 0 and step_loss is compiled_loss and s.compile:
+                    # The first call compiles: its time is shown apart (it is within `train`).
+                    with phases.timed("compile"):
+                        loss = step_loss(x, target)
+                else:
+                    loss = step_loss(x, target)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -344,9 +366,12 @@ def train_run(
         if progress.last_validation != progress.inputs:
             validate()
         flush()
-        collect_svc(wait=True)
+        with phases.timed("svc_wait"):
+            collect_svc(wait=True)
     finally:
         svc.shutdown()
+        phases.add("train", progress.train_seconds - trained_before)
+        report("phases", phases=phases.as_dict())
     summary["inputs"] = progress.inputs
     summary["epoch"] = progress.epoch
     summary["seed"] = run.seed
