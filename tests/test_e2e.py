@@ -85,7 +85,9 @@ def test_sweep_end_to_end(db_url: str, broker_url: str, tmp_path: Path) -> None:
         assert phases["train"] == pytest.approx(run["train_seconds"], abs=0.01)
         sequential = ("claim", "imports", "data", "build", "train", "validation", "svc_wait")
         assert sum(phases[name] for name in sequential) <= phases["total"] + 0.01
-        page = client.get(f"/ui/runs/{run_ids[0]}", cookies=_ui_cookies(client))
+        login = client.post("/ui/login", data={"token": TOKEN, "next": "/ui/"})
+        assert login.status_code in (200, 303), login.text
+        page = client.get(f"/ui/runs/{run_ids[0]}")  # the client keeps the login cookie
         assert page.status_code == 200 and "Where the time went" in page.text
         assert "process start and imports" in page.text and "training" in page.text
 
@@ -139,12 +141,6 @@ def test_sweep_end_to_end(db_url: str, broker_url: str, tmp_path: Path) -> None:
         ]
         assert worker.alive() and api.alive()
     assert "succeeded" in worker.log()
-
-
-def _ui_cookies(client: httpx.Client) -> httpx.Cookies:
-    login = client.post("/ui/login", data={"token": TOKEN, "next": "/ui/"})
-    assert login.status_code in (200, 303), login.text
-    return login.cookies
 
 
 def _table(client: httpx.Client, sweep_id: int, fmt: str) -> Any:
