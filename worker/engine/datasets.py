@@ -2,11 +2,20 @@
 
 A dataset that exposes `.tensors` (equal-length tensors, one item = one row of each) is the
 fast path: the trainer moves those tensors to the device once and batches them by index.
+
+The IDX .gz files are decoded once per host: the first run writes each as a .npy next to its
+data (or under ~/.cache/sweeps/decoded when that folder is read-only), atomically, and every
+later run maps that file read-only instead of decompressing again; the page cache shares it
+between all runs on the host.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import logging
+import os
+import tempfile
 import threading
 import time
 from functools import lru_cache
@@ -31,6 +40,8 @@ _FILES = {
     False: ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 _lock = threading.Lock()
+log = logging.getLogger(__name__)
+DECODED_SUBDIR = ".sweeps-decoded"
 _load_seconds = 0.0  # time this process spent reading and decoding dataset files
 
 
@@ -66,10 +77,12 @@ def _image_dataset(
         raise ValueError(f"{name}: shape must be (1, 28, 28) or (3, 28, 28), got {shape}")
     started = time.perf_counter()
     images, labels = _load_arrays(name, bool(train), str(data_dir) if data_dir else None)
-    gray = torch.from_numpy(images).unsqueeze(1).float().div_(255.0)
+    # The cache is mapped read-only; the copies made here (float images, int64 labels) are the
+    # run's own, so its code may change them in place.
+    gray = torch.from_numpy(images.astype(np.float32)).unsqueeze(1).div_(255.0)
     # A 3-channel view repeats the gray channel without copying; batches materialise it.
     x = gray.expand(-1, shape[0], -1, -1)
-    dataset = TensorDataset(x, torch.from_numpy(labels).long())
+    dataset = TensorDataset(x, torch.from_numpy(labels.astype(np.int64)))
     _load_seconds += time.perf_counter() - started
     return dataset
 
@@ -80,9 +93,45 @@ def _load_arrays(name: str, train: bool, data_dir: str | None) -> tuple[np.ndarr
     with _lock:
         folder = _find_folder(name, train, Path(data_dir) if data_dir else None)
         images_file, labels_file = _FILES[train]
-        images = _read_idx(folder / images_file)
-        labels = _read_idx(folder / labels_file)
+        images = decoded_idx(folder / images_file)
+        labels = decoded_idx(folder / labels_file)
     return images, labels
+
+
+def decoded_idx(path: Path) -> np.ndarray:
+    """An IDX .gz file's array, from the host's decoded cache (written on first use)."""
+    stat = path.stat()
+    # The key changes whenever the source file does, so a replaced file is decoded afresh.
+    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    cache_name = f"{path.name.removesuffix('.gz')}-{key.hexdigest()[:16]}.npy"
+    for folder in (path.parent / DECODED_SUBDIR, Path.home() / ".cache" / "sweeps" / "decoded"):
+        cached = folder / cache_name
+        if cached.is_file():
+            try:
+                return np.load(cached, mmap_mode="r")
+            except (OSError, ValueError):  # truncated by hand, or another numpy: decode again
+                log.warning("ignoring unreadable decoded cache %s", cached)
+    array = _read_idx(path)
+    for folder in (path.parent / DECODED_SUBDIR, Path.home() / ".cache" / "sweeps" / "decoded"):
+        try:
+            _write_atomically(folder / cache_name, array)
+            break
+        except OSError:  # a read-only data folder (e.g. /usr/share): try the next place
+            continue
+    return array
+
+
+def _write_atomically(target: Path, array: np.ndarray) -> None:
+    """Readers see the whole file or none: written beside the target, then renamed over it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _find_folder(name: str, train: bool, data_dir: Path | None) -> Path:
