@@ -25,6 +25,7 @@ import gzip
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -228,13 +229,13 @@ class Stack:
                                    headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
         deadline = time.monotonic() + 180
         while True:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"the stack did not come up; see {self.folder / 'up.log'}")
             try:
                 if self.client.get("/healthz").status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"the stack did not come up; see {self.folder / 'up.log'}")
             time.sleep(0.2)
         # Until the worker is consuming, a first sweep would also time the worker's start.
         log = self.folder / ".sweeps" / "logs" / "worker.log"
@@ -297,6 +298,8 @@ def main() -> None:
         return ray_main(args.probes)
 
     ways, evals = args.ways.split(","), args.evals.split(",")
+    # SIGTERM unwinds like Ctrl-C, so the stack below is stopped, not orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if "ray" in ways:
         ensure_ray()
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "

@@ -1,8 +1,8 @@
 """The Celery task "runs.train": claim the run, train it through the engine, record the outcome.
 
 `train` is a plain function (the Celery app registers it by name), so tests call it directly.
-The engine is imported inside the task: torch loads in the pool's child process only, never
-in the worker's parent that forks the children.
+The engine is imported inside the task, so calling it needs no torch at import time; under
+`run_worker` the parent has imported it already (`warm_imports`), and the import is free.
 """
 
 from __future__ import annotations
