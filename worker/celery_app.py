@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import platform
 import sys
 import time
 from functools import lru_cache
@@ -153,6 +154,12 @@ def warm_imports(modules: tuple[str, ...] = WARM_MODULES) -> float:
     for name in modules:
         importlib.import_module(name)
     import torch
+
+    from worker.engine.provenance import code_version
+
+    # Provenance asks git and uname in a subprocess each; answered once here, inherited by runs.
+    code_version()
+    platform.processor()
 
     if torch.cuda.is_initialized():
         raise CudaBeforeFork("CUDA was initialised in the worker's parent before forking runs")
