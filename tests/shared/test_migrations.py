@@ -94,7 +94,7 @@ def test_upgrade_is_repeatable_and_usable(empty_db: str) -> None:
     """Upgrading twice is a no-op, and the migrated schema accepts the models' rows."""
     from sqlalchemy.orm import Session
 
-    from shared.db.models import Run, RunStatus, Sweep
+    from shared.db.models import Metric, Run, RunStatus, Sweep
 
     migrate.upgrade(empty_db)
     migrate.upgrade(empty_db)
@@ -109,7 +109,16 @@ def test_upgrade_is_repeatable_and_usable(empty_db: str) -> None:
                     config={}, config_hash="h" * 64)
             )  # fmt: skip
             session.commit()
-            assert session.query(Run).one().status is RunStatus.QUEUED
+            run = session.query(Run).one()
+            assert run.status is RunStatus.QUEUED
+            # 0002: the pruned status, the phases column and a NaN flag on metrics.
+            run.status, run.phases = RunStatus.PRUNED, {"train": 1.5}
+            session.add(Metric(run_id=run.id, key="loss", step=1, value=0.0, is_nan=True))
+            session.commit()
+            session.expire_all()
+            assert session.query(Run).one().status is RunStatus.PRUNED
+            assert session.query(Run).one().phases == {"train": 1.5}
+            assert session.query(Metric).one().is_nan is True
         with engine.begin() as conn, pytest.raises(Exception, match="(?i)check|constraint"):
             conn.execute(text("UPDATE runs SET status = 'bogus'"))
     finally:
