@@ -77,9 +77,9 @@ def _image_dataset(
         raise ValueError(f"{name}: shape must be (1, 28, 28) or (3, 28, 28), got {shape}")
     started = time.perf_counter()
     images, labels = _load_arrays(name, bool(train), str(data_dir) if data_dir else None)
-    # The cache is mapped read-only; the copies made here (float images, int64 labels) are the
-    # run's own, so its code may change them in place.
-    gray = torch.from_numpy(images.astype(np.float32)).unsqueeze(1).div_(255.0)
+    # No copy: the images are the cache file mapped copy-on-write (pages shared by every run on
+    # the host until one writes to them), the labels a small copy.
+    gray = torch.from_numpy(images).unsqueeze(1)
     # A 3-channel view repeats the gray channel without copying; batches materialise it.
     x = gray.expand(-1, shape[0], -1, -1)
     dataset = TensorDataset(x, torch.from_numpy(labels.astype(np.int64)))
@@ -89,29 +89,37 @@ def _image_dataset(
 
 @lru_cache(maxsize=8)
 def _load_arrays(name: str, train: bool, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images [N, 28, 28] and labels [N], read once per process."""
+    """float32 images [N, 28, 28] in [0, 1] and int64 labels [N], read once per process."""
     with _lock:
         folder = _find_folder(name, train, Path(data_dir) if data_dir else None)
         images_file, labels_file = _FILES[train]
-        images = decoded_idx(folder / images_file)
-        labels = decoded_idx(folder / labels_file)
+        images = decoded_idx(folder / images_file, unit_float=True)
+        labels = decoded_idx(folder / labels_file).astype(np.int64)
     return images, labels
 
 
-def decoded_idx(path: Path) -> np.ndarray:
-    """An IDX .gz file's array, from the host's decoded cache (written on first use)."""
+def _unit_float(array: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 / 255, computed by torch as the per-run conversion always was."""
+    return torch.from_numpy(array.astype(np.float32)).div_(255.0).numpy()
+
+
+def decoded_idx(path: Path, *, unit_float: bool = False) -> np.ndarray:
+    """An IDX .gz file's array (as float32 / 255 with `unit_float`), from the host's decoded
+    cache (written on first use). uint8 arrays are mapped read-only; float ones copy-on-write,
+    so a run may change its images in place without touching the file or other runs."""
     stat = path.stat()
     # The key changes whenever the source file does, so a replaced file is decoded afresh.
     key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    cache_name = f"{path.name.removesuffix('.gz')}-{key.hexdigest()[:16]}.npy"
+    suffix = "-unit-f32" if unit_float else ""
+    cache_name = f"{path.name.removesuffix('.gz')}-{key.hexdigest()[:16]}{suffix}.npy"
     for folder in (path.parent / DECODED_SUBDIR, Path.home() / ".cache" / "sweeps" / "decoded"):
         cached = folder / cache_name
         if cached.is_file():
             try:
-                return np.load(cached, mmap_mode="r")
+                return np.load(cached, mmap_mode="c" if unit_float else "r")
             except (OSError, ValueError):  # truncated by hand, or another numpy: decode again
                 log.warning("ignoring unreadable decoded cache %s", cached)
-    array = _read_idx(path)
+    array = _unit_float(_read_idx(path)) if unit_float else _read_idx(path)
     for folder in (path.parent / DECODED_SUBDIR, Path.home() / ".cache" / "sweeps" / "decoded"):
         try:
             _write_atomically(folder / cache_name, array)

@@ -109,11 +109,18 @@ def test_idx_files_are_decoded_once_per_host_into_a_mapped_cache(
     source.parent.mkdir()
     _write_idx(source, images)
     first = datasets.decoded_idx(source)
-    (cached,) = (source.parent / datasets.DECODED_SUBDIR).glob("*.npy")
+    (cached,) = (source.parent / datasets.DECODED_SUBDIR).glob("*.npy")  # one, uint8
     assert not list(cached.parent.glob("*.tmp"))  # written beside it, then renamed
     again = datasets.decoded_idx(source)
     assert isinstance(again, np.memmap) and not again.flags.writeable  # shared read-only
     assert np.array_equal(first, images) and np.array_equal(again, images)
+    # Images as the runs use them: float32 / 255 as torch computes it, mapped copy-on-write.
+    expected = torch.from_numpy(images.astype(np.float32)).div_(255.0).numpy()
+    assert np.array_equal(datasets.decoded_idx(source, unit_float=True), expected)
+    mapped = datasets.decoded_idx(source, unit_float=True)
+    assert isinstance(mapped, np.memmap) and mapped.flags.writeable
+    mapped[0] = 7.0  # a private page: neither the file nor the next run sees it
+    assert np.array_equal(datasets.decoded_idx(source, unit_float=True), expected)
     # A replaced source file is decoded afresh, not served from the old cache.
     _write_idx(source, images[::-1])
     assert np.array_equal(datasets.decoded_idx(source), images[::-1])
