@@ -3,6 +3,8 @@
 Every child runs in its own process group (so a terminal's Ctrl-C reaches only us and we stop
 them in order: worker, API, Redis) and is stopped with SIGTERM, then SIGKILL after a timeout.
 Without --keep, children also get SIGTERM from the kernel if this process dies unexpectedly.
+While the stack runs, `check_children` supervises: a dead worker or API is started again
+(cli/supervisor.py has the policy).
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ from typing import IO, Any
 import httpx
 
 from cli.client import STACK_FILE, TOKEN_FILE, CliError, read_stack_file, read_token_file
+from cli.supervisor import (
+    Child,
+    crash_loop_message,
+    died_message,
+    exit_description,
+    group_alive,
+    stop_group,
+)
 from shared.db.tokens import generate_secret
 from shared.settings import STATE_DIR, get_settings
 
@@ -31,27 +41,6 @@ SOCKET_PREFIX = "redis+socket://"
 # sun_path in sockaddr_un is 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
 _PR_SET_PDEATHSIG = 1
-
-
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
 def _die_with_parent() -> None:
@@ -118,16 +107,6 @@ def pid_alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
             return False
-    return True
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -256,7 +235,7 @@ class EmbeddedStack:
     def _spawn(self, name: str, args: list[str]) -> None:
         self._popen(name, [sys.executable, "-m", "cli", *args])
 
-    def _popen(self, name: str, command: list[str]) -> Child:
+    def _popen(self, name: str, command: list[str], *, register: bool = True) -> Child:
         log_path = self.state_dir / "logs" / f"{name}.log"
         with open(log_path, "ab") as log_file:
             process = subprocess.Popen(
@@ -268,8 +247,9 @@ class EmbeddedStack:
                 start_new_session=True,
                 preexec_fn=None if self.keep else _die_with_parent,
             )
-        child = Child(name, process, log_path)
-        self.children.append(child)
+        child = Child(name, process, log_path, command=command)
+        if register:
+            self.children.append(child)
         return child
 
     def _wait_ready(self, timeout: float) -> None:
@@ -296,14 +276,40 @@ class EmbeddedStack:
     # -- while running -------------------------------------------------------------------
 
     def check_children(self) -> None:
-        """Raise with the log tail when a child has died."""
-        for child in self.children:
-            if not child.alive():
-                tail = child.log_tail()
-                raise CliError(
-                    f"the {child.name} process exited with code {child.process.returncode}; "
-                    f"see {child.log_path}" + (f"\n{tail}" if tail else "")
-                )
+        """Supervise: start a dead worker or API again after its backoff; raise with the log
+        tail when Redis dies or a child keeps dying (the caller then stops the stack)."""
+        now = time.monotonic()
+        for index, child in enumerate(self.children):
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    self.children[index] = self._restart(child)
+                    self._write_record()
+                continue
+            if child.alive():
+                continue
+            # Its leader is gone, but the group may not be (Celery's pool children, one of
+            # them mid-run): end all of it before a new one starts.
+            stop_group(child.pid, timeout=5, process=child.process)
+            if not child.restartable:
+                raise CliError(died_message(child))
+            delay = child.record_death(now)
+            if delay is None:
+                raise CliError(crash_loop_message(child))
+            self.log.write(
+                f"the {child.name} process exited with "
+                f"{exit_description(child.process.returncode)}; starting it again in "
+                f"{delay:g} s (see {child.log_path})\n"
+            )
+            self.log.flush()
+            child.restart_at = now + delay
+
+    def _restart(self, dead: Child) -> Child:
+        """A new process for `dead`; the caller puts it in its place (the stop order)."""
+        child = self._popen(dead.name, dead.command, register=False)
+        child.deaths = dead.deaths
+        self.log.write(f"started the {child.name} process again (pid {child.pid})\n")
+        self.log.flush()
+        return child
 
     # -- stop ----------------------------------------------------------------------------
 
@@ -336,27 +342,6 @@ class EmbeddedStack:
     def __exit__(self, *exc: object) -> None:
         if not self.keep:
             self.stop()
-
-
-def stop_group(
-    pgid: int, *, timeout: float, process: subprocess.Popen[bytes] | None = None
-) -> None:
-    """SIGTERM the process group, wait, then SIGKILL whatever is left of it."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None:
-            process.poll()
-        if not group_alive(pgid):
-            break
-        time.sleep(0.05)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-    if process is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(5)
 
 
 def stop_recorded_stack(timeout: float = 15.0) -> list[str]:

@@ -104,9 +104,13 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level")] = "info",
 ) -> None:
     """A Celery worker that trains runs from the queue."""
+    from worker.artifacts import ArtifactStoreError
     from worker.celery_app import run_worker
 
-    run_worker(gpu=gpu, runs_per_gpu=runs_per_gpu, loglevel=loglevel)
+    try:
+        run_worker(gpu=gpu, runs_per_gpu=runs_per_gpu, loglevel=loglevel)
+    except ArtifactStoreError as exc:
+        raise CliError(str(exc)) from None
 
 
 def migrate(

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     # Data and artifacts.
     data_dir: Path | None = None
     artifact_dir: Path = STATE_DIR / "artifacts"
+    # Where checkpoints go, when set: s3://bucket/prefix (an S3-compatible store shared by
+    # every worker host, so a run resumes anywhere; endpoint and keys from the standard AWS_*
+    # variables) or a local path. Unset: artifact_dir.
+    artifact_url: str | None = None
 
     # Limits.
     max_runs: int = Field(default=10_000, description="cap on runs one sweep may expand to")
@@ -49,6 +53,10 @@ class Settings(BaseSettings):
 
     # CORS is closed unless origins are listed.
     cors_origins: list[str] = []
+
+    @property
+    def artifact_location(self) -> str:
+        return self.artifact_url or str(self.artifact_dir)
 
 
 @lru_cache

@@ -35,7 +35,11 @@ def _instructions(path: Path) -> list[tuple[str, str]]:
 
 def test_compose_has_the_services(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "api", "worker"}
+    default = {name for name, service in services.items() if not service.get("profiles")}
+    assert default == {"postgres", "redis", "migrate", "api", "worker"}
+    # The S3-compatible store for checkpoints shared across hosts is opt-in.
+    assert {n for n in services if n not in default} == {"minio", "minio-bucket"}
+    assert all(services[n]["profiles"] == ["s3"] for n in ("minio", "minio-bucket"))
     assert services["postgres"]["image"] == "postgres:16"
     assert services["redis"]["image"] == "redis:7"
     assert services["api"]["build"]["dockerfile"] == "Dockerfile"

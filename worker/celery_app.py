@@ -21,6 +21,7 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from shared.queue import RUNS_QUEUE, TRAIN_TASK
 from shared.settings import Settings, get_settings
 from worker import tasks
+from worker.artifacts import check_location
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,8 @@ def run_worker(
     concurrency = runs_per_gpu or settings.runs_per_gpu
     if concurrency < 1:
         raise ValueError(f"runs per GPU must be at least 1, not {concurrency}")
+    # A wrong artifact location stops the worker now, not a run at its first checkpoint.
+    check_location(settings.artifact_location)
     # The thread cap is read when torch loads, so it is set before the warm imports.
     share_cores(concurrency)
     seconds = warm_imports()

@@ -23,6 +23,7 @@ from shared.db.models import RunStatus
 from shared.db.runs import claim_run
 from shared.db.session import session_scope
 from shared.settings import Settings, get_settings
+from worker.artifacts import join_location
 from worker.reporter import Reporter, is_transient
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,10 @@ TrainFn = Callable[..., dict[str, Any]]
 CLAIM_PATIENCE_SECONDS = 60.0
 
 
-def run_dir(run_id: int, settings: Settings | None = None) -> Path:
-    """Checkpoints of one run; a re-claimed run resumes from here."""
-    return (settings or get_settings()).artifact_dir / "runs" / str(run_id)
+def run_dir(run_id: int, settings: Settings | None = None) -> Path | str:
+    """Checkpoints of one run (a Path, or an s3:// URL); a re-claimed run resumes from here."""
+    location = (settings or get_settings()).artifact_location
+    return join_location(location, "runs", str(run_id))
 
 
 def lease_owner() -> str:

@@ -29,6 +29,7 @@ from sqlalchemy.pool import NullPool
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from shared.db.models import Base
+from tests.faults.s3 import S3Server
 from tests.support.stack import ManagedProcess, free_port, stack_env, start_api, start_worker
 
 TOKEN = "faults-token-0123456789"
@@ -184,9 +185,10 @@ class Stack:
             artifact_dir=self.tmp / "artifacts", api_token=TOKEN, **self.settings,
         )  # fmt: skip
 
-    def worker(self, name: str = "worker", runs_per_gpu: int = 1) -> ManagedProcess:
+    def worker(self, name: str = "worker", runs_per_gpu: int = 1, **env: str) -> ManagedProcess:
+        """A worker process; `env` adds to (or replaces) its environment."""
         proc = start_worker(
-            self.env, log_path=self.tmp / f"{name}.log", runs_per_gpu=runs_per_gpu, name=name,
+            self.env | env, log_path=self.tmp / f"{name}.log", runs_per_gpu=runs_per_gpu, name=name,
             ready_timeout=90,
         )  # fmt: skip
         self.processes.append(proc)
@@ -257,3 +259,20 @@ def stack(
     )  # fmt: skip
     yield built
     built.stop_all()
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    """A real S3-compatible server (moto) with one bucket; this process's botocore uses it."""
+    from worker.artifacts import _s3_in
+
+    server = S3Server()
+    server.start()
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    _s3_in.cache_clear()  # a filesystem made earlier would still point at an old endpoint
+    try:
+        yield server
+    finally:
+        server.stop()
+        _s3_in.cache_clear()

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, text
+from sqlalchemy import bindparam, create_engine, text
 from sqlalchemy.pool import NullPool
 
 BATCH = 16
@@ -111,10 +111,15 @@ def expected_train_loss_steps(final: int = FINAL_INPUTS) -> list[int]:
 
 
 def query(db_url: str, sql: str, **params: Any) -> list[Any]:
+    """Rows of `sql` on Postgres or SQLite; a list parameter is expanded (`IN :ids`)."""
+    statement = text(sql)
+    lists = [name for name, value in params.items() if isinstance(value, list | tuple)]
+    if lists:
+        statement = statement.bindparams(*(bindparam(name, expanding=True) for name in lists))
     engine = create_engine(db_url, poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            return list(conn.execute(text(sql), params).all())
+            return list(conn.execute(statement, params).all())
     finally:
         engine.dispose()
 
@@ -123,7 +128,7 @@ def run_rows(db_url: str, run_ids: list[int]) -> dict[int, Any]:
     rows = query(
         db_url,
         "SELECT id, status, attempts, inputs_seen, started_at, error, traceback "
-        "FROM runs WHERE id = ANY(:ids)",
+        "FROM runs WHERE id IN :ids",
         ids=run_ids,
     )
     return {row.id: row for row in rows}
@@ -139,15 +144,17 @@ def metric_steps(db_url: str, run_id: int, key: str) -> list[int]:
     return [row.step for row in rows]
 
 
-def checkpoint_inputs(artifact_dir: Path, run_id: int) -> int | None:
-    """Inputs seen at the run's latest checkpoint (worker/tasks.py run_dir), or None."""
-    import torch  # the test process only reads a checkpoint; heavy, so imported here
+def checkpoint_inputs(artifacts: Path | str, run_id: int) -> int | None:
+    """Inputs seen at the run's latest checkpoint (worker/tasks.py run_dir), or None.
 
-    path = artifact_dir / "runs" / str(run_id) / "latest.pt"
-    if not path.is_file():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    return int(state["progress"]["inputs"])
+    `artifacts` is the artifact location: a local folder or an s3:// URL.
+    """
+    # The test process only reads a checkpoint; torch is heavy, so imported here.
+    from worker.artifacts import join_location
+    from worker.engine.checkpoint import load_checkpoint
+
+    state = load_checkpoint(join_location(artifacts, "runs", str(run_id)))
+    return None if state is None else int(state["progress"]["inputs"])
 
 
 def assert_sweep_complete(
@@ -161,7 +168,7 @@ def assert_sweep_complete(
     )
     duplicates = query(
         db_url,
-        "SELECT run_id, key, step, count(*) AS n FROM metrics WHERE run_id = ANY(:ids) "
+        "SELECT run_id, key, step, count(*) AS n FROM metrics WHERE run_id IN :ids "
         "GROUP BY run_id, key, step HAVING count(*) > 1",
         ids=run_ids,
     )

@@ -7,7 +7,7 @@ Contract (used by worker/tasks.py; keep it stable):
     summary = train_run(
         config,                 # one run's resolved configuration (shared.spec RunSpec.config)
         report=report,          # callable(event: str, **payload) -- see below
-        checkpoint_dir=path,    # Path or None; resume from path/'latest.pt' if present
+        checkpoint_dir=path,    # Path, s3:// URL or None; resume from its latest.pt if there
         device=None,            # "cuda"/"cpu"/None (None: cuda when available, else cpu)
         should_stop=None,       # callable() -> bool, polled every few steps; True -> RunCancelled
         data_dir=None,          # Path with Fashion-MNIST/MNIST IDX .gz files, or None

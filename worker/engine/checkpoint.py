@@ -1,4 +1,5 @@
-"""Checkpoints: everything needed to continue a run exactly, written atomically.
+"""Checkpoints: everything needed to continue a run exactly, written atomically (whole or
+absent) to a local folder or an object store (worker/artifacts.py says how).
 
 `latest.pt` holds model, optimizer, scheduler, loop counters and RNG states. Embeddings of a
 validation whose SVC fits were still running are kept beside it (`svc-<step>.pt`) until their
@@ -7,14 +8,14 @@ results are reported, so a resumed run still reports them.
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from worker.artifacts import Folder, open_folder
 
 LATEST = "latest.pt"
 
@@ -42,47 +43,56 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def as_folder(location: Folder | Path | str) -> Folder:
+    """A checkpoint folder: local (a Path or path string) or in an object store (s3:// URL)."""
+    if isinstance(location, Path | str):
+        return open_folder(location)
+    return location
 
 
-def save_checkpoint(folder: Path, state: dict[str, Any]) -> None:
-    atomic_save(state, folder / LATEST)
+def _save(folder: Folder, name: str, obj: Any) -> None:
+    folder.write(name, lambda fh: torch.save(obj, fh))
 
 
-def load_checkpoint(folder: Path | None) -> dict[str, Any] | None:
-    if folder is None or not (folder / LATEST).is_file():
+def _load(folder: Folder, name: str) -> Any | None:
+    fh = folder.read(name)
+    if fh is None:
         return None
-    # Our own file with numpy/python RNG states in it, so not weights_only.
-    return torch.load(folder / LATEST, map_location="cpu", weights_only=False)
+    with fh:
+        # Our own file with numpy/python RNG states in it, so not weights_only.
+        return torch.load(fh, map_location="cpu", weights_only=False)
 
 
-def save_pending_svc(folder: Path, step: int, payload: dict[str, np.ndarray]) -> None:
-    atomic_save(payload, folder / f"svc-{step}.pt")
+def save_checkpoint(folder: Folder | Path | str, state: dict[str, Any]) -> None:
+    _save(as_folder(folder), LATEST, state)
 
 
-def drop_pending_svc(folder: Path, step: int) -> None:
-    (folder / f"svc-{step}.pt").unlink(missing_ok=True)
+def load_checkpoint(folder: Folder | Path | str | None) -> dict[str, Any] | None:
+    if folder is None:
+        return None
+    return _load(as_folder(folder), LATEST)  # type: ignore[no-any-return]
 
 
-def load_pending_svc(folder: Path, up_to_step: int) -> dict[int, dict[str, np.ndarray]]:
+def save_pending_svc(folder: Folder | Path | str, step: int, payload: dict[str, Any]) -> None:
+    _save(as_folder(folder), f"svc-{step}.pt", payload)
+
+
+def drop_pending_svc(folder: Folder | Path | str, step: int) -> None:
+    as_folder(folder).delete(f"svc-{step}.pt")
+
+
+def load_pending_svc(
+    folder: Folder | Path | str, up_to_step: int
+) -> dict[int, dict[str, np.ndarray]]:
     """Pending SVC inputs up to the checkpoint; later ones (never checkpointed) are removed."""
+    store = as_folder(folder)
     pending = {}
-    for path in sorted(folder.glob("svc-*.pt")):
-        step = int(path.stem.split("-", 1)[1])
+    for name in store.names():
+        if not (name.startswith("svc-") and name.endswith(".pt")):
+            continue
+        step = int(name[len("svc-") : -len(".pt")])
         if step <= up_to_step:
-            pending[step] = torch.load(path, map_location="cpu", weights_only=False)
+            pending[step] = _load(store, name)
         else:
-            path.unlink(missing_ok=True)
-    return pending
+            store.delete(name)
+    return dict(sorted(pending.items()))

@@ -138,7 +138,7 @@ def train_run(
     # ---- build: device, run, trainer, data --------------------------------------------------
     phases = Phases()  # where the time goes, reported as the "phases" event at the end
     device = resolve_device(device)
-    folder = Path(checkpoint_dir) if checkpoint_dir else None
+    folder = ckpt.as_folder(checkpoint_dir) if checkpoint_dir else None
     decoded_before, built = datasets.load_seconds(), time.perf_counter()
     run = build_run(config, device, data_dir)
     decoding = datasets.load_seconds() - decoded_before
