@@ -4,7 +4,8 @@ A dataset that exposes `.tensors` (equal-length tensors, one item = one row of e
 fast path: the trainer moves those tensors to the device once and batches them by index.
 
 The IDX .gz files are decoded once per host: the first run writes each as a .npy next to its
-data (or under ~/.cache/sweeps/decoded when that folder is read-only), atomically, and every
+data (under ~/.cache/sweeps/decoded for the system folders, or when the folder is read-only),
+atomically, and every
 later run maps that file read-only instead of decompressing again; the page cache shares it
 between all runs on the host.
 """
@@ -112,7 +113,8 @@ def decoded_idx(path: Path, *, unit_float: bool = False) -> np.ndarray:
     key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     suffix = "-unit-f32" if unit_float else ""
     cache_name = f"{path.name.removesuffix('.gz')}-{key.hexdigest()[:16]}{suffix}.npy"
-    for folder in (path.parent / DECODED_SUBDIR, Path.home() / ".cache" / "sweeps" / "decoded"):
+    folders = _cache_folders(path)
+    for folder in folders:
         cached = folder / cache_name
         if cached.is_file():
             try:
@@ -120,13 +122,22 @@ def decoded_idx(path: Path, *, unit_float: bool = False) -> np.ndarray:
             except (OSError, ValueError):  # truncated by hand, or another numpy: decode again
                 log.warning("ignoring unreadable decoded cache %s", cached)
     array = _unit_float(_read_idx(path)) if unit_float else _read_idx(path)
-    for folder in (path.parent / DECODED_SUBDIR, Path.home() / ".cache" / "sweeps" / "decoded"):
+    for folder in folders:
         try:
             _write_atomically(folder / cache_name, array)
             break
         except OSError:  # a read-only data folder (e.g. /usr/share): try the next place
             continue
     return array
+
+
+def _cache_folders(path: Path) -> list[Path]:
+    """Beside the data, then the home cache; never inside a system folder (/usr/share), which
+    a root worker could write to but should not."""
+    home = Path.home() / ".cache" / "sweeps" / "decoded"
+    if path.parent.resolve() in {p.resolve() for p in SYSTEM_DIRS.values()}:
+        return [home]
+    return [path.parent / DECODED_SUBDIR, home]
 
 
 def _write_atomically(target: Path, array: np.ndarray) -> None:
