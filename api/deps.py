@@ -21,7 +21,8 @@ from shared.settings import Settings
 log = logging.getLogger("sweeps.api")
 
 
-def get_settings(request: Request) -> Settings:
+def app_settings(request: Request) -> Settings:
+    """The settings the app was made with (tests make apps with their own)."""
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
@@ -34,17 +35,18 @@ def get_session(request: Request) -> Iterator[Session]:
 # scope="function": commit before the response is sent, so a client that reads right after
 # a 201 sees the rows, and a failed commit becomes an error response instead of a lost write.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 _bearer = HTTPBearer(auto_error=False, description="an API token: `sweeps token create NAME`")
 
 
-def ensure_bootstrap(request: Request, session: Session) -> None:
+def ensure_bootstrap(request: Request) -> None:
     """Store SWEEPS_API_TOKEN's hash if the lifespan could not (the database was down)."""
     settings: Settings = request.app.state.settings
     if settings.api_token and request.app.state.bootstrap_pending:
-        tokens.ensure_bootstrap_token(session, settings.api_token)
-        session.commit()
+        # Its own transaction: the token is stored even if this request then fails.
+        with unit_of_work(request.app.state.sessionmaker) as own:
+            tokens.ensure_bootstrap_token(own, settings.api_token)
         request.app.state.bootstrap_pending = False
 
 
@@ -53,9 +55,8 @@ def bootstrap_at_start(state: object, settings: Settings) -> None:
     if not settings.api_token:
         return
     try:
-        with state.sessionmaker() as session:  # type: ignore[attr-defined]
+        with unit_of_work(state.sessionmaker) as session:  # type: ignore[attr-defined]
             tokens.ensure_bootstrap_token(session, settings.api_token)
-            session.commit()
         state.bootstrap_pending = False  # type: ignore[attr-defined]
     except OperationalError:
         log.warning("database unavailable at start; the bootstrap token is stored later")
@@ -73,7 +74,7 @@ def require_token(
             "missing token: send the header `Authorization: Bearer <token>`",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    ensure_bootstrap(request, session)
+    ensure_bootstrap(request)
     token = tokens.verify_token(session, credentials.credentials)
     if token is None:
         raise HTTPException(

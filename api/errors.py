@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from api.schemas import Problem
-from shared.db.sweeps import Conflict, NotFound
+from shared.domain.errors import Conflict, NotFound
 from shared.spec import SpecError
 from shared.table import UnknownColumn
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from anyio import to_thread
 from fastapi import FastAPI
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api import errors
 from api.deps import bootstrap_at_start
 from api.routes import compare, health, runs, sweeps
+from api.schemas import SweepSubmission
 from api.ui import routes as ui_routes
 from shared.db.session import make_engine
 from shared.settings import Settings, get_settings
@@ -26,8 +28,8 @@ from shared.settings import Settings, get_settings
 # Sync routes and dependencies run on worker threads, and a request keeps its database
 # connection from the token check to its end, across several thread hops. With fewer
 # connections than requests in progress, threads blocked waiting for a connection starve the
-# requests holding one: 50 clients stalled the API for the pool's 30 s timeout, then 500s
-# (bench/load.py; tests/faults/test_api_concurrency.py). So: this many threads, this many
+# requests holding one until the pool times out (BENCHMARKS.md, "Load";
+# tests/faults/test_api_concurrency.py). So: this many threads, this many
 # pooled connections, and at most this many requests in progress; the rest wait their turn
 # without holding a thread or a connection.
 REQUEST_SLOTS = 40
@@ -86,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    _document_submission(app)
     for router in (
         health.router,
         sweeps.router,
@@ -95,3 +98,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     return app
+
+
+def _document_submission(app: FastAPI) -> None:
+    """Add SweepSubmission to the OpenAPI components.
+
+    POST /sweeps reads its body itself (YAML or JSON, size-limited before parsing), so no
+    route parameter makes FastAPI list the JSON form; its request body refers to it by name.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = build()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        if "SweepSubmission" not in schemas:
+            schemas["SweepSubmission"] = SweepSubmission.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -18,13 +18,44 @@ class Problem(BaseModel):
     detail: str | dict[str, Any] | list[Any]
 
 
+# Documented, not validated by pydantic: the routes check these themselves, with messages that
+# name the problem. A sweep file holds no NUL and no lone UTF-16 surrogate (JSON can escape
+# one, UTF-8 cannot encode it); a name no control characters either.
+NO_NUL = "^[^\\x00\\ud800-\\udfff]*$"
+PRINTABLE = "^[^\\x00-\\x1f\\ud800-\\udfff]*$"
+EXAMPLE_YAML = """\
+matrix:
+  lr: [0.1, 0.01]
+experiment_name: example/lin_${matrix_slug}
+model: |
+  nn.Linear(4, 2)
+train_set: |
+  torch.utils.data.TensorDataset(torch.randn(8, 4), torch.randn(8, 2))
+batch_size: 4
+learnrate: ${lr}
+optimizer: SGD
+max_inputs: 64
+"""
+
+
 class SweepSubmission(BaseModel):
     """The JSON form of POST /sweeps and /sweeps/preview."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"yaml": EXAMPLE_YAML, "name": "example"}]},
+    )
 
-    yaml: str = Field(description="the sweep file's text (nn-experiments YAML)")
-    name: str | None = Field(None, max_length=200, description="a name for the sweep")
+    yaml: str = Field(
+        description="the sweep file's text (nn-experiments YAML)",
+        json_schema_extra={"pattern": NO_NUL},
+    )
+    name: str | None = Field(
+        None,
+        max_length=200,
+        description="a name for the sweep",
+        json_schema_extra={"pattern": PRINTABLE},
+    )
 
 
 class RunBrief(_Model):
@@ -63,7 +94,7 @@ class SweepPreview(BaseModel):
     would_reuse: int
 
 
-class SweepSummary(BaseModel):
+class SweepOut(BaseModel):
     id: int
     name: str
     status: str
@@ -75,7 +106,7 @@ class SweepSummary(BaseModel):
 
 
 class SweepPage(BaseModel):
-    items: list[SweepSummary]
+    items: list[SweepOut]
     total: int
     limit: int
     offset: int
@@ -98,7 +129,7 @@ class RunSummary(_Model):
     error: str | None
 
 
-class SweepDetail(SweepSummary):
+class SweepDetail(SweepOut):
     matrix_keys: list[str]
     yaml_text: str
     runs: list[RunSummary]
@@ -146,7 +177,7 @@ class RunDetail(RunSummary):
     )
 
 
-class RunCancelled(_Model):
+class RunCancelOut(_Model):
     id: int
     status: str
     cancel_requested: bool

@@ -30,9 +30,9 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from shared.spec import parse_sweep  # noqa: E402
+from shared.spec import RunSettings, parse_sweep  # noqa: E402
 from worker.engine import train_run  # noqa: E402
-from worker.engine.build import RunSettings, build_model, make_scheduler  # noqa: E402
+from worker.engine.build import build_model, make_scheduler  # noqa: E402
 from worker.engine.losses import make_loss  # noqa: E402
 from worker.engine.namespace import config_value  # noqa: E402
 from worker.engine.provenance import device_name  # noqa: E402

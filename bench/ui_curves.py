@@ -28,13 +28,13 @@ from pathlib import Path
 
 import httpx
 from sqlalchemy import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from shared.db.models import Base, LatestMetric, Metric, Run, RunStatus, Sweep  # noqa: E402
-from shared.db.session import make_engine  # noqa: E402
+from shared.db.session import make_engine, unit_of_work  # noqa: E402
 
 TOKEN = "swp_bench-ui-curves-token"
 VALIDATION_KEYS = ("validation_loss", "accuracy_argmax", "accuracy_svc", "accuracy_svc_heldout")
@@ -46,7 +46,7 @@ def seed(url: str, runs: int, validations: int, train_points: int) -> tuple[int,
     Base.metadata.drop_all(engine)
     Base.metadata.create_all(engine)
     every = 60_000
-    with Session(engine) as session:
+    with unit_of_work(sessionmaker(engine)) as session:
         sweep = Sweep(name="bench/ui", yaml_text="# bench\n", matrix_keys=["lr", "width"])
         session.add(sweep)
         session.flush()
@@ -74,7 +74,7 @@ def seed(url: str, runs: int, validations: int, train_points: int) -> tuple[int,
             [{"run_id": r.id, "key": k, "step": validations * every, "value": 0.5}
              for r in run_rows for k in VALIDATION_KEYS],
         )  # fmt: skip
-        session.commit()
+        session.flush()
         sweep_id = sweep.id
     engine.dispose()
     return sweep_id, len(rows)
@@ -93,7 +93,7 @@ def time_in_process(url: str, sweep_id: int, repeat: int) -> tuple[float, float]
     """The endpoint's own work (queries + building the payload), without HTTP or JSON:
     (wall ms, CPU ms of this process). CPU time barely moves with the machine's load; with
     SQLite it includes the queries, with Postgres the server's share is not in it."""
-    from api.ui.curves import curves_payload, load_runs
+    from shared.domain.curves import curves_payload, load_runs
 
     engine = make_engine(url)
     with Session(engine) as session:

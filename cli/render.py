@@ -41,10 +41,6 @@ def print_json(console: Console, data: Any) -> None:
     emit(json.dumps(data, indent=2, default=str))
 
 
-def _params_text(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in params.items())
-
-
 def _name_is_redundant(rows: list[dict[str, Any]]) -> bool:
     """experiment_name usually just repeats the slug; then the column only costs width."""
     return all(r.get("slug") and r["slug"] in str(r.get("experiment_name", "")) for r in rows)

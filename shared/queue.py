@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, partial
 
 from celery import Celery
 
@@ -24,3 +25,8 @@ def get_client(broker_url: str | None = None) -> Celery:
 def enqueue_run(run_id: int, *, broker_url: str | None = None) -> None:
     """Queue one training task carrying only the run id; call after the run row is committed."""
     get_client(broker_url).send_task(TRAIN_TASK, args=[run_id], queue=RUNS_QUEUE)
+
+
+def sender(broker_url: str | None = None) -> Callable[[int], None]:
+    """`enqueue_run` bound to a broker, for `shared.db.session.enqueue_after_commit`."""
+    return partial(enqueue_run, broker_url=broker_url)

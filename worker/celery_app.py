@@ -129,8 +129,7 @@ def cores_per_run(runs: int) -> int:
 def share_cores(runs: int) -> None:
     """Cap the CPU threads of each run's process (inherited through the environment): each
     would otherwise start one OpenMP thread per core, and K runs x all cores threads thrash
-    (BENCHMARKS.md, "CPU": two uncapped CNN runs on two cores made 0.48x the sweep rate of one
-    run, 1.20x with the cap). A thread count the user set stays."""
+    (BENCHMARKS.md, "CPU"). A thread count the user set stays."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(cores_per_run(runs)))
 

@@ -32,8 +32,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from shared.db.runs import expire_leases, finish_sweeps, mark_enqueued, stale_queued_runs
-from shared.db.session import make_engine
+from shared.db.runs import expire_leases, stale_queued_runs
+from shared.db.session import commit, enqueue_after_commit, make_engine
+from shared.domain.commands import update_sweep_status
 from shared.queue import RUNS_QUEUE, TRAIN_TASK
 from shared.settings import Settings
 
@@ -68,7 +69,7 @@ def reconcile_once(
     ids_in_broker: Callable[[], set[int]],
     enqueue: Callable[[int], None],
 ) -> ReconcileReport:
-    """One pass; commits before enqueueing (a message must never outrun its row)."""
+    """One pass, committed; its messages are sent after the commit (never ahead of a row)."""
     report = ReconcileReport()
     expired = expire_leases(session, max_attempts=settings.max_attempts)
     report.requeued_expired, report.cancelled, report.failed = (
@@ -78,11 +79,9 @@ def reconcile_once(
     if stale:
         present = ids_in_broker()
         report.reenqueued_lost = [run_id for run_id in stale if run_id not in present]
-        mark_enqueued(session, report.reenqueued_lost)
-    report.finished_sweeps = finish_sweeps(session)
-    session.commit()
-    for run_id in report.requeued_expired + report.reenqueued_lost:
-        enqueue(run_id)
+    report.finished_sweeps = update_sweep_status(session)
+    enqueue_after_commit(session, report.requeued_expired + report.reenqueued_lost, enqueue)
+    commit(session)
     return report
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from api.deps import SessionDep, require_token
 from api.errors import AUTH_RESPONSES, InvalidInput
+from api.params import IdsQuery, SweepId, parse_ids
 from api.schemas import Problem, TableOut
-from shared.db import sweeps
+from shared.domain.tables import table_runs
 from shared.table import build_table, to_csv, to_json, to_markdown
 
 router = APIRouter(
@@ -24,7 +25,6 @@ Sort = Annotated[
     str | None,
     Query(max_length=200, description="a column name or metric key; prefix '-' for descending"),
 ]
-MAX_IDS = 10_000
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {
@@ -46,7 +46,7 @@ def render(
     sweep_ids: list[int] = (),  # type: ignore[assignment]
     run_ids: list[int] = (),  # type: ignore[assignment]
 ) -> Response:
-    runs, keys = sweeps.table_runs(session, sweep_ids=sweep_ids, run_ids=run_ids)
+    runs, keys = table_runs(session, sweep_ids=sweep_ids, run_ids=run_ids)
     table = build_table(runs, keys, sort=sort)
     if fmt == "md":
         return PlainTextResponse(to_markdown(table), media_type="text/markdown; charset=utf-8")
@@ -57,9 +57,6 @@ def render(
     return JSONResponse(to_json(table))
 
 
-SweepId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-
-
 @router.get("/sweeps/{sweep_id}/table", response_model=TableOut, responses=_RESPONSES)
 def sweep_table(
     sweep_id: SweepId, session: SessionDep, format: Format = "json", sort: Sort = None
@@ -68,26 +65,13 @@ def sweep_table(
     return render(session, format, sort, sweep_ids=[sweep_id])
 
 
-def parse_ids(text: str | None, what: str) -> list[int]:
-    """'1,2,3' -> [1, 2, 3]; 422 naming the bad item otherwise."""
-    if not text:
-        return []
-    ids = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item.isdigit() or not 1 <= int(item) <= 2**31 - 1:
-            raise InvalidInput(f"{what} must be comma-separated ids like 1,2,3; got {item[:40]!r}")
-        ids.append(int(item))
-    if len(ids) > MAX_IDS:
-        raise InvalidInput(f"at most {MAX_IDS:,} {what} per request")
-    return list(dict.fromkeys(ids))
-
-
 @router.get("/compare", response_model=TableOut, responses=_RESPONSES)
 def compare(
     session: SessionDep,
-    runs: Annotated[str | None, Query(description="run ids, e.g. 1,2,3")] = None,
-    sweeps_: Annotated[str | None, Query(alias="sweeps", description="sweep ids, e.g. 4,5")] = None,
+    runs: Annotated[str | None, IdsQuery(description="run ids, e.g. 1,2,3")] = None,
+    sweeps_: Annotated[
+        str | None, IdsQuery(alias="sweeps", description="sweep ids, e.g. 4,5")
+    ] = None,
     format: Format = "json",
     sort: Sort = None,
 ) -> Any:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 
 from api.deps import SessionDep, require_token
 from api.errors import AUTH_RESPONSES, InvalidInput
-from api.schemas import MetricPoint, MetricSeries, Problem, RunCancelled, RunDetail
-from shared.db import sweeps
+from api.params import RunId
+from api.schemas import MetricPoint, MetricSeries, Problem, RunCancelOut, RunDetail
+from shared.domain import commands, metrics, reads
 from shared.table import METRIC_KEYS
 
 router = APIRouter(
@@ -18,7 +19,6 @@ router = APIRouter(
     responses=AUTH_RESPONSES,
 )
 
-RunId = Annotated[int, Path(ge=1, le=2**31 - 1, description="run id")]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "no run with that id"}
 }
@@ -27,10 +27,10 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 @router.get("/runs/{run_id}", response_model=RunDetail, responses=_NOT_FOUND)
 def get_run(run_id: RunId, session: SessionDep) -> RunDetail:
     """A run: configuration, status, attempts, timings, host, device, provenance, error."""
-    run = sweeps.get_run(session, run_id)
+    run = reads.get_run(session, run_id)
     latest = {
         key: MetricPoint(step=step, value=value)
-        for key, (step, value) in sweeps.latest_metrics(session, run_id).items()
+        for key, (step, value) in metrics.latest_metrics(session, run_id).items()
     }
     fields = {name: getattr(run, name) for name in RunDetail.model_fields if name != "latest"}
     return RunDetail.model_validate({**fields, "latest": latest})
@@ -38,12 +38,12 @@ def get_run(run_id: RunId, session: SessionDep) -> RunDetail:
 
 @router.post(
     "/runs/{run_id}/cancel",
-    response_model=RunCancelled,
+    response_model=RunCancelOut,
     responses={**_NOT_FOUND, 409: {"model": Problem, "description": "the run has finished"}},
 )
-def cancel_run(run_id: RunId, session: SessionDep) -> RunCancelled:
+def cancel_run(run_id: RunId, session: SessionDep) -> RunCancelOut:
     """Cancel a queued run now, or ask a running one to stop at its next step (409 if done)."""
-    return RunCancelled.model_validate(sweeps.cancel_run(session, run_id))
+    return RunCancelOut.model_validate(commands.cancel_run(session, run_id))
 
 
 def _split_keys(keys: list[str] | None) -> list[str] | None:
@@ -74,13 +74,13 @@ def run_metrics(
     """Learning curves as [inputs seen, value] pairs per key; `after` polls, `max_points` thins."""
     wanted = _split_keys(keys)
     if wanted:
-        known = set(METRIC_KEYS) | set(sweeps.metric_keys(session, run_id))
+        known = set(METRIC_KEYS) | set(metrics.metric_keys(session, run_id))
         unknown = [k for k in wanted if k not in known]
         if unknown:
             raise InvalidInput(
                 f"unknown metric key {unknown[0][:100]!r}; known keys: {', '.join(sorted(known))}"
             )
-    source, series = sweeps.metric_series(
+    source, series = metrics.metric_series(
         session, run_id, keys=wanted, after=after, max_points=max_points
     )
     last = max((points[-1][0] for points in series.values() if points), default=None)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import logging
-import os.path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 
 from api.deps import SessionDep, SettingsDep, read_body, require_token
 from api.errors import AUTH_RESPONSES, BadRequest, InvalidInput, UnsupportedMediaType
+from api.params import SweepId
 from api.schemas import (
+    PRINTABLE,
     PreviewRun,
     Problem,
     RunBrief,
@@ -21,27 +20,25 @@ from api.schemas import (
     SweepCancelled,
     SweepCreated,
     SweepDetail,
+    SweepOut,
     SweepPage,
     SweepPreview,
     SweepRetried,
     SweepSubmission,
-    SweepSummary,
 )
 from shared import queue
-from shared.db import sweeps
 from shared.db.models import RunStatus
-from shared.settings import Settings
-from shared.spec import SpecError, parse_sweep
-from shared.spec import Sweep as SweepSpec
+from shared.db.session import commit, enqueue_after_commit
+from shared.domain import commands, reads, submit
+from shared.domain.submit import default_name, parse_submission
+from shared.spec.encoding import NotUtf8, decode_utf8, encodable
 
-log = logging.getLogger("sweeps.api")
 router = APIRouter(
     tags=["sweeps"],
     dependencies=[Depends(require_token)],
     responses=AUTH_RESPONSES,
 )
 
-SweepId = Annotated[int, Path(ge=1, le=2**31 - 1, description="sweep id")]
 YAML_TYPES = ("application/x-yaml", "application/yaml", "text/yaml", "text/x-yaml", "text/plain")
 _BODY_DOC: dict[str, Any] = {
     "requestBody": {
@@ -65,14 +62,18 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 Body = Annotated[bytes, Depends(read_body)]
 
 
-def _decode_utf8(body: bytes) -> str:
+def NameQuery(**kwargs: Any) -> Any:  # noqa: N802 - used like fastapi.Query
+    """The `name` query parameter; `_check_name` refuses what the pattern documents."""
+    return Query(max_length=200, json_schema_extra={"pattern": PRINTABLE}, **kwargs)
+
+
+def _decode(body: bytes) -> str:
     try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = body.count(b"\n", 0, exc.start) + 1
+        return decode_utf8(body)
+    except NotUtf8 as exc:
         raise BadRequest(
-            f"the body is not UTF-8: byte 0x{body[exc.start]:02x} at offset {exc.start} "
-            f"(line {line}); save the file as UTF-8"
+            f"the body is not UTF-8: byte 0x{exc.byte:02x} at offset {exc.offset} "
+            f"(line {exc.line}); save the file as UTF-8"
         ) from None
 
 
@@ -88,7 +89,7 @@ def read_submission(request: Request, body: bytes, name: str | None) -> tuple[st
     """(YAML text, name) from a YAML or JSON body; 400/415/422 when it cannot be read."""
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if media == "application/json":
-        text = _decode_utf8(body)
+        text = _decode(body)
         try:
             data = json.loads(text)
         except ValueError as exc:
@@ -102,63 +103,15 @@ def read_submission(request: Request, body: bytes, name: str | None) -> tuple[st
             raise InvalidInput(
                 f'expected JSON {{"yaml": "...", "name": "..."}}: {problems}'
             ) from None
-        if "\x00" in submission.yaml or not _encodable(submission.yaml):
+        if "\x00" in submission.yaml or not encodable(submission.yaml):
             raise BadRequest("'yaml' holds characters that are not valid UTF-8 text")
         return submission.yaml, _check_name(submission.name) or _check_name(name)
     if media in YAML_TYPES or not media:
-        return _decode_utf8(body), _check_name(name)
+        return _decode(body), _check_name(name)
     raise UnsupportedMediaType(
         f"Content-Type {media!r} is not supported: send the YAML as application/x-yaml or "
         'text/plain, or JSON {"yaml": ..., "name": ...} as application/json'
     )
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def parse(text: str, settings: Settings) -> SweepSpec:
-    """Validate and expand the file; the API never runs any of its code."""
-    spec = parse_sweep(text, max_runs=settings.max_runs)
-    if not spec.runs:  # valid per FORMAT.md, but a sweep of nothing is surely a mistake
-        raise SpecError("the matrix gives no runs (an empty list, or a $filter that keeps none)",
-                        key="matrix")  # fmt: skip
-    for run in spec.runs:
-        sweeps.check_storable(run)
-    return spec
-
-
-def default_name(spec: SweepSpec) -> str:
-    """The experiment names' common prefix (the whole name for one run)."""
-    names = [r.experiment_name for r in spec.runs]
-    prefix = os.path.commonprefix(names) if names else ""
-    return prefix.rstrip("_-/:. ") or "sweep"
-
-
-def enqueue_after_commit(
-    session: Session, settings: Settings, run_ids: list[int]
-) -> tuple[int, list[str]]:
-    """Commit, then send one task per run; runs the broker missed are left to the reconciler."""
-    session.commit()
-    sent: list[int] = []
-    warnings: list[str] = []
-    for run_id in run_ids:
-        try:
-            queue.enqueue_run(run_id, broker_url=settings.broker_url)
-        except Exception as exc:  # noqa: BLE001 - any broker failure is handled the same way
-            log.warning("enqueue failed for run %s: %s", run_id, type(exc).__name__)
-            warnings.append(
-                f"the task queue is unreachable ({type(exc).__name__}); "
-                f"{len(run_ids) - len(sent)} queued runs will be sent by the reconciler"
-            )
-            break
-        sent.append(run_id)
-    sweeps.mark_enqueued(session, sent)
-    return len(sent), warnings
 
 
 @router.post(
@@ -174,22 +127,24 @@ def create_sweep(
     session: SessionDep,
     settings: SettingsDep,
     force: Annotated[bool, Query(description="train again even where results exist")] = False,
-    name: Annotated[str | None, Query(max_length=200, description="sweep name")] = None,
+    name: Annotated[str | None, NameQuery(description="sweep name")] = None,
 ) -> SweepCreated:
     """Submit a sweep file: store its runs and queue them (results that exist are reused)."""
     text, name = read_submission(request, body, name)
-    spec = parse(text, settings)
-    sweep, runs = sweeps.create_sweep(session, spec, name=name or default_name(spec), force=force)
+    spec = parse_submission(text, max_runs=settings.max_runs)
+    sweep, runs = submit.create_sweep(session, spec, name=name or default_name(spec), force=force)
     queued = [r.id for r in runs if r.status == RunStatus.QUEUED]
-    enqueued, warnings = enqueue_after_commit(session, settings, queued)
-    return SweepCreated(
+    enqueue_after_commit(session, queued, queue.sender(settings.broker_url))
+    created = SweepCreated(
         id=sweep.id,
         name=sweep.name,
         status=sweep.status.value,
         runs=[RunBrief.model_validate(r) for r in runs],
-        enqueued=enqueued,
-        warnings=warnings,
+        enqueued=0,
     )
+    # Committed here, not at the end of the request: the reply says what was sent.
+    outcome = commit(session)
+    return created.model_copy(update={"enqueued": len(outcome.sent), "warnings": outcome.warnings})
 
 
 @router.post(
@@ -201,18 +156,18 @@ def preview_sweep(
     session: SessionDep,
     settings: SettingsDep,
     force: Annotated[bool, Query(description="as POST /sweeps?force=true")] = False,
-    name: Annotated[str | None, Query(max_length=200)] = None,
+    name: Annotated[str | None, NameQuery()] = None,
 ) -> SweepPreview:
     """Validate and expand a sweep file without storing anything: runs, slugs, hashes, reuse."""
     text, name = read_submission(request, body, name)
-    spec = parse(text, settings)
-    plans = sweeps.plan_runs(session, spec, force=force)
+    spec = parse_submission(text, max_runs=settings.max_runs)
+    plans = submit.plan_runs(session, spec, force=force)
     runs = [
         PreviewRun(
             matrix_id=p.spec.matrix_id,
             slug=p.spec.slug,
             experiment_name=p.spec.experiment_name,
-            params=sweeps.json_safe(p.spec.params),
+            params=submit.json_safe(p.spec.params),
             config_hash=p.spec.config_hash,
             would_reuse=p.reuse_from_id is not None,
             reuse_from_id=p.reuse_from_id,
@@ -229,7 +184,7 @@ def preview_sweep(
     )
 
 
-def _summary(summary: sweeps.SweepSummary) -> dict[str, Any]:
+def _summary(summary: reads.SweepSummary) -> dict[str, Any]:
     sweep = summary.sweep
     return {
         "id": sweep.id,
@@ -250,17 +205,17 @@ def list_sweeps(
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> SweepPage:
     """Sweeps, newest first, one page at a time, with status counts and progress."""
-    items, total = sweeps.list_sweeps(session, limit=limit, offset=offset)
-    summaries = [SweepSummary(**_summary(s)) for s in sweeps.summarize(session, items)]
+    items, total = reads.list_sweeps(session, limit=limit, offset=offset)
+    summaries = [SweepOut(**_summary(s)) for s in reads.summarize(session, items)]
     return SweepPage(items=summaries, total=total, limit=limit, offset=offset)
 
 
 @router.get("/sweeps/{sweep_id}", response_model=SweepDetail, responses={404: {"model": Problem}})
 def get_sweep(sweep_id: SweepId, session: SessionDep) -> SweepDetail:
     """One sweep: status counts, progress, its file and its runs."""
-    sweep = sweeps.get_sweep(session, sweep_id)
-    (summary,) = sweeps.summarize(session, [sweep])
-    runs = [RunSummary.model_validate(r) for r in sweeps.sweep_runs(session, sweep_id)]
+    sweep = reads.get_sweep(session, sweep_id)
+    (summary,) = reads.summarize(session, [sweep])
+    runs = [RunSummary.model_validate(r) for r in reads.sweep_runs(session, sweep_id)]
     return SweepDetail(
         **_summary(summary), matrix_keys=sweep.matrix_keys, yaml_text=sweep.yaml_text, runs=runs
     )
@@ -273,7 +228,7 @@ def get_sweep(sweep_id: SweepId, session: SessionDep) -> SweepDetail:
 )
 def cancel_sweep(sweep_id: SweepId, session: SessionDep) -> SweepCancelled:
     """Cancel queued runs now and ask running ones to stop at their next step."""
-    result = sweeps.cancel_sweep(session, sweep_id)
+    result = commands.cancel_sweep(session, sweep_id)
     return SweepCancelled(
         sweep_id=sweep_id, cancelled=result.cancelled, cancel_requested=result.cancel_requested
     )
@@ -284,6 +239,9 @@ def cancel_sweep(sweep_id: SweepId, session: SessionDep) -> SweepCancelled:
 )
 def retry_sweep(sweep_id: SweepId, session: SessionDep, settings: SettingsDep) -> SweepRetried:
     """Queue the sweep's failed and cancelled runs again (they resume from their checkpoints)."""
-    ids = sweeps.retry_runs(session, sweep_id)
-    enqueued, warnings = enqueue_after_commit(session, settings, ids)
-    return SweepRetried(sweep_id=sweep_id, retried=ids, enqueued=enqueued, warnings=warnings)
+    ids = commands.retry_runs(session, sweep_id)
+    enqueue_after_commit(session, ids, queue.sender(settings.broker_url))
+    outcome = commit(session)  # here, so that the reply says what was sent
+    return SweepRetried(
+        sweep_id=sweep_id, retried=ids, enqueued=len(outcome.sent), warnings=outcome.warnings
+    )

@@ -1,12 +1,14 @@
 """The web UI under /ui: server-rendered pages, a cookie session, and one batch curves endpoint.
 
-Pages read through shared.db.sweeps and shared.table, the same queries the JSON API uses, so
-what the browser shows is what `GET /sweeps/{id}/table` returns. Forms post back here
+Pages call the domain layer (shared.domain) and shared.table, the same functions the JSON API
+uses, so what the browser shows is what `GET /sweeps/{id}/table` returns. Errors are mapped by
+api/errors.py (404, 409, 422) as for the JSON routes. Forms post back here
 (post/redirect/get); JavaScript only draws charts and polls while runs are unfinished.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,13 +18,17 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from api.deps import SessionDep, SettingsDep, ensure_bootstrap
-from api.routes.sweeps import default_name, enqueue_after_commit, parse
+from api.errors import InvalidInput
+from api.params import RunId, SweepId, parse_ids
 from api.ui import assets, auth, views
-from api.ui.curves import curves_payload, load_runs, parse_after
-from shared.db import sweeps as queries
+from shared import queue
 from shared.db.models import ApiToken, RunStatus
+from shared.db.session import enqueue_after_commit
+from shared.domain import commands, reads, tables
+from shared.domain.curves import curves_payload, load_runs, parse_after
+from shared.domain.submit import create_sweep, default_name, parse_submission, plan_runs
 from shared.spec import SpecError
-from shared.table import UnknownColumn, build_table, to_csv, to_markdown
+from shared.table import build_table, to_csv, to_markdown
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
@@ -74,10 +80,6 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     return templates.TemplateResponse(request, template, context, status_code=status_code)
 
 
-def not_found(error: queries.NotFound) -> HTTPException:
-    return HTTPException(404, str(error))
-
-
 # ---------------------------------------------------------------- login
 
 
@@ -94,7 +96,7 @@ def login(
     next: Annotated[str, Form()] = "/ui/",
 ) -> Response:
     auth.check_same_origin(request)
-    ensure_bootstrap(request, db)
+    ensure_bootstrap(request)
     found = auth.login(db, token)
     if found is None:
         error = "That token is not valid (unknown or revoked)." if token else "Paste a token."
@@ -138,10 +140,10 @@ def ui_root() -> Response:
 @router.get("/", response_class=HTMLResponse)
 def sweeps_page(request: Request, db: DbSession, _: PageUser, page: int = 1) -> HTMLResponse:
     page = max(1, page)
-    sweeps, total = queries.list_sweeps(
+    sweeps, total = reads.list_sweeps(
         db, limit=SWEEPS_PER_PAGE, offset=(page - 1) * SWEEPS_PER_PAGE
     )
-    rows = [views.sweep_row(s) for s in queries.summarize(db, sweeps)]
+    rows = [views.sweep_row(s) for s in reads.summarize(db, sweeps)]
     return render(
         request,
         "sweeps.html",
@@ -152,16 +154,10 @@ def sweeps_page(request: Request, db: DbSession, _: PageUser, page: int = 1) -> 
 
 
 def _sweep_context(db: Session, sweep_id: int, sort: str | None) -> dict[str, Any]:
-    try:
-        sweep = queries.get_sweep(db, sweep_id)
-        runs, param_keys = queries.table_runs(db, sweep_ids=[sweep_id])
-    except queries.NotFound as error:
-        raise not_found(error) from None
-    try:
-        table = build_table(runs, param_keys, sort=sort)
-    except UnknownColumn as error:
-        raise HTTPException(422, str(error)) from None
-    summary = queries.summarize(db, [sweep])[0]
+    sweep = reads.get_sweep(db, sweep_id)
+    runs, param_keys = tables.table_runs(db, sweep_ids=[sweep_id])
+    table = build_table(runs, param_keys, sort=sort)
+    summary = reads.summarize(db, [sweep])[0]
     statuses = {r.status for r in runs}
     return {
         "sweep": sweep,
@@ -183,7 +179,7 @@ def sweep_page(
     request: Request,
     db: DbSession,
     _: PageUser,
-    sweep_id: int,
+    sweep_id: SweepId,
     sort: str | None = None,
     cancelled: int | None = None,
     stopping: int | None = None,
@@ -212,14 +208,14 @@ def _flash(cancelled: int | None, stopping: int | None, retried: int | None) -> 
 
 
 @router.get("/sweeps/{sweep_id}/live", response_class=HTMLResponse)
-def sweep_live(request: Request, db: DbSession, _: DataUser, sweep_id: int) -> HTMLResponse:
+def sweep_live(request: Request, db: DbSession, _: DataUser, sweep_id: SweepId) -> HTMLResponse:
     """The status block and table, re-fetched by the page while runs are unfinished."""
     return render(request, "_sweep_live.html", **_sweep_context(db, sweep_id, None))
 
 
 @router.get("/sweeps/{sweep_id}/table.{fmt}")
 def sweep_table_file(
-    db: DbSession, _: PageUser, sweep_id: int, fmt: str, sort: str | None = None
+    db: DbSession, _: PageUser, sweep_id: SweepId, fmt: str, sort: str | None = None
 ) -> Response:
     if fmt not in ("md", "csv"):
         raise HTTPException(404, f"no table format {fmt!r}; use table.md or table.csv")
@@ -234,14 +230,11 @@ def sweep_table_file(
 
 
 @router.post("/sweeps/{sweep_id}/cancel")
-def cancel_sweep(db: DbSession, _: FormUser, sweep_id: int) -> Response:
+def cancel_sweep(db: DbSession, _: FormUser, sweep_id: SweepId) -> Response:
     try:
-        result = queries.cancel_sweep(db, sweep_id)
-    except queries.NotFound as error:
-        raise not_found(error) from None
-    except queries.Conflict:
-        result = queries.CancelResult([], [])
-    db.commit()
+        result = commands.cancel_sweep(db, sweep_id)
+    except commands.Conflict:  # all finished meanwhile: the page says nothing was cancelled
+        result = commands.CancelResult([], [])
     return RedirectResponse(
         f"/ui/sweeps/{sweep_id}?cancelled={len(result.cancelled)}"
         f"&stopping={len(result.cancel_requested)}",
@@ -250,12 +243,9 @@ def cancel_sweep(db: DbSession, _: FormUser, sweep_id: int) -> Response:
 
 
 @router.post("/sweeps/{sweep_id}/retry")
-def retry_sweep(db: DbSession, settings: SettingsDep, _: FormUser, sweep_id: int) -> Response:
-    try:
-        run_ids = queries.retry_runs(db, sweep_id)
-    except queries.NotFound as error:
-        raise not_found(error) from None
-    enqueue_after_commit(db, settings, run_ids)
+def retry_sweep(db: DbSession, settings: SettingsDep, _: FormUser, sweep_id: SweepId) -> Response:
+    run_ids = commands.retry_runs(db, sweep_id)
+    enqueue_after_commit(db, run_ids, queue.sender(settings.broker_url))
     return RedirectResponse(f"/ui/sweeps/{sweep_id}?retried={len(run_ids)}", status_code=303)
 
 
@@ -263,11 +253,8 @@ def retry_sweep(db: DbSession, settings: SettingsDep, _: FormUser, sweep_id: int
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run_page(request: Request, db: DbSession, _: PageUser, run_id: int) -> HTMLResponse:
-    try:
-        run = queries.get_run(db, run_id)
-    except queries.NotFound as error:
-        raise not_found(error) from None
+def run_page(request: Request, db: DbSession, _: PageUser, run_id: RunId) -> HTMLResponse:
+    run = reads.get_run(db, run_id)
     return render(
         request,
         "run.html",
@@ -283,14 +270,9 @@ def run_page(request: Request, db: DbSession, _: PageUser, run_id: int) -> HTMLR
 
 
 @router.post("/runs/{run_id}/cancel")
-def cancel_run(db: DbSession, _: FormUser, run_id: int) -> Response:
-    try:
-        queries.cancel_run(db, run_id)
-    except queries.NotFound as error:
-        raise not_found(error) from None
-    except queries.Conflict:
-        pass  # finished meanwhile: the page shows its final status
-    db.commit()
+def cancel_run(db: DbSession, _: FormUser, run_id: RunId) -> Response:
+    with contextlib.suppress(commands.Conflict):  # finished meanwhile: the page shows it
+        commands.cancel_run(db, run_id)
     return RedirectResponse(f"/ui/runs/{run_id}", status_code=303)
 
 
@@ -298,15 +280,9 @@ def cancel_run(db: DbSession, _: FormUser, run_id: int) -> Response:
 
 
 def _ids(values: list[str], what: str) -> list[int]:
-    """Repeated (?runs=1&runs=2) and comma-separated (?runs=1,2) ids, in order, unique."""
-    ids: dict[int, None] = {}
-    for item in ",".join(values).replace(" ", ",").split(","):
-        if not item:
-            continue
-        if not item.isdigit():
-            raise ValueError(f"{what}: {item!r} is not a number")
-        ids[int(item)] = None
-    return list(ids)
+    """Repeated (?runs=1&runs=2), comma- or space-separated (?runs=1,2) ids, in order, unique."""
+    items = [item for item in ",".join(values).replace(" ", ",").split(",") if item]
+    return parse_ids(",".join(items), what)
 
 
 @router.get("/compare", response_class=HTMLResponse)
@@ -321,17 +297,17 @@ def compare_page(
     context: dict[str, Any] = {"table": None, "error": None, "candidates": []}
     try:
         run_ids, sweep_ids = _ids(runs, "runs"), _ids(sweeps, "sweeps")
-        rows, param_keys = queries.table_runs(db, sweep_ids=sweep_ids, run_ids=run_ids)
+        rows, param_keys = tables.table_runs(db, sweep_ids=sweep_ids, run_ids=run_ids)
         if rows:
             table = build_table(rows, param_keys, sort=sort)
             context["table"] = views.table_view(table)
             context["run_ids"] = [r.run.run_id for r in table.rows]
-    except (ValueError, queries.NotFound) as error:
+    except (InvalidInput, reads.NotFound) as error:
         run_ids, sweep_ids, context["error"] = [], [], str(error)
     # Picked runs come back as checkboxes, so unticking one drops it; only ids that have no
     # checkbox stay in the text field.
     picked = set(context.get("run_ids", []))
-    context["candidates"] = views.compare_candidates(db, picked)
+    context["candidates"] = reads.compare_candidates(db, picked)
     listed = {c["id"] for c in context["candidates"]}
     return render(
         request,
@@ -363,29 +339,28 @@ async def submit(
     action: Annotated[str, Form()] = "preview",
     file: UploadFile | None = None,
 ) -> Response:
-    text = yaml
-    form: dict[str, Any] = {"yaml": "", "name": name, "force": force, "preview": None}
-    if not text.strip() and file is not None and file.filename:
-        raw = await file.read(settings.max_body_bytes + 1)
-        if len(raw) > settings.max_body_bytes:
+    source: str | bytes = yaml
+    form: dict[str, Any] = {"yaml": yaml, "name": name, "force": force, "preview": None}
+    if not yaml.strip() and file is not None and file.filename:
+        source = await file.read(settings.max_body_bytes + 1)
+        if len(source) > settings.max_body_bytes:
             limit = f"{settings.max_body_bytes:,} bytes (SWEEPS_MAX_BODY_BYTES)"
             error = {"message": f"{file.filename} is larger than {limit}", "location": None}
-            return render(request, "submit.html", 413, **form, error=error)
-        text = raw.decode("utf-8", "replace")
-    form.update(yaml=text, error=None)
+            return render(request, "submit.html", 413, **{**form, "yaml": ""}, error=error)
+        # Shown back in the form as far as it reads; the parser names a byte that is not UTF-8.
+        form["yaml"] = source.decode("utf-8", "replace")
     try:
-        spec = parse(text, settings)
-        if not spec.runs:
-            raise SpecError("the matrix gives no runs", key="matrix")
+        spec = parse_submission(source, max_runs=settings.max_runs)
     except SpecError as error:
         return render(request, "submit.html", 422, **{**form, "error": error.to_dict()})
     sweep_name = name.strip()[:200] or default_name(spec)
     if action != "submit":
-        plans = queries.plan_runs(db, spec, force=force)
+        plans = plan_runs(db, spec, force=force)
         form["preview"] = views.preview(plans)
-        return render(request, "submit.html", **{**form, "name": sweep_name})
-    sweep, runs = queries.create_sweep(db, spec, name=sweep_name, force=force)
-    enqueue_after_commit(db, settings, [r.id for r in runs if r.status == RunStatus.QUEUED])
+        return render(request, "submit.html", **{**form, "error": None, "name": sweep_name})
+    sweep, runs = create_sweep(db, spec, name=sweep_name, force=force)
+    queued = [r.id for r in runs if r.status == RunStatus.QUEUED]
+    enqueue_after_commit(db, queued, queue.sender(settings.broker_url))
     return RedirectResponse(f"/ui/sweeps/{sweep.id}", status_code=303)
 
 
@@ -403,11 +378,11 @@ def curves(
     max_points: Annotated[int, Query(ge=4, le=5000)] = DEFAULT_MAX_POINTS,
 ) -> Response:
     """Learning curves of many runs in two queries: runs, then every series downsampled."""
+    run_ids, sweep_ids = _ids([runs], "runs"), _ids([sweeps], "sweeps")
     try:
-        run_ids, sweep_ids = _ids([runs], "runs"), _ids([sweeps], "sweeps")
         cursors = parse_after(after)
     except ValueError as error:
-        raise HTTPException(422, str(error)) from None
+        raise InvalidInput(str(error)) from None
     chosen = load_runs(db, sweep_ids=sweep_ids, run_ids=run_ids)
     payload = curves_payload(db, chosen, after=cursors, max_points=max_points)
     return assets.json_response(payload, request)

@@ -1,4 +1,4 @@
-"""What the templates show, shaped from shared.db queries and the shared table builder."""
+"""What the templates show, shaped from the domain layer's results and the shared table."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from datetime import datetime
 from typing import Any
 
 import yaml
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
 
-from shared.db.models import Run, Sweep
-from shared.db.sweeps import PlannedRun, SweepSummary
+from shared.db.models import Run
+from shared.domain.reads import SweepSummary
+from shared.domain.submit import PlannedRun
 from shared.table import Table
 
 # The parallel-coordinates plot colours runs by the first of these that any run has.
@@ -214,33 +213,3 @@ def preview(plans: list[PlannedRun]) -> dict[str, Any]:
             for p in plans
         ]
     }
-
-
-COMPARE_RECENT_SWEEPS = 8
-COMPARE_MAX_CANDIDATES = 400
-
-
-def compare_candidates(session: Session, picked: set[int]) -> list[dict[str, Any]]:
-    """Runs offered as checkboxes: those picked, their sweeps' others, and recent sweeps'."""
-    recent = list(
-        session.scalars(select(Sweep.id).order_by(Sweep.id.desc()).limit(COMPARE_RECENT_SWEEPS))
-    )
-    picked_sweeps = select(Run.sweep_id).where(Run.id.in_(picked))
-    query = (
-        select(Run.id, Run.sweep_id, Run.slug, Run.status, Sweep.name)
-        .join(Sweep, Sweep.id == Run.sweep_id)
-        .where(or_(Run.id.in_(picked), Run.sweep_id.in_(recent), Run.sweep_id.in_(picked_sweeps)))
-        .order_by(Run.sweep_id.desc(), Run.id)
-        .limit(COMPARE_MAX_CANDIDATES)
-    )
-    return [
-        {
-            "id": row.id,
-            "sweep_id": row.sweep_id,
-            "sweep_name": row.name,
-            "slug": row.slug,
-            "status": row.status.value,
-            "picked": row.id in picked,
-        }
-        for row in session.execute(query)
-    ]

@@ -1,4 +1,4 @@
-"""Worker-side queries on runs: claim, lease, metrics, outcome, and the reconciler's sweeps.
+"""Worker-side queries on runs: claim, lease, metrics, outcome, and the reconciler's queries.
 
 Every state change is one conditional UPDATE, so two workers (or a worker and the
 reconciler) racing on the same run cannot both win. Functions take `session` and never
@@ -11,25 +11,17 @@ Times come from the worker's clock (`utcnow()`); hosts must agree to well within
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, text, update
+from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from shared.db.models import (
-    FINISHED_STATUSES,
-    LatestMetric,
-    Metric,
-    Run,
-    RunStatus,
-    Sweep,
-    SweepStatus,
-    utcnow,
-)
+from shared.db.models import FINISHED_STATUSES, LatestMetric, Metric, Run, RunStatus, utcnow
+from shared.domain.commands import update_sweep_status
 
 MetricPoint = tuple[str, int, float]
 
@@ -163,8 +155,8 @@ def upsert_metrics(session: Session, run_id: int, points: Iterable[MetricPoint])
     steps = [step for _, step in unique]
     values = list(unique.values())
     if postgres:
-        # One statement of three arrays: about twice executemany's rate (issue 6 asks for
-        # >20,000 points/s; this measures ~60,000 here), and one round trip per flush.
+        # One statement of three arrays: one round trip per flush, and faster than
+        # executemany (BENCHMARKS.md).
         session.execute(
             _PG_UPSERT_METRICS, {"run_id": run_id, "keys": keys, "steps": steps, "values": values}
         )
@@ -259,7 +251,7 @@ def finish_run(
     ).scalar()
     if sweep_id is None:
         return False
-    finish_sweeps(session, [sweep_id])
+    update_sweep_status(session, [sweep_id])
     return True
 
 
@@ -306,7 +298,7 @@ def expire_leases(session: Session, *, max_attempts: int) -> ExpiredLeases:
         sweep_ids = session.scalars(
             select(Run.sweep_id).where(Run.id.in_(done.cancelled + done.failed)).distinct()
         ).all()
-        finish_sweeps(session, sweep_ids)
+        update_sweep_status(session, sweep_ids)
     return done
 
 
@@ -337,34 +329,3 @@ def stale_queued_runs(session: Session, *, older_than_seconds: float) -> list[in
         .order_by(Run.id)
     )
     return list(rows)
-
-
-def mark_enqueued(session: Session, run_ids: Sequence[int]) -> None:
-    """Note that a message was (re)sent for these queued runs, restarting their grace period."""
-    if run_ids:
-        session.execute(
-            update(Run)
-            .where(Run.id.in_(list(run_ids)), Run.status == RunStatus.QUEUED)
-            .values(enqueued_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-
-
-def finish_sweeps(session: Session, sweep_ids: Sequence[int] | None = None) -> list[int]:
-    """Mark active sweeps finished once none of their runs is queued or running."""
-    live = exists().where(
-        Run.sweep_id == Sweep.id, Run.status.in_([RunStatus.QUEUED, RunStatus.RUNNING])
-    )
-    where = [Sweep.status == SweepStatus.ACTIVE, ~live]
-    if sweep_ids is not None:
-        if not sweep_ids:
-            return []
-        where.append(Sweep.id.in_(list(sweep_ids)))
-    ids = session.scalars(
-        update(Sweep)
-        .where(*where)
-        .values(status=SweepStatus.FINISHED, finished_at=utcnow())
-        .returning(Sweep.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    return sorted(ids)

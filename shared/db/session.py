@@ -1,15 +1,24 @@
-"""Engine and session factories. Nothing connects at import time."""
+"""Engine and session factories, and the unit of work: the one place that commits.
+
+Task messages are tied to the commit: `enqueue_after_commit` records run ids on the session,
+and an after-commit hook sends them, so a worker never receives an id whose row it cannot read
+yet, and a rolled-back transaction sends nothing. The API and the reconciler use the same path.
+Nothing connects at import time.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.domain.commands import mark_enqueued
 from shared.settings import get_settings
 
 
@@ -46,7 +55,7 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
     session = factory()
     try:
         yield session
-        session.commit()
+        commit(session)
     except BaseException:
         session.rollback()
         raise
@@ -59,3 +68,67 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
     """A unit of work for task wrappers and scripts on the configured database."""
     with unit_of_work(get_sessionmaker(url)) as session:
         yield session
+
+
+# ---------------------------------------------------------------- enqueue after commit
+
+log = logging.getLogger("sweeps.queue")
+Send = Callable[[int], None]
+_PENDING = "sweeps.enqueue.pending"  # list[(send, run ids)] of the open transaction
+_OUTCOME = "sweeps.enqueue.outcome"  # Enqueued of the last commit
+
+
+@dataclass
+class Enqueued:
+    """What the last commit sent: run ids, and a warning per send that failed."""
+
+    sent: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def enqueue_after_commit(session: Session, run_ids: Sequence[int], send: Send) -> None:
+    """Send `send(run_id)` for each id once this transaction commits; nothing if it rolls back."""
+    if run_ids:
+        session.connection()  # begin the transaction the ids belong to, if nothing has yet
+        session.info.setdefault(_PENDING, []).append((send, list(run_ids)))
+
+
+def commit(session: Session) -> Enqueued:
+    """Commit; the hook sends the recorded tasks; note the sent runs as enqueued.
+
+    A run whose message could not be sent stays queued without `enqueued_at`: the
+    reconciler sends it after its grace period.
+    """
+    session.commit()
+    outcome: Enqueued = session.info.pop(_OUTCOME, None) or Enqueued()
+    if outcome.sent:
+        mark_enqueued(session, outcome.sent)
+        session.commit()
+    return outcome
+
+
+@event.listens_for(Session, "after_commit")
+def _send_recorded(session: Session) -> None:
+    pending: list[tuple[Send, list[int]]] = session.info.pop(_PENDING, [])
+    if not pending:
+        return
+    outcome: Enqueued = session.info.setdefault(_OUTCOME, Enqueued())
+    total = sum(len(ids) for _, ids in pending)
+    for send, run_ids in pending:
+        for run_id in run_ids:
+            try:
+                send(run_id)
+            except Exception as exc:  # noqa: BLE001 - any broker failure is handled the same way
+                log.warning("enqueue failed for run %s: %s", run_id, type(exc).__name__)
+                outcome.warnings.append(
+                    f"the task queue is unreachable ({type(exc).__name__}); "
+                    f"{total - len(outcome.sent)} queued runs will be sent by the reconciler"
+                )
+                return  # the broker is down: the rest would fail the same way
+            outcome.sent.append(run_id)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_recorded(session: Session, _previous: Any) -> None:
+    if not session.in_transaction():  # the whole transaction, not a savepoint within it
+        session.info.pop(_PENDING, None)

@@ -2,14 +2,17 @@
 
 from .errors import SpecError
 from .matrix import MatrixEntry, expand_matrix, make_slug
-from .parse import RunSpec, Sweep, config_hash, is_code, parse_sweep
+from .parse import RunSpec, SweepSpec, config_hash, parse_sweep
+from .run_config import RunSettings
 from .safe_filter import evaluate_filter
+from .validate import is_code
 
 __all__ = [
     "MatrixEntry",
+    "RunSettings",
     "RunSpec",
     "SpecError",
-    "Sweep",
+    "SweepSpec",
     "config_hash",
     "evaluate_filter",
     "expand_matrix",

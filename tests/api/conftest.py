@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from shared.db.models import LatestMetric, Metric, Run, RunStatus, utcnow
@@ -106,3 +107,24 @@ def finish_run(
     for key, (step, value) in (latest or {}).items():
         session.add(LatestMetric(run_id=run_id, key=key, step=step, value=value))
     session.commit()
+
+
+@pytest.fixture
+def app_with_data(api_env: dict[str, str]) -> Iterator[Any]:
+    """The app, lifespan entered, with one sweep of two runs (one finished, with metrics)."""
+    from api.main import create_app
+
+    app = create_app()
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    with TestClient(app, headers=headers) as client:
+        created = post_yaml(client, TINY_YAML).json()
+        engine = create_engine(api_env["SWEEPS_DATABASE_URL"])
+        with Session(engine) as session:
+            finish_run(
+                session,
+                created["runs"][0]["id"],
+                latest={"validation_loss": (64, 0.5), "accuracy_argmax": (64, 0.75)},
+                series={"validation_loss": [(32, 0.7), (64, 0.5)]},
+            )
+        engine.dispose()
+        yield app  # app.state keeps the lifespan's engine for schemathesis' own clients

@@ -6,12 +6,9 @@ endpoint but /healthz answers 401, never 5xx. Bounded: a few dozen cases per ope
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import schemathesis
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from jsonschema_rs import Draft202012Validator
 from schemathesis.checks import not_a_server_error
@@ -20,10 +17,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sqlalchemy import create_engine
-from sqlalchemy.orm import Session
 
-from .conftest import API_TOKEN, TINY_YAML, finish_run, post_yaml
+from .conftest import API_TOKEN
 
 CHECKS = [
     not_a_server_error,
@@ -37,27 +32,6 @@ FUZZ = settings(
     derandomize=True,  # the same cases every run: a failure here is reproducible
     suppress_health_check=list(HealthCheck),
 )
-
-
-@pytest.fixture
-def app_with_data(api_env: dict[str, str]) -> Iterator[Any]:
-    """The app, lifespan entered, with one sweep of two runs (one finished, with metrics)."""
-    from api.main import create_app
-
-    app = create_app()
-    headers = {"Authorization": f"Bearer {API_TOKEN}"}
-    with TestClient(app, headers=headers) as client:
-        created = post_yaml(client, TINY_YAML).json()
-        engine = create_engine(api_env["SWEEPS_DATABASE_URL"])
-        with Session(engine) as session:
-            finish_run(
-                session,
-                created["runs"][0]["id"],
-                latest={"validation_loss": (64, 0.5), "accuracy_argmax": (64, 0.75)},
-                series={"validation_loss": [(32, 0.7), (64, 0.5)]},
-            )
-        engine.dispose()
-        yield app  # app.state keeps the lifespan's engine for schemathesis' own clients
 
 
 def _openapi() -> dict[str, Any]:

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from shared.db.models import Metric, Run
-from shared.db.sweeps import downsample
+from shared.domain.metrics import downsample
 
 from .conftest import finish_run, post_yaml
 

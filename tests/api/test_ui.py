@@ -18,11 +18,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.ui import session as ui_session
-from api.ui.curves import READ_WHOLE_FACTOR
-from shared.db import sweeps as queries
 from shared.db.models import ApiToken, Metric, Run, RunStatus, Sweep
 from shared.db.session import make_engine
 from shared.db.tokens import revoke_token
+from shared.domain.curves import READ_WHOLE_FACTOR
+from shared.domain.metrics import downsample
+from shared.domain.tables import table_runs
 from shared.table import build_table, to_markdown
 from tests.api.conftest import queued_run_ids
 from tests.api.ui_support import (  # noqa: F401 - fixtures
@@ -173,7 +174,7 @@ def test_sweep_page_table_matches_the_shared_table(logged_in: TestClient, db_url
     assert markdown.status_code == 200
     assert "attachment" in markdown.headers["content-disposition"]
     with db_session(db_url) as session:
-        runs, keys = queries.table_runs(session, sweep_ids=[seeded.sweep_id])
+        runs, keys = table_runs(session, sweep_ids=[seeded.sweep_id])
     assert markdown.text == to_markdown(build_table(runs, keys))
     assert "**0.8494**" in markdown.text
     csv = logged_in.get(f"/ui/sweeps/{seeded.sweep_id}/table.csv")
@@ -382,7 +383,7 @@ def test_curves_downsample_like_the_metrics_endpoint(logged_in: TestClient, db_u
         data = logged_in.get(f"/ui/api/curves?sweeps={seeded.sweep_id}&max_points={max_points}")
         for run_id, points in series.items():
             steps, values = data.json()["series"]["train_loss"][str(run_id)]
-            expected = queries.downsample(points, max_points)
+            expected = downsample(points, max_points)
             assert list(zip(steps, values, strict=True)) == [tuple(p) for p in expected]
             assert len(steps) <= max_points
             assert min(values) == min(v for _, v in points)

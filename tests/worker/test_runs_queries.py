@@ -14,14 +14,13 @@ from shared.db.runs import (
     claim_run,
     expire_leases,
     finish_run,
-    finish_sweeps,
-    mark_enqueued,
     record_progress,
     record_provenance,
     renew_lease,
     stale_queued_runs,
     upsert_metrics,
 )
+from shared.domain.commands import mark_enqueued, update_sweep_status
 from tests.worker.conftest import MakeRuns
 
 
@@ -207,7 +206,7 @@ def test_stale_queued_runs_and_mark_enqueued(session: Session, make_runs: MakeRu
 def test_finish_sweeps_waits_for_every_run(session: Session, make_runs: MakeRuns) -> None:
     (queued,) = make_runs(1)
     sweep_id = _run(session, queued).sweep_id
-    assert finish_sweeps(session) == []
+    assert update_sweep_status(session) == []
     session.execute(update(Run).where(Run.id == queued).values(status=RunStatus.CANCELLED))
-    assert finish_sweeps(session, []) == []
-    assert finish_sweeps(session) == [sweep_id]
+    assert update_sweep_status(session, []) == []
+    assert update_sweep_status(session) == [sweep_id]

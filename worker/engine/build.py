@@ -11,65 +11,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from shared.spec.run_config import RunSettings
+
 from . import losses, namespace
 from .augment import device_twin
 from .checkpoint import seed_everything
 
 
-@dataclass(frozen=True)
-class RunSettings:
-    """The scalar keys of a run's configuration, typed, with FORMAT.md's defaults."""
-
-    batch_size: int
-    learnrate: float
-    optimizer: str
-    scheduler: str | None
-    trainer: str
-    max_inputs: int | None
-    max_epoch: int | None
-    validation_batch_size: int | None
-    num_epochs_between_validations: int
-    num_inputs_between_validations: int | None
-    freeze_validation_set: bool
-    seed: int | None
-    num_workers: int
-    precision: str
-    compile: bool
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> RunSettings:
-        def opt_int(key: str) -> int | None:
-            value = config.get(key)
-            return None if value is None else int(value)
-
-        settings = cls(
-            batch_size=int(config["batch_size"]),
-            learnrate=float(config["learnrate"]),  # '3e-4' is a YAML string
-            optimizer=str(config["optimizer"]),
-            scheduler=config.get("scheduler") or None,
-            trainer=str(config.get("trainer") or "Trainer"),
-            max_inputs=opt_int("max_inputs"),
-            max_epoch=opt_int("max_epoch"),
-            validation_batch_size=opt_int("validation_batch_size"),
-            num_epochs_between_validations=int(config.get("num_epochs_between_validations") or 1),
-            num_inputs_between_validations=opt_int("num_inputs_between_validations"),
-            freeze_validation_set=bool(config.get("freeze_validation_set", False)),
-            seed=opt_int("seed"),
-            num_workers=int(config.get("num_workers") or 0),
-            precision=str(config.get("precision") or "fp32"),
-            compile=bool(config.get("compile", False)),
-        )
-        if settings.max_inputs is None and settings.max_epoch is None:
-            raise ValueError("set 'max_inputs' or 'max_epoch': without either the run never stops")
-        if settings.scheduler and settings.max_inputs is None:
-            raise ValueError("'scheduler' needs 'max_inputs' to know its length")
-        if settings.precision not in ("fp32", "bf16"):
-            raise ValueError(f"'precision' must be fp32 or bf16, got {settings.precision!r}")
-        return settings
-
-
 @dataclass
-class Run:
+class BuiltRun:
+    """A run ready to train: typed settings, seed, model, data, loss, optimizer, scheduler."""
+
     settings: RunSettings
     seed: int
     namespace: dict[str, Any]
@@ -96,7 +48,8 @@ def build_model(
 
 def build_run(
     config: dict[str, Any], device: torch.device, data_dir: Path | str | None = None
-) -> Run:
+) -> BuiltRun:
+    """Everything a run trains with; its settings follow the spec's rules and defaults."""
     settings = RunSettings.from_config(config)
     seed = settings.seed if settings.seed is not None else random.SystemRandom().randrange(2**31)
     seed_everything(seed)
@@ -125,7 +78,7 @@ def build_run(
             t.to(device)
     optimizer = make_optimizer(settings, model)
     scheduler = make_scheduler(settings, optimizer)
-    return Run(settings, seed, ns, model, train_set, validation_set, loss_fn, transforms,
+    return BuiltRun(settings, seed, ns, model, train_set, validation_set, loss_fn, transforms,
                optimizer, scheduler)  # fmt: skip
 
 
@@ -151,4 +104,4 @@ def make_scheduler(settings: RunSettings, optimizer: torch.optim.Optimizer) -> A
     cls = getattr(torch.optim.lr_scheduler, settings.scheduler, None)
     if cls is None:
         raise ValueError(f"scheduler {settings.scheduler!r} is not in torch.optim.lr_scheduler")
-    return cls(optimizer, settings.max_inputs // settings.batch_size)
+    return cls(optimizer, settings.scheduler_steps)

@@ -18,7 +18,8 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import Metric, Run, Sweep
-from shared.db.sweeps import downsample
+from shared.domain.metrics import downsample
+from shared.domain.reads import source_of
 
 CURVE_KEYS = (
     "train_loss",
@@ -71,7 +72,7 @@ def load_runs(
             slug=row.slug,
             status=row.status.value,
             finished=row.status.finished,
-            source_id=row.reused_from_id or row.id,
+            source_id=source_of(row.id, row.status, row.reused_from_id),
         )
         for row in rows
     ]
@@ -138,7 +139,7 @@ def _pairs(run_ids_by_key: dict[str, list[int]]) -> Any:
 
 
 def _downsampled(where: Any, max_points: int) -> Select[Any]:
-    """Min-max buckets in SQL, as shared.db.sweeps.downsample does in Python.
+    """Min-max buckets in SQL, as shared.domain.metrics.downsample does in Python.
 
     Per (run, key) series longer than `max_points`: keep the first and the last point, cut
     the points between into (max_points - 2) // 2 buckets of equal count, keep each bucket's
@@ -161,7 +162,7 @@ def _downsampled(where: Any, max_points: int) -> Select[Any]:
     buckets = (max_points - 2) // 2
     ends = or_(numbered.c.rn == 1, numbered.c.rn == numbered.c.n)
     # Interior point i (= rn - 2) of m (= n - 2) falls in bucket ceil((i + 1) * B / m) - 1,
-    # the same split as shared.db.sweeps.downsample's inner[b*m//B : (b+1)*m//B].
+    # the same split as metrics.downsample's inner[b*m//B : (b+1)*m//B].
     interior = numbered.c.n - 2
     bucket = case((ends, -1), else_=((numbered.c.rn - 1) * buckets - 1) // interior)
     in_bucket = (numbered.c.run_id, numbered.c.key, bucket)

@@ -1,0 +1,14 @@
+"""The domain layer: every rule about sweeps and runs, written once, shared by the JSON API,
+the web UI and the worker.
+
+- `errors`: NotFound and Conflict (api/errors.py maps them to 404 and 409).
+- `submit`: read, validate and store a sweep file (reusing earlier results).
+- `commands`: cancel and retry; the rule that says when a sweep is finished.
+- `reads`: sweeps, runs, summaries, and which run's results a reused run shows.
+- `metrics`: one run's series and latest values, and the min-max downsampling rule.
+- `curves`: many runs' curves at once, downsampled inside the database.
+- `tables`: rows for the comparison table.
+
+Functions take `session` and may flush, never commit: the unit of work at the edge
+(shared/db/session.py) commits, and sends the task messages recorded on the session.
+"""

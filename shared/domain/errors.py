@@ -1,0 +1,11 @@
+"""Domain errors; api/errors.py maps them to HTTP statuses for the JSON API and the UI alike."""
+
+from __future__ import annotations
+
+
+class NotFound(LookupError):
+    """No sweep or run with that id."""
+
+
+class Conflict(Exception):
+    """The request does not fit the current state (e.g. cancelling a finished run)."""

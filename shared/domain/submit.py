@@ -1,0 +1,162 @@
+"""Submitting a sweep: read and validate the file, plan which runs reuse earlier results,
+store the sweep and its runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os.path
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.db.models import Run, RunStatus, Sweep, utcnow
+from shared.domain.commands import update_sweep_status
+from shared.spec import RunSpec, SpecError, SweepSpec, parse_sweep
+
+MAX_INPUTS = 2**62  # runs.max_inputs and metrics.step are BIGINT
+_CHUNK = 1000  # bound the parameters of one IN (...) list
+
+
+def parse_submission(text: str | bytes, *, max_runs: int) -> SweepSpec:
+    """Validate and expand a submitted file; the service never runs any of its code.
+
+    On top of the format's rules: a sweep of no runs is refused (valid per FORMAT.md, but
+    surely a mistake), and so are values no database column can hold.
+    """
+    spec = parse_sweep(text, max_runs=max_runs)
+    if not spec.runs:
+        raise SpecError("the matrix gives no runs (an empty list, or a $filter that keeps none)",
+                        key="matrix")  # fmt: skip
+    for run in spec.runs:
+        check_storable(run)
+    return spec
+
+
+def default_name(spec: SweepSpec) -> str:
+    """The experiment names' common prefix (the whole name for one run)."""
+    names = [r.experiment_name for r in spec.runs]
+    prefix = os.path.commonprefix(names) if names else ""
+    return prefix.rstrip("_-/:. ") or "sweep"
+
+
+def json_safe(value: Any) -> Any:
+    """`value` as it is stored: dates and sets become strings, as the spec hashes them."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def check_storable(spec: RunSpec) -> None:
+    """SpecError for values no database column can hold (YAML escapes can make them)."""
+    label = f"{spec.matrix_id} ({spec.slug})" if spec.slug else None
+    for key, value in spec.config.items():
+        problem = _unstorable(value)
+        if problem:
+            raise SpecError(
+                f"'{key}' holds {problem}, which cannot be stored", key=str(key), run=label
+            )
+    max_inputs = spec.config.get("max_inputs")
+    if isinstance(max_inputs, int) and max_inputs > MAX_INPUTS:
+        raise SpecError(
+            f"'max_inputs' must be at most {MAX_INPUTS:,}", key="max_inputs", value=max_inputs
+        )
+
+
+def _unstorable(value: Any) -> str | None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "a NUL character (\\0)"
+        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+            return "an unpaired UTF-16 surrogate"
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"the number {value} (not valid JSON)"
+    if isinstance(value, dict):
+        items: Iterable[Any] = [*value.keys(), *value.values()]
+    elif isinstance(value, list | tuple | set):
+        items = value
+    else:
+        return None
+    return next((p for p in map(_unstorable, items) if p), None)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    spec: RunSpec
+    reuse_from_id: int | None  # a succeeded run with the same config_hash, unless forced
+
+
+def find_reusable(session: Session, hashes: Iterable[str]) -> dict[str, int]:
+    """config_hash -> id of the newest succeeded run with that hash."""
+    found: dict[str, int] = {}
+    unique = list(dict.fromkeys(hashes))
+    for start in range(0, len(unique), _CHUNK):
+        chunk = unique[start : start + _CHUNK]
+        query = (
+            select(Run.config_hash, func.max(Run.id))
+            .where(Run.config_hash.in_(chunk), Run.status == RunStatus.SUCCEEDED)
+            .group_by(Run.config_hash)
+        )
+        found.update({h: run_id for h, run_id in session.execute(query)})
+    return found
+
+
+def plan_runs(session: Session, spec: SweepSpec, *, force: bool = False) -> list[PlannedRun]:
+    """Each run of the spec with the earlier run it would reuse (none when `force`)."""
+    reusable = {} if force else find_reusable(session, (r.config_hash for r in spec.runs))
+    return [PlannedRun(r, reusable.get(r.config_hash)) for r in spec.runs]
+
+
+def create_sweep(
+    session: Session, spec: SweepSpec, *, name: str, force: bool = False
+) -> tuple[Sweep, list[Run]]:
+    """Store a parsed sweep and its runs; runs already trained elsewhere become `reused`.
+
+    `spec` comes from `parse_submission`, which has checked that every value is storable.
+    """
+    plans = plan_runs(session, spec, force=force)
+    sweep = Sweep(name=name[:200], yaml_text=spec.yaml_text, matrix_keys=list(spec.matrix_keys))
+    session.add(sweep)
+    session.flush()
+    sources = _inputs_seen(session, {p.reuse_from_id for p in plans if p.reuse_from_id})
+    now = utcnow()
+    runs = [_new_run(sweep.id, plan, sources, now) for plan in plans]
+    session.add_all(runs)
+    session.flush()
+    if update_sweep_status(session, [sweep.id]):  # every run reused: finished already
+        session.refresh(sweep)
+    return sweep, runs
+
+
+def _new_run(sweep_id: int, plan: PlannedRun, inputs_seen: dict[int, int], now: datetime) -> Run:
+    max_inputs = plan.spec.config.get("max_inputs")
+    if isinstance(max_inputs, bool) or not isinstance(max_inputs, int):
+        max_inputs = None
+    run = Run(
+        sweep_id=sweep_id,
+        matrix_id=plan.spec.matrix_id,
+        slug=plan.spec.slug,
+        experiment_name=plan.spec.experiment_name,
+        params=json_safe(plan.spec.params),
+        config=json_safe(plan.spec.config),
+        config_hash=plan.spec.config_hash,
+        max_inputs=max_inputs,
+        status=RunStatus.QUEUED,
+        inputs_seen=0,
+    )
+    if plan.reuse_from_id is not None:
+        run.status = RunStatus.REUSED
+        run.reused_from_id = plan.reuse_from_id
+        run.inputs_seen = inputs_seen.get(plan.reuse_from_id, 0)
+        run.finished_at = now
+    return run
+
+
+def _inputs_seen(session: Session, run_ids: set[int]) -> dict[int, int]:
+    if not run_ids:
+        return {}
+    query = select(Run.id, Run.inputs_seen).where(Run.id.in_(run_ids))
+    return {run_id: seen for run_id, seen in session.execute(query)}

@@ -1,0 +1,161 @@
+"""The typed configuration of one run: its scalar keys, their rules and their defaults.
+
+Written once for both sides: the parser checks every run of a sweep with these rules and keeps
+the typed result on `RunSpec.settings`; the engine rebuilds the same type from the stored
+configuration with `RunSettings.from_config`, which applies the same rules. Pure Python.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from . import names
+from .errors import SpecError
+
+# Integer keys and their smallest allowed value.
+INT_KEYS = {
+    "batch_size": 1,
+    "max_inputs": 1,
+    "validation_batch_size": 1,
+    "num_epochs_between_validations": 1,
+    "num_inputs_between_validations": 1,
+    "max_epoch": 1,
+    "seed": 0,
+    "num_workers": 0,
+}
+BOOL_KEYS = ("freeze_validation_set", "compile")
+# FORMAT.md's defaults for keys a file may leave out.
+DEFAULTS: dict[str, Any] = {
+    "trainer": "Trainer",
+    "num_epochs_between_validations": 1,
+    "num_workers": 0,
+    "precision": "fp32",
+    "compile": False,
+    "freeze_validation_set": False,
+}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The scalar keys of a run's configuration, typed, with FORMAT.md's defaults."""
+
+    batch_size: int
+    learnrate: float
+    optimizer: str
+    scheduler: str | None
+    trainer: str
+    max_inputs: int | None
+    max_epoch: int | None
+    validation_batch_size: int | None
+    num_epochs_between_validations: int
+    num_inputs_between_validations: int | None
+    freeze_validation_set: bool
+    seed: int | None
+    num_workers: int
+    precision: str
+    compile: bool
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> RunSettings:
+        """Typed settings of a stored configuration; SpecError naming a rule it breaks."""
+        check_stop(config)
+        check_scalars(config)
+        check_choice(config, "precision", names.PRECISIONS, "precisions")
+        check_schedule(config)
+        return cls.of_checked(config)
+
+    @classmethod
+    def of_checked(cls, config: dict[str, Any]) -> RunSettings:
+        """Typed settings of a configuration the rules above have passed, defaults filled in."""
+
+        def opt_int(key: str) -> int | None:
+            value = config.get(key)
+            return None if value is None else int(value)
+
+        def default(key: str) -> Any:
+            value = config.get(key)
+            return DEFAULTS[key] if value is None else value
+
+        return cls(
+            batch_size=int(config["batch_size"]),
+            learnrate=float(config["learnrate"]),  # '3e-4' is a YAML 1.1 string
+            optimizer=str(config["optimizer"]),
+            scheduler=config.get("scheduler") or None,
+            trainer=str(default("trainer")),
+            max_inputs=opt_int("max_inputs"),
+            max_epoch=opt_int("max_epoch"),
+            validation_batch_size=opt_int("validation_batch_size"),
+            num_epochs_between_validations=int(default("num_epochs_between_validations")),
+            num_inputs_between_validations=opt_int("num_inputs_between_validations"),
+            freeze_validation_set=bool(default("freeze_validation_set")),
+            seed=opt_int("seed"),
+            num_workers=int(default("num_workers")),
+            precision=str(default("precision")),
+            compile=bool(default("compile")),
+        )
+
+    @property
+    def scheduler_steps(self) -> int:
+        """A scheduler's length in optimizer steps: max_inputs // batch_size."""
+        assert self.max_inputs is not None, "check_schedule requires max_inputs"
+        return self.max_inputs // self.batch_size
+
+
+def check_stop(config: dict[str, Any]) -> None:
+    if not config.get("max_inputs") and not config.get("max_epoch"):
+        raise SpecError(
+            "set 'max_inputs' or 'max_epoch': without either the run never stops",
+            key="max_inputs",
+        )
+
+
+def check_scalars(config: dict[str, Any]) -> None:
+    for key, minimum in INT_KEYS.items():
+        value = config.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise SpecError(
+                f"'{key}' must be an integer >= {minimum}, got {value!r}", key=key, value=value
+            )
+    for key in BOOL_KEYS:
+        if key in config and not isinstance(config[key], bool):
+            raise SpecError(
+                f"'{key}' must be true or false, got {config[key]!r}", key=key, value=config[key]
+            )
+
+
+def check_schedule(config: dict[str, Any]) -> None:
+    if config.get("scheduler") is not None:
+        check_choice(config, "scheduler", names.SCHEDULERS, "torch.optim.lr_scheduler")
+        if not config.get("max_inputs"):
+            raise SpecError("'scheduler' needs 'max_inputs' to know its length", key="scheduler")
+
+
+def check_choice(config: dict[str, Any], key: str, allowed: tuple[str, ...], where: str) -> None:
+    value = config.get(key)
+    if value is None or (isinstance(value, str) and value in allowed):
+        return
+    close = suggest(value, allowed)
+    hint = f"did you mean '{close}'? " if close else ""
+    raise SpecError(
+        f"'{key}' {short(value)} is not supported; {hint}"
+        f"choose one of {', '.join(allowed)} ({where})",
+        key=key,
+        value=value,
+    )
+
+
+def suggest(value: Any, allowed: tuple[str, ...]) -> str | None:
+    """The allowed name the user most likely meant: same letters in another case, else close."""
+    text = str(value)[:200]
+    same = [name for name in allowed if name.lower() == text.lower()]
+    close = same or difflib.get_close_matches(text, allowed, n=1)
+    return close[0] if close else None
+
+
+def short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,160 @@
+"""The rules of FORMAT.md for one run's resolved configuration: keys, values and code.
+
+The scalar settings' rules live in run_config.py (the engine applies them too); the code
+blocks are compiled here, never run.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import math
+from functools import lru_cache
+from typing import Any
+
+from . import names
+from .document import Locator
+from .errors import SpecError
+from .run_config import check_choice, check_scalars, check_schedule, check_stop, short, suggest
+
+
+def is_code(key: str, value: Any) -> bool:
+    """FORMAT.md: model/train_set*/validation_set* always; others only as multi-line strings."""
+    if key in names.ALWAYS_CODE_KEYS or key.startswith(names.ALWAYS_CODE_PREFIXES):
+        return True
+    if key in names.NEVER_CODE_KEYS:
+        return False
+    return isinstance(value, str) and "\n" in value
+
+
+def validate(config: dict[str, Any], locator: Locator) -> None:
+    """SpecError, located in the YAML, for the first rule of FORMAT.md the run breaks."""
+    try:
+        _check_keys(config)
+        _check_values(config)
+    except SpecError as exc:
+        raise locator.locate(exc) from None
+    for key, value in config.items():
+        if key == "globals":
+            for name, code in (value or {}).items():
+                if isinstance(code, str):
+                    _check_code(code, key=f"globals.{name}", locator=locator, path=(key, name))
+        elif key != "matrix" and value is not None and is_code(key, value):
+            if not isinstance(value, str):
+                raise locator.locate(
+                    SpecError(
+                        f"'{key}' must be Python code (a string), not {type(value).__name__}",
+                        key=key,
+                        value=value,
+                    )
+                )
+            _check_code(value, key=key, locator=locator, path=(key,))
+
+
+def _check_keys(config: dict[str, Any]) -> None:
+    for key in config:
+        if not isinstance(key, str):
+            raise SpecError(f"top-level key {key!r} must be a name", value=key)
+        if key in names.KNOWN_KEYS or key.startswith(names.ALWAYS_CODE_PREFIXES):
+            continue
+        close = difflib.get_close_matches(key, names.KNOWN_KEYS, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise SpecError(f"unknown key '{key}'{hint}", key=key)
+    for key in names.REQUIRED_KEYS:
+        if not config.get(key):
+            raise SpecError(f"required key '{key}' is missing or empty", key=key)
+    check_stop(config)
+
+
+def _check_values(config: dict[str, Any]) -> None:
+    check_scalars(config)
+    _check_learnrate(config["learnrate"])
+    check_choice(config, "optimizer", names.OPTIMIZERS, "torch.optim")
+    check_choice(config, "trainer", names.TRAINERS, "the engine's trainers")
+    check_choice(config, "precision", names.PRECISIONS, "precisions")
+    check_schedule(config)
+    _check_loss(config.get("loss_function"))
+    if not isinstance(config["experiment_name"], str):
+        raise SpecError(
+            f"'experiment_name' must be a string, not {type(config['experiment_name']).__name__}",
+            key="experiment_name",
+            value=config["experiment_name"],
+        )
+    if config.get("description") is not None and not isinstance(config["description"], str):
+        raise SpecError("'description' must be text", key="description")
+    if "globals" in config and config["globals"] is not None:
+        _check_globals(config["globals"])
+
+
+def _check_learnrate(value: Any) -> None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
+        raise SpecError(
+            f"'learnrate' must be a non-negative number, got {value!r}",
+            key="learnrate",
+            value=value,
+        )
+
+
+def _check_loss(value: Any) -> None:
+    if value is None or (isinstance(value, str) and "\n" in value):
+        return
+    known = (*names.LOSS_ALIASES, *names.LOSS_FUNCTIONS, *names.LOSS_CLASSES)
+    if isinstance(value, str) and value in known:
+        return
+    close = suggest(value, known)
+    hint = f"; did you mean '{close}'?" if close else ""
+    raise SpecError(
+        f"'loss_function' {short(value)} is not a known loss{hint} "
+        f"(aliases: {', '.join(names.LOSS_ALIASES)}; or a torch.nn loss class/function name)",
+        key="loss_function",
+        value=value,
+    )
+
+
+def _check_globals(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise SpecError(
+            f"'globals' must be a map of NAME: value, not {type(value).__name__}",
+            key="globals",
+            value=value,
+        )
+    for name in value:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise SpecError(f"globals name {name!r} is not a Python identifier", key="globals")
+
+
+@lru_cache(maxsize=512)
+def _compile_check(code: str) -> tuple[str, int, int] | None:
+    """None when `code` compiles and ends in an expression, else (message, line, column)."""
+    try:
+        tree = ast.parse(code)
+        compile(tree, "<sweep>", "exec")
+    except SyntaxError as exc:
+        return (f"Python syntax error: {exc.msg}", exc.lineno or 1, exc.offset or 0)
+    except ValueError as exc:  # e.g. null bytes in the source
+        return (f"invalid Python source: {exc}", 1, 0)
+    except (RecursionError, MemoryError):
+        return ("the Python code is nested too deeply to compile", 1, 0)
+    if not tree.body or not isinstance(tree.body[-1], ast.Expr):
+        last = tree.body[-1].lineno if tree.body else 1
+        return ("the last statement must be an expression giving the value", last, 0)
+    return None
+
+
+def _check_code(code: str, *, key: str, locator: Locator, path: tuple[str, ...]) -> None:
+    problem = _compile_check(code)
+    if problem is None:
+        return
+    message, code_line, column = problem
+    first = locator.code_first_line(path)
+    line = first + code_line - 1 if first is not None else None
+    raise SpecError(
+        f"{message} (line {code_line} of the code)",
+        line=line,
+        column=locator.code_column(line, code, code_line, column),
+        key=key,
+    )
