@@ -182,6 +182,11 @@ class RunDetail(RunSummary):
     created_at: datetime
     enqueued_at: datetime | None
     train_seconds: float | None
+    phases: dict[str, float] | None = Field(
+        description="where the run's time went, {phase: seconds}: claim, imports, data, build, "
+        "train, validation, embed_heldout, checkpoint, svc_wait, total; svc_fit, "
+        "svc_fit_heldout and metric_writes run in the background"
+    )
     latest: dict[str, MetricPoint] = Field(
         description="newest value per metric key (the source run's, for a reused run)"
     )

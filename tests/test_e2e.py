@@ -64,6 +64,32 @@ def test_sweep_end_to_end(db_url: str, broker_url: str, tmp_path: Path) -> None:
         assert (run["status"], run["attempts"], run["inputs_seen"]) == ("succeeded", 1, 2048)
         assert run["device"].split()[0] in ("cpu", "cuda") and run["provenance"]["seed"] == 1
         assert run["latest"]["validation_loss"]["step"] == 2048
+        # -- where the time went, recorded by the real worker: the table's train time is the
+        # training phase alone, and the sequential phases fit inside the run's total.
+        phases = run["phases"]
+        for name in (
+            "claim",
+            "imports",
+            "data",
+            "build",
+            "train",
+            "validation",
+            "svc_wait",
+            "checkpoint",
+            "total",
+            "svc_fit",
+            "svc_fit_heldout",
+            "metric_writes",
+        ):
+            assert name in phases and phases[name] >= 0, (name, phases)
+        assert phases["train"] == pytest.approx(run["train_seconds"], abs=0.01)
+        sequential = ("claim", "imports", "data", "build", "train", "validation", "svc_wait")
+        assert sum(phases[name] for name in sequential) <= phases["total"] + 0.01
+        login = client.post("/ui/login", data={"token": TOKEN, "next": "/ui/"})
+        assert login.status_code in (200, 303), login.text
+        page = client.get(f"/ui/runs/{run_ids[0]}")  # the client keeps the login cookie
+        assert page.status_code == 200 and "Where the time went" in page.text
+        assert "process start and imports" in page.text and "training" in page.text
 
         metrics = client.get(f"/runs/{run_ids[0]}/metrics").json()
         series = metrics["series"]

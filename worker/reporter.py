@@ -88,6 +88,9 @@ class Reporter:
         self._pending: list[MetricPoint] = []
         self._progress: int | None = None
         self._provenance: dict[str, Any] | None = None
+        # {phase: seconds}: the engine's (the "phases" event), the task's, and our own writes;
+        # stored with the outcome.
+        self.phases: dict[str, float] = {}
         self._last_renewal = time.monotonic()
         self._thread: threading.Thread | None = None
         self._outage_since: float | None = None
@@ -116,6 +119,8 @@ class Reporter:
                 self._progress = int(payload["inputs"])
             elif event == "provenance":
                 self._provenance = dict(payload["info"])
+            elif event == "phases":
+                self.phases.update(payload["phases"])
         if event in ("checkpoint", "provenance"):
             with self._lock:
                 judging = bool(self._rungs_due) and self._thread is not None
@@ -208,6 +213,7 @@ class Reporter:
         if not (points or progress is not None or provenance or heartbeat_due or force_heartbeat):
             return
         reason = None
+        started = time.perf_counter()
         try:
             with self._sessions() as session:
                 lease = renew_lease(session, self.run_id, self.owner, self.lease_seconds)
@@ -219,6 +225,9 @@ class Reporter:
             with self._lock:
                 self._rungs_due[:0] = due
             raise
+        with self._lock:
+            written = self.phases.get("metric_writes", 0.0) + time.perf_counter() - started
+            self.phases["metric_writes"] = round(written, 3)
         self._last_renewal = time.monotonic()
         self.cancel_requested = lease.cancel_requested
         if reason is not None:  # only once the prune mark is committed
@@ -316,6 +325,7 @@ class Reporter:
                             error=error, traceback=traceback,
                             inputs_seen=int(inputs) if inputs is not None else None,
                             train_seconds=float(seconds) if seconds is not None else None,
+                            phases=dict(self.phases) or None,
                         )  # fmt: skip
                 except BaseException:
                     self._restore(points, progress, provenance)

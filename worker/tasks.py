@@ -1,8 +1,8 @@
 """The Celery task "runs.train": claim the run, train it through the engine, record the outcome.
 
 `train` is a plain function (the Celery app registers it by name), so tests call it directly.
-The engine is imported inside the task: torch loads in the pool's child process only, never
-in the worker's parent that forks the children.
+The engine is imported inside the task, so calling it needs no torch at import time; under
+`run_worker` the parent has imported it already (`warm_imports`), and the import is free.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -47,9 +48,11 @@ def lease_owner() -> str:
 
 def train(run_id: int, *, train_fn: TrainFn | None = None) -> str:
     """Claim, train and record one run; returns the outcome ("skipped" for a duplicate)."""
+    started = time.perf_counter()
     settings = get_settings()
     owner = lease_owner()
     config = _claim(run_id, owner, settings)
+    claimed = time.perf_counter()
     if config is None:
         log.info("run %s: not claimable (duplicate delivery, cancelled or finished)", run_id)
         return "skipped"
@@ -61,8 +64,11 @@ def train(run_id: int, *, train_fn: TrainFn | None = None) -> str:
         heartbeat_seconds=settings.heartbeat_seconds,
         early_stop=early_stop, sweep_id=sweep_id,
     )  # fmt: skip
+    reporter.phases["claim"] = round(claimed - started, 3)
     with reporter:
         status, details = _train(run_id, config, reporter, settings, train_fn)
+    # Everything up to the final write (which cannot time itself), from the task's start.
+    reporter.phases["total"] = round(time.perf_counter() - started, 3)
     if reporter.storage_error is not None:
         reporter.discard_pending()
         status, details = (
@@ -111,9 +117,12 @@ def _train(
     settings: Settings,
     train_fn: TrainFn | None,
 ) -> tuple[RunStatus, dict[str, Any]]:
+    imports_started = time.perf_counter()
     from worker import plugins
     from worker.engine import RunCancelled, train_run
 
+    # ~0 in a warm child (the worker's parent imported the engine before forking it).
+    reporter.phases["imports"] = round(time.perf_counter() - imports_started, 3)
     try:
         plugins.load(settings.plugins)  # checked at the worker's start; here for its names
         summary = (train_fn or train_run)(

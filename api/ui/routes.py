@@ -267,6 +267,7 @@ def run_page(request: Request, db: DbSession, _: PageUser, run_id: RunId) -> HTM
         run_finished=run.status.finished,
         params_text=views.params_text(run),
         timings=views.run_timings(run),
+        phases=views.run_phases(run),
         config_yaml=views.to_yaml(run.config),
         provenance_yaml=views.to_yaml(run.provenance) if run.provenance else "",
         max_points=DEFAULT_MAX_POINTS,

@@ -166,6 +166,40 @@ def run_timings(run: Run) -> list[tuple[str, str]]:
     return [(label, value) for label, value in rows if value]
 
 
+# Phases as the worker records them (worker/engine/phases.py), in the order a run meets them.
+PHASE_LABELS = {
+    "claim": "claim the run",
+    "imports": "process start and imports",
+    "data": "data",
+    "build": "model build",
+    "resume": "resume from checkpoint",
+    "compile": "compile (first step, within training)",
+    "train": "training",
+    "validation": "validation",
+    "embed_heldout": "held-out embeddings",
+    "checkpoint": "checkpoint saves",
+    "svc_wait": "waiting for the SVC probes",
+    "svc_fit": "SVC fit, in-sample (background)",
+    "svc_fit_heldout": "SVC fit, held-out (background)",
+    "metric_writes": "metric writes (background)",
+    "total": "total",
+}
+
+
+def run_phases(run: Run) -> list[tuple[str, str, str]]:
+    """(phase, seconds, share of the run's total) rows for "where the time went"."""
+    phases = {str(k): float(v) for k, v in (run.phases or {}).items()}
+    total = phases.get("total")
+    order = [name for name in PHASE_LABELS if name in phases]
+    order += sorted(name for name in phases if name not in PHASE_LABELS)
+    rows = []
+    for name in order:
+        seconds = phases[name]
+        share = f"{seconds / total:.0%}" if total and name != "total" else ""
+        rows.append((PHASE_LABELS.get(name, name), f"{seconds:,.2f}s", share))
+    return rows
+
+
 def preview(plans: list[PlannedRun]) -> dict[str, Any]:
     return {
         "runs": [

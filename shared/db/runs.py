@@ -226,8 +226,12 @@ def finish_run(
     traceback: str | None = None,
     inputs_seen: int | None = None,
     train_seconds: float | None = None,
+    phases: dict[str, float] | None = None,
 ) -> bool:
-    """Record the outcome, only if we still hold the run; then close its sweep if all ended."""
+    """Record the outcome, only if we still hold the run; then close its sweep if all ended.
+
+    `phases` is where the attempt's time went ({phase: seconds}); the latest attempt's is kept.
+    """
     if status not in FINISHED_STATUSES or status is RunStatus.REUSED:
         raise ValueError(f"finish_run needs succeeded, failed or cancelled, not {status}")
     values: dict[str, Any] = {
@@ -241,6 +245,8 @@ def finish_run(
         values["inputs_seen"] = inputs_seen
     if train_seconds is not None:
         values["train_seconds"] = train_seconds
+    if phases is not None:
+        values["phases"] = phases
     sweep_id = session.execute(
         update(Run)
         .where(Run.id == run_id, Run.lease_owner == owner, Run.status == RunStatus.RUNNING)

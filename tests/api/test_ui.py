@@ -201,6 +201,7 @@ def test_run_page_shows_config_provenance_and_traceback(logged_in: TestClient, d
         assert run is not None
         run.error = "RuntimeError: shapes do not match"
         run.traceback = 'Traceback (most recent call last):\n  File "<model>", line 3\n<b>x</b>'
+        run.phases = {"total": 4.0, "train": 3.0, "imports": 0.5, "svc_fit": 1.25}
         session.commit()
     page = logged_in.get(f"/ui/runs/{seeded.run_ids[0]}")
     assert page.status_code == 200
@@ -209,6 +210,16 @@ def test_run_page_shows_config_provenance_and_traceback(logged_in: TestClient, d
     assert "matrix_slug: hidden:16" in page.text  # the resolved config as YAML
     assert "host: ui-test-host" in page.text  # provenance
     assert '<span class="status failed" id="run-status">failed</span>' in page.text
+    # Where the time went: one row per phase, in the order a run meets them, with its share.
+    phases = page.text.split('id="phases"')[1].split("</table>")[0]
+    rows = re.findall(r"<tr><td>([^<]+)</td><td class=\"num\">([^<]+)</td>"
+                      r"<td class=\"num\">([^<]*)</td></tr>", phases)  # fmt: skip
+    assert rows == [
+        ("process start and imports", "0.50s", "12%"),
+        ("training", "3.00s", "75%"),
+        ("SVC fit, in-sample (background)", "1.25s", "31%"),
+        ("total", "4.00s", ""),
+    ]
     assert logged_in.get("/ui/runs/999").status_code == 404
 
 

@@ -239,6 +239,14 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.kill()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _torch_for_checkpoint_reads() -> None:
+    """helpers.checkpoint_inputs reads checkpoints with torch; importing it takes seconds on a
+    busy machine, and a warm-started run can finish in that time, so the scenarios would see
+    it already done. Imported once, before any stack starts."""
+    import torch  # noqa: F401
+
+
 @pytest.fixture
 def stack(
     tmp_path: Path, pg_cluster: PostgresCluster, private_redis: RedisServer

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -82,6 +83,24 @@ def test_train_records_metrics_provenance_and_outcome(
     )
     assert latest["accuracy_argmax"] == 2048 and latest["model_params"] == 2048
     assert (run_dir(run_id, fast_settings) / "latest.pt").is_file()
+    # Where the time went: every phase the run passed through, training as the table shows it.
+    assert run.phases is not None
+    assert {
+        "claim",
+        "imports",
+        "data",
+        "build",
+        "train",
+        "validation",
+        "embed_heldout",
+        "checkpoint",
+        "svc_wait",
+        "svc_fit",
+        "svc_fit_heldout",
+        "total",
+    } <= set(run.phases)
+    assert run.phases["train"] == pytest.approx(run.train_seconds, abs=0.01)
+    assert 0 < run.phases["train"] < run.phases["total"]
     # The sweep closes only when its other run ends too.
     sweep = session.get(Sweep, run.sweep_id, populate_existing=True)
     assert sweep is not None and sweep.status is SweepStatus.ACTIVE
@@ -122,6 +141,8 @@ def test_failing_user_code_fails_only_its_run(
     assert failed.status is RunStatus.FAILED
     assert failed.error == "ValueError: this model is broken on purpose"
     assert failed.traceback is not None and "Traceback" in failed.traceback
+    # A failed run still says where its time went, up to the failure.
+    assert failed.phases is not None and {"claim", "imports", "total"} <= set(failed.phases)
     assert "this model is broken on purpose" in failed.traceback
     # populate_existing: the session may still hold the Sweep it inserted, as it was then
     sweep = session.get(Sweep, failed.sweep_id, populate_existing=True)

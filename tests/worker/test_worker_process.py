@@ -58,10 +58,13 @@ def test_two_runs_per_gpu_train_at_the_same_time(
     db_url: str, broker_url: str, tmp_path: Path, session: Session, make_runs: MakeRuns
 ) -> None:
     (config,) = sweep_configs("slow.yaml", max_inputs=40_000)
-    # The user's code checks that `--gpu 0` pinned the device for the run's process, and that
-    # the two runs share the host's cores instead of each taking all of them.
+    # The user's code checks that `--gpu 0` pinned the device for the run's process, that the
+    # two runs share the host's cores instead of each taking all of them, and that the process
+    # started warm: scikit-learn's SVC, which a cold run imports only at its first probe, is
+    # already loaded (inherited from the worker's parent).
     config["model"] = (
-        "import os\nassert os.environ['CUDA_VISIBLE_DEVICES'] == '0', 'not pinned'\n"
+        "import os, sys\nassert os.environ['CUDA_VISIBLE_DEVICES'] == '0', 'not pinned'\n"
+        "assert 'sklearn.svm' in sys.modules, 'cold start: the parent did not import sklearn'\n"
         "cores = max(1, len(os.sched_getaffinity(0)) // 2)\n"
         "assert torch.get_num_threads() == cores, f'{torch.get_num_threads()} threads'\n"
         + config["model"]
@@ -71,15 +74,20 @@ def test_two_runs_per_gpu_train_at_the_same_time(
     with start_worker(env, log_path=tmp_path / "w.log", runs_per_gpu=2, gpu="0") as worker:
         _enqueue(broker_url, run_ids)
         wait_for_runs(db_url, run_ids, timeout=150, diagnostics=worker.log_tail)
-        # torch (and so CUDA) lives only in the forked children, never in the parent that
-        # forks them: a CUDA context inherited across fork breaks every child.
-        assert "libtorch" not in Path(f"/proc/{worker.pid}/maps").read_text()
+        # The parent holds torch (warm start) but never a CUDA context, which would break
+        # every forked child: the driver library is loaded only when CUDA is initialised.
+        maps = Path(f"/proc/{worker.pid}/maps").read_text()
+        assert "libtorch" in maps and "libcuda.so" not in maps
+        assert "warm start: imported torch" in worker.log()
     first, second = _runs(session, run_ids)
     assert first.started_at and first.finished_at and second.started_at and second.finished_at
     # Overlapping intervals: each started before the other finished.
     assert first.started_at < second.finished_at and second.started_at < first.finished_at
     assert first.inputs_seen == second.inputs_seen == 40_000
     assert first.worker_host == second.worker_host
+    # A warm child imports nothing: the phase is there, and far below a cold torch import.
+    assert first.phases is not None and second.phases is not None
+    assert first.phases["imports"] < 0.5 and second.phases["imports"] < 0.5
 
 
 def test_reconciler_reenqueues_lost_messages_and_expired_leases(

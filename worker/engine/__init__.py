@@ -23,6 +23,8 @@ Events passed to `report` (all keyword payloads, JSON-serialisable values):
                                            train_seconds, throughput
     report("progress", inputs=int, total=int | None, epoch=int)
     report("checkpoint", inputs=int)         after a checkpoint is durably written
+    report("phases", phases={name: seconds})  once, as train_run ends (also on failure or
+                                           cancel): where the time went (engine/phases.py)
     report("replay", points=[...])           on resume: every point reported up to the
                                            checkpoint, again (the attempt that wrote it may
                                            have died before they were stored); store them

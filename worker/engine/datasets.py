@@ -2,12 +2,23 @@
 
 A dataset that exposes `.tensors` (equal-length tensors, one item = one row of each) is the
 fast path: the trainer moves those tensors to the device once and batches them by index.
+
+The IDX .gz files are decoded once per host: the first run writes each as a .npy next to its
+data (under ~/.cache/sweeps/decoded for the system folders, or when the folder is read-only),
+atomically, and every
+later run maps that file read-only instead of decompressing again; the page cache shares it
+between all runs on the host.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import logging
+import os
+import tempfile
 import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,6 +41,14 @@ _FILES = {
     False: ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 _lock = threading.Lock()
+log = logging.getLogger(__name__)
+DECODED_SUBDIR = ".sweeps-decoded"
+_load_seconds = 0.0  # time this process spent reading and decoding dataset files
+
+
+def load_seconds() -> float:
+    """Seconds spent so far in this process reading datasets (the run's `data` phase)."""
+    return _load_seconds
 
 
 class DatasetNotFound(FileNotFoundError):
@@ -53,25 +72,85 @@ def mnist_dataset(
 def _image_dataset(
     name: str, train: bool, shape: tuple[int, ...], data_dir: Path | str | None
 ) -> TensorDataset:
+    global _load_seconds
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or shape[0] not in (1, 3) or shape[1:] != (28, 28):
         raise ValueError(f"{name}: shape must be (1, 28, 28) or (3, 28, 28), got {shape}")
+    started = time.perf_counter()
     images, labels = _load_arrays(name, bool(train), str(data_dir) if data_dir else None)
-    gray = torch.from_numpy(images).unsqueeze(1).float().div_(255.0)
+    # No copy: the images are the cache file mapped copy-on-write (pages shared by every run on
+    # the host until one writes to them), the labels a small copy.
+    gray = torch.from_numpy(images).unsqueeze(1)
     # A 3-channel view repeats the gray channel without copying; batches materialise it.
     x = gray.expand(-1, shape[0], -1, -1)
-    return TensorDataset(x, torch.from_numpy(labels).long())
+    dataset = TensorDataset(x, torch.from_numpy(labels.astype(np.int64)))
+    _load_seconds += time.perf_counter() - started
+    return dataset
 
 
 @lru_cache(maxsize=8)
 def _load_arrays(name: str, train: bool, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images [N, 28, 28] and labels [N], read once per process."""
+    """float32 images [N, 28, 28] in [0, 1] and int64 labels [N], read once per process."""
     with _lock:
         folder = _find_folder(name, train, Path(data_dir) if data_dir else None)
         images_file, labels_file = _FILES[train]
-        images = _read_idx(folder / images_file)
-        labels = _read_idx(folder / labels_file)
+        images = decoded_idx(folder / images_file, unit_float=True)
+        labels = decoded_idx(folder / labels_file).astype(np.int64)
     return images, labels
+
+
+def _unit_float(array: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 / 255, computed by torch as the per-run conversion always was."""
+    return torch.from_numpy(array.astype(np.float32)).div_(255.0).numpy()
+
+
+def decoded_idx(path: Path, *, unit_float: bool = False) -> np.ndarray:
+    """An IDX .gz file's array (as float32 / 255 with `unit_float`), from the host's decoded
+    cache (written on first use). uint8 arrays are mapped read-only; float ones copy-on-write,
+    so a run may change its images in place without touching the file or other runs."""
+    stat = path.stat()
+    # The key changes whenever the source file does, so a replaced file is decoded afresh.
+    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    suffix = "-unit-f32" if unit_float else ""
+    cache_name = f"{path.name.removesuffix('.gz')}-{key.hexdigest()[:16]}{suffix}.npy"
+    folders = _cache_folders(path)
+    for folder in folders:
+        cached = folder / cache_name
+        if cached.is_file():
+            try:
+                return np.load(cached, mmap_mode="c" if unit_float else "r")
+            except (OSError, ValueError):  # truncated by hand, or another numpy: decode again
+                log.warning("ignoring unreadable decoded cache %s", cached)
+    array = _unit_float(_read_idx(path)) if unit_float else _read_idx(path)
+    for folder in folders:
+        try:
+            _write_atomically(folder / cache_name, array)
+            break
+        except OSError:  # a read-only data folder (e.g. /usr/share): try the next place
+            continue
+    return array
+
+
+def _cache_folders(path: Path) -> list[Path]:
+    """Beside the data, then the home cache; never inside a system folder (/usr/share), which
+    a root worker could write to but should not."""
+    home = Path.home() / ".cache" / "sweeps" / "decoded"
+    if path.parent.resolve() in {p.resolve() for p in SYSTEM_DIRS.values()}:
+        return [home]
+    return [path.parent / DECODED_SUBDIR, home]
+
+
+def _write_atomically(target: Path, array: np.ndarray) -> None:
+    """Readers see the whole file or none: written beside the target, then renamed over it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _find_folder(name: str, train: bool, data_dir: Path | None) -> Path:

@@ -6,6 +6,7 @@ import platform
 import socket
 import subprocess
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,10 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine() or device.type
 
 
+@lru_cache(maxsize=1)
 def code_version() -> str | None:
-    """The git commit of the checkout, when there is one."""
+    """The git commit of the checkout, when there is one; asked once per process (a warm
+    worker asks before forking runs, which is also the code its runs execute)."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],

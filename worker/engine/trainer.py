@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -12,17 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from worker import plugins
 
 from . import checkpoint as ckpt
+from . import datasets
 from .autoencoder import AutoencoderTrainer
+from .batches import TrainBatches
 from .build import BuiltRun, build_run
-from .datasets import tensors_of, to_device_compact
-from .evaluate import EVAL_BATCH_SIZE, EvalBatches, SvcPool, embed, heldout_indices, to_device
+from .evaluate import EVAL_BATCH_SIZE, EvalBatches, SvcPool, embed, heldout_indices
 from .evaluate import validate as run_validation
 from .models import count_trainable
+from .phases import Phases
 from .provenance import provenance
 from .step import EagerStep, GraphStep, make_forward_loss
 
@@ -90,54 +90,6 @@ class Progress:
     stretch_inputs: int = 0
 
 
-class TrainBatches:
-    """Training batches. Tensor datasets live on the device and are batched by index with a
-    per-epoch permutation (no per-sample Python, no DataLoader); others use a DataLoader."""
-
-    def __init__(self, dataset: Any, batch_size: int, device: torch.device, num_workers: int):
-        self.batch_size, self.device = batch_size, device
-        tensors = tensors_of(dataset)
-        self.tensors = tuple(to_device_compact(t, device) for t in tensors) if tensors else None
-        if self.tensors is not None:
-            self.length = len(self.tensors[0])
-            self.num_batches = math.ceil(self.length / batch_size)
-        else:
-            self.loader = DataLoader(
-                dataset,
-                batch_size=batch_size,
-                shuffle=True,
-                num_workers=num_workers,
-                pin_memory=device.type == "cuda",
-            )
-            self.num_batches = len(self.loader)
-
-    def new_order(self) -> torch.Tensor:
-        """This epoch's order: a permutation, or (DataLoader) the RNG state that shuffles it."""
-        if self.tensors is not None:
-            return torch.randperm(self.length, device=self.device)
-        return torch.get_rng_state()
-
-    def epoch(self, order: torch.Tensor, start: int, indices: bool = False) -> Iterator[Any]:
-        """This epoch's batches from batch `start` on; with `indices`, a tensor dataset's index
-        slices instead (GraphStep gathers them itself)."""
-        if self.tensors is not None:
-            for i in range(start * self.batch_size, self.length, self.batch_size):
-                idx = order[i : i + self.batch_size]
-                yield idx if indices else tuple(t[idx] for t in self.tensors)
-            return
-        # Resuming mid-epoch: replay the epoch's shuffle, skip what was trained, then restore
-        # the RNG as it was at the checkpoint.
-        current = ckpt.rng_states() if start else None
-        torch.set_rng_state(order)
-        for i, batch in enumerate(self.loader):
-            if i < start:
-                continue
-            if current is not None:
-                ckpt.set_rng_states(current)
-                current = None
-            yield tuple(to_device(b, self.device) for b in batch)
-
-
 @dataclass
 class Context:
     """What the helpers below need from the build; fixed for the whole run."""
@@ -151,6 +103,7 @@ class Context:
     val_batches: EvalBatches
     heldout: EvalBatches | None
     params: int
+    phases: Phases  # where the time goes, reported as the "phases" event at the end
 
 
 @dataclass
@@ -202,8 +155,9 @@ def validate(ctx: Context, out: Reported, svc: SvcPool, progress: Progress, seco
     progress.train_seconds += seconds
     flush(ctx, out, svc, progress)
     model = ctx.run.model
-    result = run_validation(model, ctx.val_batches, ctx.run.loss_fn, ctx.autocast,
-                            representation=ctx.trainer.representation)  # fmt: skip
+    with ctx.phases.timed("validation"):
+        result = run_validation(model, ctx.val_batches, ctx.run.loss_fn, ctx.autocast,
+                                representation=ctx.trainer.representation)  # fmt: skip
     step = progress.inputs
     points = [("validation_loss", step, result.loss), ("model_params", step, ctx.params),
               ("train_seconds", step, progress.train_seconds),
@@ -214,11 +168,13 @@ def validate(ctx: Context, out: Reported, svc: SvcPool, progress: Progress, seco
     progress.last_validation = step
     if result.embeddings is not None:
         payload = {"val_x": result.embeddings, "val_y": result.labels}
-        probe = embed(model, ctx.heldout, ctx.autocast) if ctx.heldout is not None else None
+        with ctx.phases.timed("embed_heldout"):
+            probe = embed(model, ctx.heldout, ctx.autocast) if ctx.heldout is not None else None
         if probe is not None:
             payload["heldout_x"], payload["heldout_y"] = probe
         if ctx.folder is not None:
-            ckpt.save_pending_svc(ctx.folder, step, payload)
+            with ctx.phases.timed("checkpoint"):
+                ckpt.save_pending_svc(ctx.folder, step, payload)
         svc.submit(step, payload)
 
 
@@ -238,7 +194,8 @@ def save_checkpoint(ctx: Context, out: Reported, progress: Progress,
         "rng": ckpt.rng_states(),
         "points": out.history,
     }
-    ckpt.save_checkpoint(ctx.folder, state)
+    with ctx.phases.timed("checkpoint"):
+        ckpt.save_checkpoint(ctx.folder, state)
     ctx.report("checkpoint", inputs=progress.inputs)
 
 
@@ -308,9 +265,15 @@ def train_run(
 ) -> dict[str, Any]:
     """Train and evaluate one run as FORMAT.md describes; results leave only through `report`."""
     # ---- build: device, run, trainer, data --------------------------------------------------
+    phases = Phases()
     device = resolve_device(device)
     folder = ckpt.as_folder(checkpoint_dir) if checkpoint_dir else None
+    decoded_before, built = datasets.load_seconds(), time.perf_counter()
     run = build_run(config, device, data_dir)
+    decoding = datasets.load_seconds() - decoded_before
+    phases.add("data", decoding)
+    phases.add("build", time.perf_counter() - built - decoding)
+    data_started = time.perf_counter()
     s = run.settings
     # A name that is not built in comes from a plugin; resolved (or refused) before training.
     trainer = (TRAINERS.get(s.trainer) or plugins.trainer_class(s.trainer, Trainer))()
@@ -332,12 +295,14 @@ def train_run(
     autocast = partial(torch.autocast, device.type, dtype=torch.bfloat16,
                        enabled=s.precision == "bf16", cache_enabled=not s.step_graph)  # fmt: skip
     ctx = Context(run, trainer, device, folder, report, autocast, val_batches, heldout,
-                  count_trainable(run.model))  # fmt: skip
+                  count_trainable(run.model), phases)  # fmt: skip
+    phases.add("data", time.perf_counter() - data_started)
 
     # ---- state: fresh, or resumed from the latest checkpoint --------------------------------
-    svc = SvcPool()
+    svc = SvcPool(phases=phases)
     out = Reported()
-    ckp, progress, order = resume(ctx, svc, batches)
+    with phases.timed("resume"):
+        ckp, progress, order = resume(ctx, svc, batches)
     step = make_step(ctx, batches)  # after the resume: a graph captures the restored tensors
     step.loss_sum.fill_(progress.stretch_loss)
     if isinstance(step, GraphStep):
@@ -347,6 +312,7 @@ def train_run(
 
     # ---- the loop ------------------------------------------------------------------------------
     steps, clock, last_flush = 0, time.perf_counter(), time.monotonic()
+    trained_before = progress.train_seconds
     at_validation = partial(validation_point, ctx, out, svc)
     try:
         finished = False
@@ -358,7 +324,12 @@ def train_run(
             graph = isinstance(step, GraphStep)
             for batch in batches.epoch(order, progress.batch_in_epoch, indices=graph):
                 # -- one training step (its loss is added to step.loss_sum on the device)
-                n = step(batch)
+                if steps == 0 and (s.compile or s.step_graph):
+                    # The first call compiles or captures: shown apart (it is within `train`).
+                    with phases.timed("compile"):
+                        n = step(batch)
+                else:
+                    n = step(batch)
                 progress.inputs += n
                 progress.batch_in_epoch += 1
                 steps += 1
@@ -399,7 +370,10 @@ def train_run(
         if progress.last_validation != progress.inputs:
             at_validation(progress, order, step, clock)
         flush(ctx, out, svc, progress)
-        collect_svc(ctx, out, svc, wait=True)
+        with phases.timed("svc_wait"):
+            collect_svc(ctx, out, svc, wait=True)
     finally:
         svc.shutdown()
+        phases.add("train", progress.train_seconds - trained_before)
+        report("phases", phases=phases.as_dict())
     return {**out.summary, "inputs": progress.inputs, "epoch": progress.epoch, "seed": run.seed}

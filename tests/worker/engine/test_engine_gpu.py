@@ -115,9 +115,9 @@ def test_cuda_step_graph_run_matches_the_eager_run() -> None:
 
 def test_cuda_step_graph_replays_without_reading_the_device() -> None:
     """Between validations the host only copies indices and writes the learning rate."""
+    from worker.engine.batches import TrainBatches
     from worker.engine.build import build_run
     from worker.engine.step import GraphStep, make_forward_loss
-    from worker.engine.trainer import TrainBatches
 
     config = tiny_config(step_graph=True, scheduler="CosineAnnealingLR", max_inputs=6400,
                          train_input_transforms=PER_SAMPLE)  # fmt: skip

@@ -100,6 +100,69 @@ def test_datasets_read_idx_files_from_the_data_dir(tmp_path: Path) -> None:
     assert torch.allclose(data[2][0][0] * 255, torch.tensor(images[2], dtype=torch.float32))
 
 
+def test_idx_files_are_decoded_once_per_host_into_a_mapped_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    images = np.arange(4 * 28 * 28).reshape(4, 28, 28) % 251
+    source = tmp_path / "data" / "t10k-images-idx3-ubyte.gz"
+    source.parent.mkdir()
+    _write_idx(source, images)
+    first = datasets.decoded_idx(source)
+    (cached,) = (source.parent / datasets.DECODED_SUBDIR).glob("*.npy")  # one, uint8
+    assert not list(cached.parent.glob("*.tmp"))  # written beside it, then renamed
+    again = datasets.decoded_idx(source)
+    assert isinstance(again, np.memmap) and not again.flags.writeable  # shared read-only
+    assert np.array_equal(first, images) and np.array_equal(again, images)
+    # Images as the runs use them: float32 / 255 as torch computes it, mapped copy-on-write.
+    expected = torch.from_numpy(images.astype(np.float32)).div_(255.0).numpy()
+    assert np.array_equal(datasets.decoded_idx(source, unit_float=True), expected)
+    mapped = datasets.decoded_idx(source, unit_float=True)
+    assert isinstance(mapped, np.memmap) and mapped.flags.writeable
+    mapped[0] = 7.0  # a private page: neither the file nor the next run sees it
+    assert np.array_equal(datasets.decoded_idx(source, unit_float=True), expected)
+    # A replaced source file is decoded afresh, not served from the old cache.
+    _write_idx(source, images[::-1])
+    assert np.array_equal(datasets.decoded_idx(source), images[::-1])
+    # A cache file cut short is ignored (decoded again), never served.
+    for npy in cached.parent.glob("*.npy"):
+        npy.write_bytes(npy.read_bytes()[:100])
+    assert np.array_equal(datasets.decoded_idx(source), images[::-1])
+
+
+def test_an_unwritable_data_folder_caches_under_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    source = tmp_path / "data" / "t10k-labels-idx1-ubyte.gz"
+    source.parent.mkdir()
+    _write_idx(source, np.array([3, 1, 4]))
+    # The cache folder cannot be made there (a file holds its name; the tests run as root, so
+    # a read-only mode would not stop them): the cache goes under the home folder instead.
+    (source.parent / datasets.DECODED_SUBDIR).write_text("not a folder")
+    assert list(datasets.decoded_idx(source)) == [3, 1, 4]
+    home_cache = tmp_path / "home" / ".cache" / "sweeps" / "decoded"
+    assert len(list(home_cache.glob("*.npy"))) == 1
+    assert isinstance(datasets.decoded_idx(source), np.memmap)
+
+
+def test_dataset_tensors_are_the_runs_own_copies(tmp_path: Path) -> None:
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    _write_idx(folder / "t10k-images-idx3-ubyte.gz", np.full((2, 28, 28), 51))
+    _write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.array([0, 1]))
+    mnist_dataset(train=False, data_dir=tmp_path)  # writes the cache
+    datasets._load_arrays.cache_clear()
+    data = mnist_dataset(train=False, data_dir=tmp_path)  # maps it
+    data.tensors[0].add_(1)  # user code may change its data in place
+    data.tensors[1][0] = 5
+    assert float(data.tensors[0][0, 0, 0, 0]) == pytest.approx(1.2)
+    datasets._load_arrays.cache_clear()
+    fresh = mnist_dataset(train=False, data_dir=tmp_path)
+    assert float(fresh.tensors[0][0, 0, 0, 0]) == pytest.approx(0.2)
+    assert fresh.tensors[1].tolist() == [0, 1]
+
+
 def test_missing_dataset_error_names_all_three_options(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setitem(datasets.SYSTEM_DIRS, "mnist", tmp_path / "nowhere")
 
