@@ -32,7 +32,6 @@ from shared.db.models import RunStatus
 from shared.db.session import commit, enqueue_after_commit
 from shared.domain import commands, reads, submit
 from shared.domain.submit import default_name, parse_submission
-from shared.plugins import plugin_modules
 from shared.spec.encoding import NotUtf8, decode_utf8, encodable
 
 router = APIRouter(
@@ -149,11 +148,7 @@ def create_sweep(
     """Submit a sweep file: store its runs and queue them (results that exist are reused)."""
     submission = read_submission(request, body, name)
     spec = parse_submission(
-        submission.text,
-        max_runs=settings.max_runs,
-        filename=submission.filename,
-        files=submission.files,
-        plugins=plugin_modules(settings.plugins),
+        submission.text, settings, filename=submission.filename, files=submission.files
     )
     name = submission.name
     sweep, runs = submit.create_sweep(session, spec, name=name or default_name(spec), force=force)
@@ -186,11 +181,7 @@ def preview_sweep(
     """Validate and expand a sweep file without storing anything: runs, slugs, hashes, reuse."""
     submission = read_submission(request, body, name)
     spec = parse_submission(
-        submission.text,
-        max_runs=settings.max_runs,
-        filename=submission.filename,
-        files=submission.files,
-        plugins=plugin_modules(settings.plugins),
+        submission.text, settings, filename=submission.filename, files=submission.files
     )
     name = submission.name
     plans = submit.plan_runs(session, spec, force=force)

@@ -29,7 +29,6 @@ from shared.domain import commands, reads, tables
 from shared.domain.curves import curves_payload, load_runs, parse_after
 from shared.domain.submit import create_sweep, default_name, parse_submission, plan_runs
 from shared.domain.versions import metrics_version
-from shared.plugins import plugin_modules
 from shared.spec import SpecError
 from shared.table import build_table, to_csv, to_markdown
 
@@ -365,13 +364,7 @@ async def submit(
         else:  # a base that $extends names: by its name, beside the sweep file
             files[upload.filename] = raw.decode("utf-8", "replace")
     try:
-        spec = parse_submission(
-            source,
-            max_runs=settings.max_runs,
-            filename=filename,
-            files=files,
-            plugins=plugin_modules(settings.plugins),
-        )
+        spec = parse_submission(source, settings, filename=filename, files=files)
     except SpecError as error:
         return render(request, "submit.html", 422, **{**form, "error": error.to_dict()})
     sweep_name = name.strip()[:200] or default_name(spec)

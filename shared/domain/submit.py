@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 from shared.db import links
 from shared.db.models import Run, RunStatus, Sweep, utcnow
 from shared.domain.commands import update_sweep_status
+from shared.plugins import plugin_modules
+from shared.settings import Settings
 from shared.spec import RunSpec, SpecError, SweepSpec, parse_with_extends
 
 MAX_INPUTS = 2**62  # runs.max_inputs and metrics.step are BIGINT
@@ -26,21 +28,24 @@ _CHUNK = 1000  # bound the parameters of one IN (...) list
 
 def parse_submission(
     text: str | bytes,
+    settings: Settings,
     *,
-    max_runs: int,
     filename: str = "sweep.yaml",
     files: Mapping[str, str] | None = None,
-    plugins: tuple[str, ...] = (),
 ) -> SweepSpec:
     """Validate and expand a submitted file; the service never runs any of its code.
 
-    `files`: the bases its `$extends` names, by name relative to `filename`; `plugins`: the
-    workers' plugin modules (a trainer under one is resolved by the worker). On top of the
+    `files`: the bases its `$extends` names, by name relative to `filename`. The settings give
+    the run limit and the workers' plugin modules (a trainer under one is resolved by the
+    worker). On top of the
     format's rules: a sweep of no runs is refused (valid per FORMAT.md, but surely a
     mistake), and so are values no database column can hold.
     """
     bases = {posixpath.normpath(k): v for k, v in (files or {}).items()}
-    spec = parse_with_extends(text, filename, bases.get, max_runs=max_runs, plugins=plugins)
+    spec = parse_with_extends(
+        text, filename, bases.get,
+        max_runs=settings.max_runs, plugins=plugin_modules(settings.plugins),
+    )  # fmt: skip
     if not spec.runs:
         raise SpecError("the matrix gives no runs (an empty list, or a $filter that keeps none)",
                         key="matrix")  # fmt: skip

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 from jsonschema_rs import Draft202012Validator
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -19,6 +18,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from .conftest import API_TOKEN
+from .openapi_support import BOUNDED, OPENAPI, schema
 
 CHECKS = [
     not_a_server_error,
@@ -26,24 +26,6 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
 ]
-FUZZ = settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,  # the same cases every run: a failure here is reproducible
-    suppress_health_check=list(HealthCheck),
-)
-
-
-def _openapi() -> dict[str, Any]:
-    # Building the app touches no database or broker: only its schema is read here.
-    from api.main import create_app
-    from shared.settings import Settings
-
-    return create_app(Settings()).openapi()
-
-
-OPENAPI = _openapi()
-schema = schemathesis.openapi.from_dict(OPENAPI)
 
 
 # schemathesis (4.32) turns pydantic's `prefixItems` (the [inputs, value] pairs of a metric
@@ -82,7 +64,7 @@ def _expected_status(case: Any, documented: int) -> tuple[int, ...]:
 
 
 @schema.parametrize()
-@FUZZ
+@BOUNDED
 def test_fuzz_with_token(case: Any, app_with_data: Any) -> None:
     response = _send(case, app_with_data, f"Bearer {API_TOKEN}")
     assert response.status_code < 500
@@ -92,7 +74,7 @@ def test_fuzz_with_token(case: Any, app_with_data: Any) -> None:
 
 
 # Refusals are uniform: fewer cases find what there is to find.
-REFUSED = settings(FUZZ, max_examples=12)
+REFUSED = settings(BOUNDED, max_examples=12)
 
 
 @schema.parametrize()

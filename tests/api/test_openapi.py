@@ -9,31 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
 
 from .conftest import API_TOKEN
+from .openapi_support import BOUNDED as BOUNDED_BASE
+from .openapi_support import OPENAPI, schema
 
-BOUNDED = settings(
-    max_examples=30,
-    deadline=None,
-    derandomize=True,  # the same cases every run: a failure here is reproducible
-    suppress_health_check=list(HealthCheck),
-)
-
-
-def _openapi() -> dict[str, Any]:
-    from api.main import create_app
-    from shared.settings import Settings
-
-    return create_app(Settings()).openapi()
-
-
-OPENAPI = _openapi()
-schema = schemathesis.openapi.from_dict(OPENAPI)
+BOUNDED = settings(BOUNDED_BASE, max_examples=30)
 BODIES = schema.include(method="POST", path_regex=r"^/sweeps(/preview)?$")
 GETS = schema.include(
     method="GET",
