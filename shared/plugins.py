@@ -8,6 +8,7 @@ imports them. Workers import them (worker/plugins.py).
 
 from __future__ import annotations
 
+from functools import cache
 from importlib.metadata import entry_points
 
 ENTRY_POINT_GROUP = "sweeps.plugins"
@@ -16,8 +17,14 @@ ENTRY_POINT_GROUP = "sweeps.plugins"
 def plugin_modules(configured: str) -> tuple[str, ...]:
     """Module names from the setting and from entry points, in that order, without repeats."""
     names = [name.strip() for name in configured.split(",") if name.strip()]
-    names += [ep.value.split(":")[0].strip() for ep in entry_points(group=ENTRY_POINT_GROUP)]
-    return tuple(dict.fromkeys(names))
+    return tuple(dict.fromkeys([*names, *_entry_point_modules()]))
+
+
+@cache
+def _entry_point_modules() -> tuple[str, ...]:
+    # Scanning every installed distribution's metadata costs milliseconds, and submit and preview
+    # ask on every request; what is installed does not change under a running process.
+    return tuple(ep.value.split(":")[0].strip() for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
 def provided_by(name: str, modules: tuple[str, ...]) -> str | None:
