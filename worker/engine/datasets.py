@@ -237,6 +237,18 @@ class ClassLogitsDataset(Dataset):
             self.num_classes = int(num_classes)
             self.tensors = None
 
+    def _sorted_label_index(self) -> dict[Any, int]:
+        """Label -> index over the sorted labels of the whole source, as the tensor path numbers
+        them: numbering labels as they are first met would give the train and validation sets
+        (two datasets, read in different orders) different numberings."""
+        targets = getattr(self.source, "targets", None)
+        if targets is not None:
+            labels = torch.as_tensor(targets).tolist()
+        else:
+            labels = [self.source[i][self.tuple_position] for i in range(len(self.source))]
+            labels = [v.item() if isinstance(v, torch.Tensor) else v for v in labels]
+        return {label: i for i, label in enumerate(sorted(set(labels)))}
+
     def _one_hot_rows(self, labels: torch.Tensor) -> torch.Tensor:
         out = torch.full((len(labels), self.num_classes), self.off_value, dtype=self.dtype)
         out.scatter_(1, labels.view(-1, 1), self.on_value)
@@ -252,9 +264,8 @@ class ClassLogitsDataset(Dataset):
         label = item[self.tuple_position]
         if self.label_to_index:
             if self._label_index is None:
-                self._label_index = {}
-            key = label.item() if isinstance(label, torch.Tensor) else label
-            label = self._label_index.setdefault(key, len(self._label_index))
+                self._label_index = self._sorted_label_index()
+            label = self._label_index[label.item() if isinstance(label, torch.Tensor) else label]
         label = int(label)
         one_hot = self._one_hot_rows(torch.tensor([label]))[0]
         pos = self.tuple_position

@@ -201,6 +201,25 @@ def test_class_logits_dataset_tensor_and_item_paths_agree() -> None:
     assert label == 2 and one_hot.tolist() == [0.0, 0.0, 2.0]
 
 
+def test_class_logits_label_to_index_numbers_sorted_labels_on_the_item_path() -> None:
+    # Item path (no .tensors): the numbering must not depend on the order items are read, or a
+    # train and a validation set read in different orders would disagree on what a class is.
+    labels = [7, 3, 9, 3, 7, 9]
+
+    class Items(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(labels)
+
+        def __getitem__(self, i: int):
+            return torch.zeros(1), labels[i]
+
+    for order in ([0, 1, 2], [2, 1, 0]):
+        dataset = ClassLogitsDataset(Items(), num_classes=3, tuple_position=1, label_to_index=True)
+        assert dataset.tensors is None
+        got = {labels[i]: dataset[i][2] for i in order}
+        assert got == {3: 0, 7: 1, 9: 2}
+
+
 def test_encoder_conv2d_matches_the_seed_cnn_row() -> None:
     encoder = EncoderConv2d((1, 28, 28), 128)
     model = nn.Sequential(encoder, nn.Linear(128, 10))
