@@ -5,8 +5,11 @@ from __future__ import annotations
 import ast
 import builtins
 import functools
+import itertools
 import math
 import random
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -30,33 +33,54 @@ def is_code(key: str, value: Any) -> bool:
     return isinstance(value, str) and "\n" in value
 
 
+RUN_MODULE_PREFIX = "__sweeps_run_"
+_run_module_ids = itertools.count()
+_registered: list[str] = []
+
+
 def build_namespace(data_dir: Path | str | None = None) -> dict[str, Any]:
     """The names FORMAT.md promises to a run's code; a new dict every call, so nothing leaks.
 
-    The worker's plugins' names come first, so the built-in names below win a clash.
+    The worker's plugins' names come first, so the built-in names below win a clash. The dict
+    is the `__dict__` of a module in sys.modules: torch.compile finds a function's globals by
+    importing their `__name__` (torch 2.11 fails on a name that is not there; 2.14 falls back).
     """
     from worker.plugins import exported_names
 
-    return {
-        **exported_names(),
-        "__builtins__": builtins,
-        "__name__": "__sweeps_run__",
-        "torch": torch,
-        "nn": nn,
-        "F": F,
-        "VT": VT,
-        "VF": VF,
-        "torchvision": torchvision,
-        "np": np,
-        "math": math,
-        "random": random,
-        "fmnist_dataset": functools.partial(datasets.fmnist_dataset, data_dir=data_dir),
-        "mnist_dataset": functools.partial(datasets.mnist_dataset, data_dir=data_dir),
-        "ClassLogitsDataset": datasets.ClassLogitsDataset,
-        "EncoderConv2d": models.EncoderConv2d,
-        "TrivialAugmentWidePerSample": augment.TrivialAugmentWidePerSample,
-        "TrivialAugmentWideOnDevice": augment.TrivialAugmentWideOnDevice,
-    }
+    module = types.ModuleType(f"{RUN_MODULE_PREFIX}{next(_run_module_ids)}__")
+    module.__dict__.update(
+        {
+            **exported_names(),
+            "__builtins__": builtins,
+            "__name__": module.__name__,
+            "torch": torch,
+            "nn": nn,
+            "F": F,
+            "VT": VT,
+            "VF": VF,
+            "torchvision": torchvision,
+            "np": np,
+            "math": math,
+            "random": random,
+            "fmnist_dataset": functools.partial(datasets.fmnist_dataset, data_dir=data_dir),
+            "mnist_dataset": functools.partial(datasets.mnist_dataset, data_dir=data_dir),
+            "ClassLogitsDataset": datasets.ClassLogitsDataset,
+            "EncoderConv2d": models.EncoderConv2d,
+            "TrivialAugmentWidePerSample": augment.TrivialAugmentWidePerSample,
+            "TrivialAugmentWideOnDevice": augment.TrivialAugmentWideOnDevice,
+        }
+    )
+    _register(module)
+    return module.__dict__
+
+
+def _register(module: types.ModuleType) -> None:
+    """Only the newest run's namespace stays registered: a process trains one run at a time, and
+    an older one (its data included) must not live on in sys.modules."""
+    while _registered:
+        sys.modules.pop(_registered.pop(), None)
+    sys.modules[module.__name__] = module
+    _registered.append(module.__name__)
 
 
 def run_code(code: str, namespace: dict[str, Any], *, where: str) -> Any:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
+import importlib
+import sys
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +69,25 @@ def test_nothing_leaks_from_one_run_to_the_next() -> None:
     assert "LEAK" not in ns and "HIDDEN" not in ns
     evaluate_globals({"A": "[1]"}, ns)
     assert "A" not in build_namespace()
+
+
+def test_a_runs_namespace_is_the_module_its_name_imports() -> None:
+    """torch.compile imports a function's globals by their `__name__` (torch 2.11 fails when it is
+    not in sys.modules), so a class defined in the YAML must resolve to its own namespace."""
+    model, ns = build_model({"model": "class M(nn.Linear):\n    pass\nM(2, 3)\n"})
+    assert type(model).__module__ == ns["__name__"]
+    assert importlib.import_module(ns["__name__"]).__dict__ is ns
+    assert importlib.import_module(ns["__name__"]).M is type(model)
+
+
+def test_only_the_newest_namespace_stays_in_sys_modules() -> None:
+    ns = build_namespace()
+    name, module = ns["__name__"], weakref.ref(sys.modules[ns["__name__"]])
+    del ns
+    newer = build_namespace()
+    gc.collect()
+    assert name not in sys.modules and module() is None  # the older run's data is freed
+    assert sys.modules[newer["__name__"]].__dict__ is newer
 
 
 def test_fmnist_dataset_items() -> None:
