@@ -112,6 +112,27 @@ stage tests 75 280 "$PY" -m pytest -o addopts="" -p no:cacheprovider \
   --confcutdir=tests/worker/engine -q -rs --junitxml="$OUT/tests.xml" \
   tests/worker/engine/test_engine_gpu.py
 
+# A captured step that fails its CUDA tests would fail every run after it: stages 3 and 4 then
+# train with compile instead (env.txt and the summary say so), and the pass measures the rest.
+STEP_SWITCH="--step-graph"
+step_graph_failed() {
+  "$PY" - "$OUT/tests.xml" <<'PYEOF'
+import sys
+import xml.etree.ElementTree as ET
+try:
+    cases = list(ET.parse(sys.argv[1]).iter("testcase"))
+except (OSError, ET.ParseError):
+    sys.exit(1)  # the tests stage did not run (a continuation): keep the step graph
+graph = [c for c in cases if c.get("name", "").startswith("test_cuda_step_graph")]
+sys.exit(0 if any(c.find("failure") is not None or c.find("error") is not None for c in graph)
+         else 1)
+PYEOF
+}
+if [ -z "${GPU_SH_SWITCHES:-}" ] && step_graph_failed; then
+  STEP_SWITCH="--compile"; SWITCHES="precision: bf16,compile: true"
+  echo "step graph failed its CUDA tests: sizes and e2e train with compile" | tee -a "$OUT/env.txt"
+fi
+
 # 2. the step graph vs the naive seed-style loop, one process, one device, same sitting
 stage throughput 100 200 "$PY" bench/train_throughput.py --row vit_7_4_16 --steps "$STEPS" \
   --warmup "$WARMUP" --modes "$MODES" --data-dir "$SWEEPS_DATA_DIR" --json "$OUT/throughput.json"
@@ -127,7 +148,7 @@ if [ "$SMOKE" != 1 ] && command -v nvidia-cuda-mps-control > /dev/null && wanted
 fi
 echo "mps=$MPS" >> "$OUT/env.txt"
 stage sizes $(( 4 * (SIZE_S + 6) + 20 )) 150 "$PY" bench/sweep_slice.py --rows vit_7_4_16 \
-  --seconds "$SIZE_S" $SIZE_ARGS --precision bf16 --step-graph --data-dir "$SWEEPS_DATA_DIR" \
+  --seconds "$SIZE_S" $SIZE_ARGS --precision bf16 $STEP_SWITCH --data-dir "$SWEEPS_DATA_DIR" \
   --log-dir "$OUT/sweep-logs" --json "$OUT/sweep_sizes.json"
 
 # 4. the service end to end at the best K of stage 3 (or GPU_SH_K)
