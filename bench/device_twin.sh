@@ -27,10 +27,36 @@ if [ ! -x "$TWIN/bin/python" ]; then
   "$TWIN/bin/pip" install -q torch==2.11.0 torchvision==0.26.0 scikit-learn numpy pyyaml \
     typer rich httpx jinja2 pytest
 fi
-# Whatever the wheelhouse carries must come from it, as there: take out what pip pulled in.
+# Whatever the wheelhouse carries must come from it, as there: take out what pip pulled in,
+# except what the machine's own packages need (sklearn needs narwhals, which plotly pulls too).
 CARRIED=$(sed -n 's/^\([A-Za-z0-9_.]*\)-[0-9].*\.whl\t.*/\1/p' .whl/MANIFEST.txt)
 # shellcheck disable=SC2086
-"$TWIN/bin/pip" uninstall -q -y $CARRIED 2>&1 | grep -v "not installed" || true
+DROP=$("$TWIN/bin/python" - $CARRIED <<'PYEOF'
+import re
+import sys
+from importlib import metadata
+
+norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()  # noqa: E731
+carried = {norm(n) for n in sys.argv[1:]}
+base = ("torch", "torchvision", "scikit-learn", "numpy", "pyyaml", "typer", "rich", "httpx",
+        "jinja2")
+needed, todo = set(), list(base)
+while todo:
+    try:
+        reqs = metadata.requires(todo.pop()) or []
+    except metadata.PackageNotFoundError:
+        continue
+    for req in reqs:
+        if "extra ==" not in req:
+            name = norm(re.split(r"[ ;<>=!~\[(]", req, maxsplit=1)[0])
+            if name not in needed:
+                needed.add(name)
+                todo.append(name)
+print(" ".join(sorted(carried - needed)))
+PYEOF
+)
+# shellcheck disable=SC2086
+[ -z "$DROP" ] || "$TWIN/bin/pip" uninstall -q -y $DROP 2>&1 | grep -v "not installed" || true
 
 rm -rf "$OUT"
 GPU_SH_SMOKE=1 PYTHON="$TWIN/bin/python" OUT="$OUT" bash bench/gpu.sh

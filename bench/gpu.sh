@@ -10,8 +10,9 @@
 # whole script stays under GPU_SH_BUDGET seconds (default 530). Results go to $OUT.
 #
 #   bash bench/gpu.sh                    # all stages
-#   GPU_SH_STAGES=e2e GPU_SH_DB=prev/e2e/sweeps.db.gz bash bench/gpu.sh
+#   GPU_SH_STAGES=install,e2e GPU_SH_DB=.data/prev-sweeps.db.gz bash bench/gpu.sh
 #                                        # a second command: the rows not finished yet
+#                                        # (bench/gpu_continue.sh prepares it)
 #   GPU_SH_SMOKE=1 bash bench/gpu.sh     # every stage on a CPU with tiny input counts
 #
 # Knobs: GPU_SH_K (skip the choice from stage 3), GPU_SH_ROWS (seed rows, default 0-9),
@@ -46,12 +47,26 @@ else
 fi
 wanted() { case ",$STAGES_WANTED," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
-# stage NAME BOX RESERVE CMD...: run CMD for at most BOX seconds, and never into the RESERVE
-# seconds kept for the stages after it.
+# The least each stage is left: an earlier stage never runs into the keeps of the wanted stages
+# after it (so a continuation, `install,e2e`, keeps only e2e's).
+ORDER=(install tests throughput sizes e2e)
+declare -A KEEP=([install]=0 [tests]=20 [throughput]=80 [sizes]=50 [e2e]=150)
+reserve_after() {
+  local s sum=0 after=0
+  for s in "${ORDER[@]}"; do
+    if [ "$after" = 1 ] && wanted "$s"; then sum=$(( sum + KEEP[$s] )); fi
+    [ "$s" = "$1" ] && after=1
+  done
+  echo $(( sum * SCALE ))
+}
+
+# stage NAME BOX CMD...: run CMD for at most BOX seconds, and never into what the wanted stages
+# after it keep.
 stage() {
-  local name=$1 box=$(( $2 * SCALE )) reserve=$(( $3 * SCALE ))
-  shift 3
+  local name=$1 box=$(( $2 * SCALE )) reserve
+  shift 2
   wanted "$name" || return 0
+  reserve=$(reserve_after "$name")
   local left=$(( BUDGET - ($(date +%s) - START) - reserve ))
   [ "$left" -lt "$box" ] && box=$left
   if [ "$box" -lt 10 ]; then
@@ -104,11 +119,11 @@ print('service imports ok')"
 }
 export -f install_wheels
 export PY HAS_SERVICE SITE
-stage install 120 300 bash -c install_wheels
+stage install 120 bash -c install_wheels
 export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 
 # 1. the engine's CUDA tests (on a CPU they skip, saying why)
-stage tests 75 280 "$PY" -m pytest -o addopts="" -p no:cacheprovider \
+stage tests 75 "$PY" -m pytest -o addopts="" -p no:cacheprovider \
   --confcutdir=tests/worker/engine -q -rs --junitxml="$OUT/tests.xml" \
   tests/worker/engine/test_engine_gpu.py
 
@@ -134,7 +149,7 @@ if [ -z "${GPU_SH_SWITCHES:-}" ] && step_graph_failed; then
 fi
 
 # 2. the step graph vs the naive seed-style loop, one process, one device, same sitting
-stage throughput 100 200 "$PY" bench/train_throughput.py --row vit_7_4_16 --steps "$STEPS" \
+stage throughput 100 "$PY" bench/train_throughput.py --row vit_7_4_16 --steps "$STEPS" \
   --warmup "$WARMUP" --modes "$MODES" --data-dir "$SWEEPS_DATA_DIR" --json "$OUT/throughput.json"
 
 # 3. K run processes on one GPU, the same 8 copies of ViT 7/4/16 at every K, counted at a
@@ -147,7 +162,7 @@ if [ "$SMOKE" != 1 ] && command -v nvidia-cuda-mps-control > /dev/null && wanted
   trap 'echo quit | nvidia-cuda-mps-control' EXIT
 fi
 echo "mps=$MPS" >> "$OUT/env.txt"
-stage sizes $(( 4 * (SIZE_S + 6) + 20 )) 150 "$PY" bench/sweep_slice.py --rows vit_7_4_16 \
+stage sizes $(( 4 * (SIZE_S + 6) + 20 )) "$PY" bench/sweep_slice.py --rows vit_7_4_16 \
   --seconds "$SIZE_S" $SIZE_ARGS --precision bf16 $STEP_SWITCH --data-dir "$SWEEPS_DATA_DIR" \
   --log-dir "$OUT/sweep-logs" --json "$OUT/sweep_sizes.json"
 
@@ -162,7 +177,7 @@ echo "e2e: K=$K rows=$ROWS" | tee -a "$OUT/env.txt"
 E2E_DIR="$OUT/e2e"
 [ -n "${GPU_SH_DB:-}" ] && E2E_DIR="$OUT/e2e-continued"
 E2E_BOX=$(( (BUDGET - ($(date +%s) - START) - 15) / SCALE ))
-stage e2e "$E2E_BOX" 0 "$PY" bench/gpu_e2e.py --k "$K" --rows "$ROWS" --switches "$SWITCHES" \
+stage e2e "$E2E_BOX" "$PY" bench/gpu_e2e.py --k "$K" --rows "$ROWS" --switches "$SWITCHES" \
   --seconds $(( E2E_BOX * SCALE - 45 )) ${GPU_SH_DB:+--db "$GPU_SH_DB"} $E2E_ARGS --out "$E2E_DIR" \
   --state "${TMPDIR:-/tmp}/sweeps-gpu-e2e"
 
