@@ -155,11 +155,22 @@ stage throughput 100 "$PY" bench/train_throughput.py --row vit_7_4_16 --steps "$
 # 3. K run processes on one GPU, the same 8 copies of ViT 7/4/16 at every K, counted at a
 #    deadline; under CUDA MPS where the machine has it (kernels of K processes run concurrently)
 MPS=0
-if [ "$SMOKE" != 1 ] && command -v nvidia-cuda-mps-control > /dev/null && wanted sizes; then
+if [ "$SMOKE" != 1 ] && command -v nvidia-cuda-mps-control > /dev/null && { wanted sizes || wanted e2e; }; then
   export CUDA_MPS_PIPE_DIRECTORY="$PWD/.mps/pipe" CUDA_MPS_LOG_DIRECTORY="$PWD/.mps/log"
   mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
   nvidia-cuda-mps-control -d && MPS=1
   trap 'echo quit | nvidia-cuda-mps-control' EXIT
+  # A daemon that starts but cannot serve (a sandboxed GPU) would fail or hang every CUDA process
+  # after it, e2e included: one kernel through it first, else without MPS.
+  if [ "$MPS" = 1 ] && ! timeout -k 5 60 "$PY" -c "import torch; torch.ones(1, device='cuda').sum().item()" \
+      > "$OUT/mps-probe.log" 2>&1; then
+    echo quit | nvidia-cuda-mps-control
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+    trap - EXIT
+    MPS=0
+    echo "mps: the daemon started but a CUDA probe through it failed (mps-probe.log); without MPS" \
+      | tee -a "$OUT/env.txt"
+  fi
 fi
 echo "mps=$MPS" >> "$OUT/env.txt"
 stage sizes $(( 4 * (SIZE_S + 6) + 20 )) "$PY" bench/sweep_slice.py --rows vit_7_4_16 \
