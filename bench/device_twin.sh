@@ -4,13 +4,15 @@
 # its preinstalled packages, none of the service's. On it: bench/gpu.sh's smoke run (the wheel
 # install into .site, every stage, the service end to end) and the engine's CPU tests.
 #
-#   .venv/bin/python bench/wheelhouse.py && bash bench/device_twin.sh    # ~5 GB, once, in $TWIN
+#   bash bench/gpu_carry.sh && bash bench/device_twin.sh    # ~5 GB, once, in $TWIN
 #
-# Needs .whl/ (bench/wheelhouse.py) and the Fashion-MNIST files in .data/fashion-mnist/.
+# Needs .whl/ and the Fashion-MNIST files in .data/fashion-mnist/ (bench/gpu_carry.sh makes both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TWIN="${TWIN:-${TMPDIR:-/tmp}/sweeps-device-twin}"
 OUT="${OUT:-$PWD/bench-out/twin}"
+# That machine's versions of what the service imports; the rest of its image is irrelevant here.
+BASE=(torch==2.11.0 torchvision==0.26.0 scikit-learn numpy pyyaml typer rich httpx jinja2 pytest)
 
 find_py312() {
   command -v python3.12 2> /dev/null && python3.12 -c "" 2> /dev/null && return
@@ -23,23 +25,19 @@ if [ ! -x "$TWIN/bin/python" ]; then
   [ -n "$PY312" ] || { echo "device_twin: no python3.12 found (set PY312=...)" >&2; exit 1; }
   "$PY312" -m venv "$TWIN"
   "$TWIN/bin/pip" install -q --upgrade pip
-  # That machine's versions of what the service imports; the rest of its image is irrelevant here.
-  "$TWIN/bin/pip" install -q torch==2.11.0 torchvision==0.26.0 scikit-learn numpy pyyaml \
-    typer rich httpx jinja2 pytest
+  "$TWIN/bin/pip" install -q "${BASE[@]}"
 fi
 # Whatever the wheelhouse carries must come from it, as there: take out what pip pulled in,
 # except what the machine's own packages need (sklearn needs narwhals, which plotly pulls too).
 CARRIED=$(sed -n 's/^\([A-Za-z0-9_.]*\)-[0-9].*\.whl\t.*/\1/p' .whl/MANIFEST.txt)
 # shellcheck disable=SC2086
-DROP=$("$TWIN/bin/python" - $CARRIED <<'PYEOF'
+DROP=$("$TWIN/bin/python" - "${BASE[*]%%=*}" $CARRIED <<'PYEOF'
 import re
 import sys
 from importlib import metadata
 
 norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()  # noqa: E731
-carried = {norm(n) for n in sys.argv[1:]}
-base = ("torch", "torchvision", "scikit-learn", "numpy", "pyyaml", "typer", "rich", "httpx",
-        "jinja2")
+base, carried = sys.argv[1].split(), {norm(n) for n in sys.argv[2:]}
 needed, todo = set(), list(base)
 while todo:
     try:

@@ -14,10 +14,7 @@ LIMIT=$(( 64 * 1024 * 1024 ))
 "$PY" bench/wheelhouse.py | tail -n 1
 mkdir -p .data/fashion-mnist
 rm -rf .data/fashion-mnist/.sweeps-decoded
-for f in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz \
-  t10k-labels-idx1-ubyte.gz; do
-  [ -f ".data/fashion-mnist/$f" ] || cp "$SRC/$f" .data/fashion-mnist/
-done
+cp -n "$SRC"/*-ubyte.gz .data/fashion-mnist/
 extra=$(find .data -type f ! -path '.data/fashion-mnist/*.gz' ! -name prev-sweeps.db.gz)
 [ -z "$extra" ] || { echo "gpu_carry: .data holds more than the carry needs:" >&2; echo "$extra" >&2; exit 1; }
 

@@ -10,8 +10,8 @@ FOLDER="${1:?usage: bench/gpu_continue.sh FOLDER_WITH_GPU_PASS_TARBALLS [BUDGET_
 BUDGET="${2:-150}"
 PASS=$(find "$FOLDER" -name 'gpu-pass-*.tar.gz' -printf '%T@ %p\n' | sort -n | tail -n 1 | cut -d' ' -f2-)
 [ -n "$PASS" ] || { echo "gpu_continue: no gpu-pass-*.tar.gz under $FOLDER" >&2; exit 1; }
-# a continuation's own database (e2e-continued/) is newer than the first slice's, when both are
-DB=$(tar tzf "$PASS" | grep -E '^(\./)?e2e(-continued)?/sweeps\.db\.gz$' | sort | tail -n 1)
+# one per pass: e2e/ for a first pass, e2e-continued/ for a continuation
+DB=$(tar tzf "$PASS" | grep -E '^(\./)?e2e(-continued)?/sweeps\.db\.gz$' | head -n 1)
 [ -n "$DB" ] || { echo "gpu_continue: $PASS holds no e2e database" >&2; exit 1; }
 mkdir -p .data
 tar xzf "$PASS" -O "$DB" > .data/prev-sweeps.db.gz
