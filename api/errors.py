@@ -11,7 +11,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from api.schemas import Problem
 from shared.domain.errors import Conflict, NotFound
-from shared.spec import SpecError
+from shared.sweepfile import SpecError
 from shared.table import UnknownColumn
 
 log = logging.getLogger("sweeps.api")

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from shared.spec import RunSettings, parse_sweep  # noqa: E402
+from shared.sweepfile import RunSettings, parse_sweep  # noqa: E402
 from worker.engine import train_run  # noqa: E402
 from worker.engine.build import build_model, make_scheduler  # noqa: E402
 from worker.engine.losses import make_loss  # noqa: E402

@@ -98,7 +98,7 @@ def inspect(
     """Build each run's model locally and count its parameters (runs the file's model code)."""
     from shared.plugins import plugin_modules
     from shared.settings import get_settings
-    from shared.spec import SpecError
+    from shared.sweepfile import SpecError
     from worker.engine.inspect import inspect_sweep
 
     configured = get_settings().plugins

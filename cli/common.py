@@ -13,7 +13,7 @@ from rich.console import Console
 from cli.client import CliError
 
 if TYPE_CHECKING:
-    from shared.spec import SpecError, SweepSpec
+    from shared.sweepfile import SpecError, SweepSpec
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -61,7 +61,7 @@ class SweepFile:
 
     def parse(self, **limits: Any) -> SweepSpec:
         """The expanded sweep (bases merged in); CliError naming the file and line."""
-        from shared.spec import SpecError, parse_with_extends
+        from shared.sweepfile import SpecError, parse_with_extends
 
         try:
             return parse_with_extends(self.text, self.path.name, self.bases.get, **limits)
@@ -74,8 +74,8 @@ class SweepFile:
 
 def read_sweep(path: Path) -> SweepFile:
     """The file and, when it uses `$extends`, its bases read from disk (relative to it)."""
-    from shared.spec import SpecError, merge_extends
-    from shared.spec.extends import uses_extends
+    from shared.sweepfile import SpecError, merge_extends
+    from shared.sweepfile.extends import uses_extends
 
     text = read_yaml(path)
     bases: dict[str, str] = {}

@@ -1,1 +1,1 @@
-"""Code both the API and the workers use: settings, the sweep spec, storage, enqueueing."""
+"""Code both the API and the workers use: settings, the sweep file format, storage, enqueueing."""

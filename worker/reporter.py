@@ -39,7 +39,7 @@ from shared.db.runs import (
     upsert_metrics,
 )
 from shared.db.session import session_scope
-from shared.spec.early_stop import EarlyStop
+from shared.sweepfile.early_stop import EarlyStop
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from shared.db.models import RunStatus
 from shared.db.runs import claim_run
 from shared.db.session import session_scope
 from shared.settings import Settings, get_settings
-from shared.spec.early_stop import EarlyStop
+from shared.sweepfile.early_stop import EarlyStop
 from worker.artifacts import join_location
 from worker.reporter import Reporter, is_transient
 

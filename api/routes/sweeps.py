@@ -32,7 +32,7 @@ from shared.db.models import RunStatus
 from shared.db.session import commit, enqueue_after_commit
 from shared.domain import commands, reads, submit
 from shared.domain.submit import default_name, parse_submission
-from shared.spec.encoding import NotUtf8, decode_utf8, encodable
+from shared.sweepfile.encoding import NotUtf8, decode_utf8, encodable
 
 router = APIRouter(
     tags=["sweeps"],

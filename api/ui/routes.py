@@ -29,7 +29,7 @@ from shared.domain import commands, reads, tables
 from shared.domain.curves import curves_payload, load_runs, parse_after
 from shared.domain.submit import create_sweep, default_name, parse_submission, plan_runs
 from shared.domain.versions import metrics_version
-from shared.spec import SpecError
+from shared.sweepfile import SpecError
 from shared.table import build_table, to_csv, to_markdown
 
 router = APIRouter(prefix="/ui", include_in_schema=False)

@@ -1,4 +1,4 @@
-"""Queries behind early stopping (shared/spec/early_stop.py): rung values and prune marks.
+"""Queries behind early stopping (shared/sweepfile/early_stop.py): rung values and prune marks.
 
 A run's value at a rung is its metric at its first validation at or past the rung's inputs,
 read from the stored curves, so the decision holds across workers and hosts. Two runs that
@@ -14,7 +14,7 @@ from sqlalchemy import and_, case, exists, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import Metric, Run, RunStatus
-from shared.spec.early_stop import EarlyStop
+from shared.sweepfile.early_stop import EarlyStop
 
 # Written when a run is pruned (step and value: the rung's inputs); it stays when the run is
 # retried, and a run that has one is trained to its full budget without being judged again.

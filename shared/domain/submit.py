@@ -20,7 +20,7 @@ from shared.db.models import Run, RunStatus, Sweep, utcnow
 from shared.domain.commands import update_sweep_status
 from shared.plugins import plugin_modules
 from shared.settings import Settings
-from shared.spec import RunSpec, SpecError, SweepSpec, parse_with_extends
+from shared.sweepfile import RunSpec, SpecError, SweepSpec, parse_with_extends
 
 MAX_INPUTS = 2**62  # runs.max_inputs and metrics.step are BIGINT
 _CHUNK = 1000  # bound the parameters of one IN (...) list

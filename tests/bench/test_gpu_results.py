@@ -71,7 +71,7 @@ def test_results_from_a_real_tiny_sweep_through_the_stack(tmp_path: Path) -> Non
 
 
 def test_the_seed_rows_sweep_keeps_exactly_the_rows_asked_for() -> None:
-    from shared.spec import parse_sweep
+    from shared.sweepfile import parse_sweep
 
     spec = importlib.util.spec_from_file_location("gpu_e2e", ROOT / "bench/gpu_e2e.py")
     e2e = importlib.util.module_from_spec(spec)

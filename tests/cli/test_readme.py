@@ -15,7 +15,7 @@ from typer.main import get_command
 
 from cli.main import app
 from shared.settings import Settings
-from shared.spec import names
+from shared.sweepfile import names
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from shared.spec import parse_sweep
+from shared.sweepfile import parse_sweep
 from tests.faults.helpers import FINAL_INPUTS, VALIDATE_EVERY, sweep_yaml
 
 pytestmark = pytest.mark.timeout(120)

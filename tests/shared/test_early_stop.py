@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 
 from shared.db.models import Metric
 from shared.db.pruning import PRUNED_AT_KEY, judge, prune_state, rung_values
-from shared.spec import SpecError, parse_sweep
-from shared.spec.early_stop import EarlyStop
-from tests.shared.spec_support import BASE
+from shared.sweepfile import SpecError, parse_sweep
+from shared.sweepfile.early_stop import EarlyStop
+from tests.shared.sweepfile_support import BASE
 from tests.support.db import insert_runs
 
 EARLY = """\

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.spec import SpecError, parse_sweep, parse_with_extends
-from tests.shared.spec_support import BASE
+from shared.sweepfile import SpecError, parse_sweep, parse_with_extends
+from tests.shared.sweepfile_support import BASE
 
 MATRIX_BASE = "matrix:\n  hidden: [4, 8]\n" + BASE.replace(
     "nn.Linear(4, 2)", "nn.Linear(4, ${hidden})"

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from shared.spec import RunSettings, SpecError, parse_sweep
+from shared.sweepfile import RunSettings, SpecError, parse_sweep
 
 BASE = """\
 experiment_name: t

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from shared.db.models import Run, RunStatus, Sweep, utcnow
-from shared.spec import parse_sweep
+from shared.sweepfile import parse_sweep
 
 DATA = Path(__file__).resolve().parent / "data"
 

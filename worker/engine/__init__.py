@@ -5,7 +5,7 @@ Contract (used by worker/tasks.py; keep it stable):
     from worker.engine import train_run, RunCancelled
 
     summary = train_run(
-        config,                 # one run's resolved configuration (shared.spec RunSpec.config)
+        config,                 # one run's resolved configuration (shared.sweepfile RunSpec.config)
         report=report,          # callable(event: str, **payload) -- see below
         checkpoint_dir=path,    # Path, s3:// URL or None; resume from its latest.pt if there
         device=None,            # "cuda"/"cpu"/None (None: cuda when available, else cpu)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from shared.spec.run_config import RunSettings
+from shared.sweepfile.run_config import RunSettings
 
 from . import losses, namespace
 from .augment import device_twin

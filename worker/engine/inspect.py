@@ -27,7 +27,7 @@ def inspect_sweep(yaml_text: str | bytes, plugins: str = "") -> list[dict[str, A
     `plugins`: the SWEEPS_PLUGINS setting; their names are given to the runs' code.
     """
     from shared.plugins import plugin_modules
-    from shared.spec import parse_sweep  # pure Python (yaml + simpleeval); imported when used
+    from shared.sweepfile import parse_sweep  # pure Python (yaml + simpleeval); imported when used
     from worker.plugins import load
 
     load(plugins)

@@ -1,4 +1,4 @@
-"""Example files build the seed table's models; shared/spec/names.py names exist in torch."""
+"""Example files build the seed table's models; shared/sweepfile/names.py names exist in torch."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from shared.spec import names, parse_sweep
+from shared.sweepfile import names, parse_sweep
 from worker.engine import inspect_sweep
 from worker.engine.losses import make_loss
 

@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from shared.spec import parse_sweep
+from shared.sweepfile import parse_sweep
 from tests.worker.engine.support import Recorder
 from worker.engine import train_run
 

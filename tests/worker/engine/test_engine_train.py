@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from shared.spec import parse_sweep
+from shared.sweepfile import parse_sweep
 from tests.worker.engine.support import Recorder, tiny_config
 from worker.engine import train_run
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.spec import SpecError, config_hash, is_code, parse_sweep
+from shared.sweepfile import SpecError, config_hash, is_code, parse_sweep
 from tests.conftest import PUBLISHED_SEED
-from tests.shared.spec_support import BASE
+from tests.shared.sweepfile_support import BASE
 
 SEED_SLUG = "patch:7_layer:8_head:16_hidden:256_mlp:512_drop:0.0_cs:784"
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.spec import MatrixEntry, SpecError, expand_matrix, make_slug
+from shared.sweepfile import MatrixEntry, SpecError, expand_matrix, make_slug
 
 SLUG_CHARS = re.compile(r"^[\w.,\-:]*$")  # \w: alphanumerics and _, as str.isalnum + "_"
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.spec import SpecError, parse_sweep
+from shared.sweepfile import SpecError, parse_sweep
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 MANIFEST: dict[str, dict[str, Any]] = yaml.safe_load((CORPUS / "manifest.yaml").read_text())

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.spec import SpecError, parse_sweep
-from tests.shared.spec_support import BASE
+from shared.sweepfile import SpecError, parse_sweep
+from tests.shared.sweepfile_support import BASE
 
 
 def error_of(text: str | bytes, **kwargs: int) -> SpecError:

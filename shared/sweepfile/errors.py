@@ -1,4 +1,4 @@
-"""The one error type the spec raises: a human message plus where in the YAML it happened."""
+"""The one error type of the sweep file format: a message plus where in the YAML it happened."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.spec import SpecError, evaluate_filter, expand_matrix
+from shared.sweepfile import SpecError, evaluate_filter, expand_matrix
 
 
 @pytest.mark.parametrize(

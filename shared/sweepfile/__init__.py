@@ -1,4 +1,4 @@
-"""The sweep spec: parse, expand and validate nn-experiments YAML. Pure Python, no torch."""
+"""The sweep file format: parse, expand and validate nn-experiments YAML. Pure Python, no torch."""
 
 from .errors import SpecError
 from .extends import Loader, merge_extends, parse_with_extends
