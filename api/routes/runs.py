@@ -14,7 +14,7 @@ from api.params import RunId
 from api.schemas import MetricPoint, MetricSeries, Problem, RunCancelOut, RunDetail
 from shared.domain import commands, metrics, reads
 from shared.domain.versions import metrics_version
-from shared.table import METRIC_KEYS
+from shared.metric_keys import METRIC_KEYS
 
 router = APIRouter(
     tags=["runs"],

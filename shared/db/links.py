@@ -13,32 +13,30 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.orm import Session
 
-from shared.db.models import Run, RunStatus, utcnow
-
-LIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
-_CHUNK = 1000
+from shared.db.chunks import chunked
+from shared.db.models import LIVE_STATUSES, Run, RunStatus, utcnow
 
 
-def is_linked() -> object:
-    """SQL condition: a queued run waiting on another run's training."""
-    return and_(Run.status == RunStatus.QUEUED, Run.reused_from_id.is_not(None))
+def trains_itself() -> ColumnElement[bool]:
+    """SQL condition: the run is not linked to another run that trains it."""
+    return Run.reused_from_id.is_(None)
+
+
+def needs_message() -> ColumnElement[bool]:
+    """SQL condition: a queued run that a task message must carry (a linked run gets none)."""
+    return and_(Run.status == RunStatus.QUEUED, trains_itself())
 
 
 def find_live(session: Session, hashes: Iterable[str]) -> dict[str, int]:
     """config_hash -> id of the oldest queued or running run that trains it (not a linked one)."""
     found: dict[str, int] = {}
-    unique = list(dict.fromkeys(hashes))
-    for start in range(0, len(unique), _CHUNK):
+    for chunk in chunked(list(dict.fromkeys(hashes))):
         query = (
             select(Run.config_hash, func.min(Run.id))
-            .where(
-                Run.config_hash.in_(unique[start : start + _CHUNK]),
-                Run.status.in_(LIVE_STATUSES),
-                Run.reused_from_id.is_(None),
-            )
+            .where(Run.config_hash.in_(chunk), Run.status.in_(LIVE_STATUSES), trains_itself())
             .group_by(Run.config_hash)
         )
         found.update({h: run_id for h, run_id in session.execute(query)})

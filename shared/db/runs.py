@@ -66,10 +66,9 @@ def claim_run(
     # Our own claim again: a retry after a commit whose reply was lost must not orphan the run.
     ours = and_(Run.status == RunStatus.RUNNING, Run.lease_owner == owner)
     # A queued run linked to another one (links.py) is trained by that one, never here.
-    queued = and_(Run.status == RunStatus.QUEUED, Run.reused_from_id.is_(None))
     result = session.execute(
         update(Run)
-        .where(Run.id == run_id, or_(queued, expired, ours))
+        .where(Run.id == run_id, or_(links.needs_message(), expired, ours))
         .values(
             status=RunStatus.RUNNING,
             lease_owner=owner,
@@ -326,8 +325,7 @@ def stale_queued_runs(session: Session, *, older_than_seconds: float) -> list[in
     rows = session.scalars(
         select(Run.id)
         .where(
-            Run.status == RunStatus.QUEUED,
-            Run.reused_from_id.is_(None),  # linked runs wait for their source, not a task
+            links.needs_message(),  # linked runs wait for their source, not a task
             or_(
                 and_(enqueued, Run.enqueued_at < cutoff),
                 and_(~enqueued, Run.created_at < cutoff),

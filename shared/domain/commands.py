@@ -14,14 +14,18 @@ from sqlalchemy import exists, update
 from sqlalchemy.orm import Session
 
 from shared.db import links
-from shared.db.models import Run, RunStatus, Sweep, SweepStatus, utcnow
+from shared.db.chunks import chunked
+from shared.db.models import (
+    LIVE_STATUSES,
+    RETRYABLE_STATUSES,
+    Run,
+    RunStatus,
+    Sweep,
+    SweepStatus,
+    utcnow,
+)
 from shared.domain.errors import Conflict
 from shared.domain.reads import get_run, get_sweep
-
-LIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
-# A pruned run retried resumes from its checkpoint and trains to its full budget.
-RETRYABLE_STATUSES = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PRUNED)
-_CHUNK = 1000  # bound the parameters of one IN (...) list
 
 
 def update_sweep_status(session: Session, sweep_ids: Sequence[int] | None = None) -> list[int]:
@@ -52,12 +56,11 @@ def update_sweep_status(session: Session, sweep_ids: Sequence[int] | None = None
 def mark_enqueued(session: Session, run_ids: Sequence[int]) -> None:
     """Note that a message was sent for these queued runs, restarting their grace period
     (the reconciler re-sends a queued run's message only after it)."""
-    ids = list(run_ids)
     now = utcnow()
-    for start in range(0, len(ids), _CHUNK):
+    for chunk in chunked(list(run_ids)):
         session.execute(
             update(Run)
-            .where(Run.id.in_(ids[start : start + _CHUNK]), Run.status == RunStatus.QUEUED)
+            .where(Run.id.in_(chunk), Run.status == RunStatus.QUEUED)
             .values(enqueued_at=now)
             .execution_options(synchronize_session=False)
         )
