@@ -29,8 +29,9 @@ from api.schemas import (
     SweepSubmission,
 )
 from shared import queue
-from shared.db.session import commit, enqueue_after_commit
-from shared.domain import commands, reads, submit
+from shared.db.session import commit
+from shared.domain import reads, submit
+from shared.domain import runs as run_state
 from shared.domain.submit import check_sweep_name, parse_submission, sweep_name
 from shared.sweepfile.encoding import NotUtf8, decode_utf8, encodable
 
@@ -242,7 +243,7 @@ def get_sweep(sweep_id: SweepId, session: SessionDep) -> SweepDetail:
 )
 def cancel_sweep(sweep_id: SweepId, session: SessionDep) -> SweepCancelled:
     """Cancel queued runs now and ask running ones to stop at their next step."""
-    result = commands.cancel_sweep(session, sweep_id)
+    result = run_state.cancel_sweep(session, sweep_id)
     return SweepCancelled(
         sweep_id=sweep_id, cancelled=result.cancelled, cancel_requested=result.cancel_requested
     )
@@ -253,8 +254,8 @@ def cancel_sweep(sweep_id: SweepId, session: SessionDep) -> SweepCancelled:
 )
 def retry_sweep(sweep_id: SweepId, session: SessionDep, settings: SettingsDep) -> SweepRetried:
     """Queue failed, cancelled and pruned runs again; they resume from their checkpoints."""
-    ids = commands.retry_runs(session, sweep_id)
-    enqueue_after_commit(session, ids, queue.sender(settings.broker_url))
+    ids = run_state.retry_runs(session, sweep_id)
+    run_state.enqueue_after_commit(session, ids, queue.sender(settings.broker_url))
     outcome = commit(session)  # here, so that the reply says what was sent
     return SweepRetried(
         sweep_id=sweep_id, retried=ids, enqueued=len(outcome.sent), warnings=outcome.warnings

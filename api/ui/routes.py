@@ -24,8 +24,8 @@ from api.params import RunId, SweepId, parse_ids
 from api.ui import assets, auth, views
 from shared import queue
 from shared.db.models import LIVE_STATUSES, RETRYABLE_STATUSES, ApiToken
-from shared.db.session import enqueue_after_commit
-from shared.domain import commands, reads, tables
+from shared.domain import reads, tables
+from shared.domain import runs as run_state
 from shared.domain.curves import curves_payload, load_runs, parse_after
 from shared.domain.submit import (
     check_sweep_name,
@@ -241,9 +241,9 @@ def sweep_table_file(
 @router.post("/sweeps/{sweep_id}/cancel")
 def cancel_sweep(db: DbSession, _: FormUser, sweep_id: SweepId) -> Response:
     try:
-        result = commands.cancel_sweep(db, sweep_id)
-    except commands.Conflict:  # all finished meanwhile: the page says nothing was cancelled
-        result = commands.CancelResult([], [])
+        result = run_state.cancel_sweep(db, sweep_id)
+    except run_state.Conflict:  # all finished meanwhile: the page says nothing was cancelled
+        result = run_state.CancelResult([], [])
     return RedirectResponse(
         f"/ui/sweeps/{sweep_id}?cancelled={len(result.cancelled)}"
         f"&stopping={len(result.cancel_requested)}",
@@ -253,8 +253,8 @@ def cancel_sweep(db: DbSession, _: FormUser, sweep_id: SweepId) -> Response:
 
 @router.post("/sweeps/{sweep_id}/retry")
 def retry_sweep(db: DbSession, settings: SettingsDep, _: FormUser, sweep_id: SweepId) -> Response:
-    run_ids = commands.retry_runs(db, sweep_id)
-    enqueue_after_commit(db, run_ids, queue.sender(settings.broker_url))
+    run_ids = run_state.retry_runs(db, sweep_id)
+    run_state.enqueue_after_commit(db, run_ids, queue.sender(settings.broker_url))
     return RedirectResponse(f"/ui/sweeps/{sweep_id}?retried={len(run_ids)}", status_code=303)
 
 
@@ -280,8 +280,8 @@ def run_page(request: Request, db: DbSession, _: PageUser, run_id: RunId) -> HTM
 
 @router.post("/runs/{run_id}/cancel")
 def cancel_run(db: DbSession, _: FormUser, run_id: RunId) -> Response:
-    with contextlib.suppress(commands.Conflict):  # finished meanwhile: the page shows it
-        commands.cancel_run(db, run_id)
+    with contextlib.suppress(run_state.Conflict):  # finished meanwhile: the page shows it
+        run_state.cancel_run(db, run_id)
     return RedirectResponse(f"/ui/runs/{run_id}", status_code=303)
 
 

@@ -15,12 +15,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.db import links
 from shared.db.chunks import chunked
 from shared.db.models import SWEEP_NAME_MAX, Run, RunStatus, Sweep, utcnow
-from shared.db.session import Send, enqueue_after_commit
-from shared.domain.commands import update_sweep_status
+from shared.db.session import Send
 from shared.domain.errors import InvalidInput
+from shared.domain.runs import enqueue_after_commit, find_live, needs_message
+from shared.domain.sweeps import update_sweep_status
 from shared.plugins import plugin_modules
 from shared.settings import Settings
 from shared.sweepfile import RunSpec, SpecError, SweepSpec, parse_with_extends
@@ -122,7 +122,7 @@ def _unstorable(value: Any) -> str | None:
 class PlannedRun:
     spec: RunSpec
     reuse_from_id: int | None  # a succeeded run with the same config_hash, unless forced
-    # else a queued or running run with that hash: linked to it, not trained twice (links.py)
+    # else a queued or running run with that hash: linked to it, not trained twice (runs.py)
     link_to_id: int | None = None
 
 
@@ -145,7 +145,7 @@ def plan_runs(session: Session, spec: SweepSpec, *, force: bool = False) -> list
         return [PlannedRun(r, None) for r in spec.runs]
     hashes = [r.config_hash for r in spec.runs]
     reusable = find_reusable(session, hashes)
-    live = links.find_live(session, (h for h in hashes if h not in reusable))
+    live = find_live(session, (h for h in hashes if h not in reusable))
     return [PlannedRun(r, reusable.get(r.config_hash), live.get(r.config_hash)) for r in spec.runs]
 
 
@@ -163,7 +163,7 @@ def submit_sweep(
     once the transaction commits (a reused or linked run needs none)."""
     sweep, runs = create_sweep(session, spec, name=name, force=force)
     to_enqueue = list(session.scalars(
-        select(Run.id).where(Run.sweep_id == sweep.id, links.needs_message()).order_by(Run.id)
+        select(Run.id).where(Run.sweep_id == sweep.id, needs_message()).order_by(Run.id)
     ))  # fmt: skip
     enqueue_after_commit(session, to_enqueue, send)
     return Submitted(sweep, runs, to_enqueue)

@@ -19,8 +19,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.ui import session as ui_session
+from shared.db.metric_writes import upsert_metrics
 from shared.db.models import ApiToken, Metric, Run, RunStatus, Sweep
-from shared.db.runs import upsert_metrics
 from shared.db.session import make_engine
 from shared.db.tokens import revoke_token
 from shared.domain.curves import READ_WHOLE_FACTOR
