@@ -11,8 +11,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from api.schemas import Problem
 from shared.domain.errors import Conflict, InvalidInput, NotFound
+from shared.results_table import UnknownColumn
 from shared.sweepfile import SpecError
-from shared.table import UnknownColumn
 
 log = logging.getLogger("sweeps.api")
 

@@ -183,7 +183,7 @@ class Reporter:
             if self._closing.is_set():
                 return
             try:
-                self.flush()
+                self.write_pending()
                 if self._outage_since is not None:
                     log.info(
                         "run %s: database reachable again; buffered points written", self.run_id
@@ -201,7 +201,7 @@ class Reporter:
 
     # --- writing --------------------------------------------------------------------------
 
-    def flush(self, *, force_heartbeat: bool = False) -> None:
+    def write_pending(self, *, force_heartbeat: bool = False) -> None:
         """One transaction: renew the lease, store progress, provenance and buffered points
         (and, with early_stop, judge the rungs those points reached)."""
         with self._lock:

@@ -11,8 +11,8 @@ from api.deps import SessionDep, require_token
 from api.errors import AUTH_RESPONSES, InvalidInput
 from api.params import IdsQuery, SweepId, parse_ids
 from api.schemas import Problem, TableOut
-from shared.domain.tables import table_runs
-from shared.table import build_table, to_csv, to_json, to_markdown
+from shared.domain.table_rows import table_runs
+from shared.results_table import build_table, to_csv, to_json, to_markdown
 
 router = APIRouter(
     tags=["tables"],

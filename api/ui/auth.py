@@ -8,28 +8,30 @@ the same host (another port is "same-site" to a browser).
 
 from __future__ import annotations
 
+from typing import Annotated
 from urllib.parse import quote, urlsplit
 
-from fastapi import HTTPException, Request, Response
+from fastapi import Depends, HTTPException, Request, Response
 from sqlalchemy.orm import Session
 
-from api.ui import session as ui_session
+from api.deps import SessionDep
+from api.ui import cookie
 from shared.db.models import ApiToken
 from shared.db.tokens import verify_token
 
 
 def token_from_cookie(request: Request, db: Session) -> ApiToken | None:
     """The live token the request's session cookie names, else None."""
-    value = request.cookies.get(ui_session.COOKIE_NAME)
+    value = request.cookies.get(cookie.COOKIE_NAME)
     if not value:
         return None
-    ref = ui_session.parse_cookie_value(value)
+    ref = cookie.parse_cookie_value(value)
     if ref is None:
         return None
     token = db.get(ApiToken, ref.token_id)
     if token is None or token.revoked_at is not None:
         return None
-    if not ui_session.signature_matches(value, token.token_hash):
+    if not cookie.signature_matches(value, token.token_hash):
         return None
     return token
 
@@ -41,9 +43,9 @@ def login(db: Session, secret: str) -> ApiToken | None:
 
 def set_session_cookie(request: Request, response: Response, token: ApiToken) -> None:
     response.set_cookie(
-        ui_session.COOKIE_NAME,
-        ui_session.make_cookie_value(token.id, token.token_hash),
-        max_age=ui_session.SESSION_SECONDS,
+        cookie.COOKIE_NAME,
+        cookie.make_cookie_value(token.id, token.token_hash),
+        max_age=cookie.SESSION_SECONDS,
         path="/",
         httponly=True,
         samesite="lax",
@@ -53,7 +55,7 @@ def set_session_cookie(request: Request, response: Response, token: ApiToken) ->
 
 def clear_session_cookie(request: Request, response: Response) -> None:
     response.delete_cookie(
-        ui_session.COOKIE_NAME,
+        cookie.COOKIE_NAME,
         path="/",
         httponly=True,
         samesite="lax",
@@ -81,3 +83,33 @@ def safe_next(target: str | None) -> str:
     if target and (target == "/ui" or target.startswith("/ui/")):
         return target
     return "/ui/"
+
+
+# --- who is asking: the dependencies of pages, form posts and the pages' JSON
+
+
+def page_user(request: Request, db: SessionDep) -> ApiToken:
+    """Pages: the logged-in token, or a redirect to the login form."""
+    token = token_from_cookie(request, db)
+    if token is None:
+        raise login_redirect(request)
+    return token
+
+
+def form_user(request: Request, db: SessionDep) -> ApiToken:
+    """Form posts: logged in, and sent from one of our own pages."""
+    check_same_origin(request)
+    return page_user(request, db)
+
+
+def data_user(request: Request, db: SessionDep) -> ApiToken:
+    """The JSON the pages fetch: 401 rather than a redirect."""
+    token = token_from_cookie(request, db)
+    if token is None:
+        raise HTTPException(401, "log in at /ui/login")
+    return token
+
+
+PageUser = Annotated[ApiToken, Depends(page_user)]
+FormUser = Annotated[ApiToken, Depends(form_user)]
+DataUser = Annotated[ApiToken, Depends(data_user)]

@@ -1,8 +1,8 @@
 """The web UI under /ui: server-rendered pages, a cookie session, and one batch curves endpoint.
 
-Pages call the domain layer (shared.domain) and shared.table, the same functions the JSON API
-uses, so what the browser shows is what `GET /sweeps/{id}/table` returns. Errors are mapped by
-api/errors.py (404, 409, 422) as for the JSON routes. Forms post back here
+Pages call the domain layer (shared.domain) and shared.results_table, the same functions the
+JSON API uses, so what the browser shows is what `GET /sweeps/{id}/table` returns. Errors are
+mapped by api/errors.py (404, 409, 422) as for the JSON routes. Forms post back here
 (post/redirect/get); JavaScript only draws charts and polls while runs are unfinished.
 """
 
@@ -12,7 +12,7 @@ import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
@@ -22,9 +22,10 @@ from api.errors import InvalidInput
 from api.etag import is_fresh, make_etag, not_modified
 from api.params import RunId, SweepId, parse_ids
 from api.ui import assets, auth, views
+from api.ui.auth import DataUser, FormUser, PageUser
 from shared import queue
-from shared.db.models import LIVE_STATUSES, RETRYABLE_STATUSES, ApiToken
-from shared.domain import reads, tables
+from shared.db.models import LIVE_STATUSES, RETRYABLE_STATUSES
+from shared.domain import reads, table_rows
 from shared.domain import runs as run_state
 from shared.domain.curves import curves_payload, load_runs, parse_after
 from shared.domain.submit import (
@@ -35,14 +36,13 @@ from shared.domain.submit import (
     sweep_name,
 )
 from shared.domain.versions import metrics_version
+from shared.results_table import build_table, to_csv, to_markdown
 from shared.sweepfile import SpecError
-from shared.table import build_table, to_csv, to_markdown
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 templates.env.globals.update(static_url=assets.static_url, plotly_url=assets.plotly_url)
 
-DbSession = SessionDep
 SWEEPS_PER_PAGE = 50
 DEFAULT_MAX_POINTS = 400
 # Points per chart the browser is asked to draw at most: many runs get fewer points each.
@@ -51,36 +51,6 @@ CHART_POINT_BUDGET = 20_000
 
 def max_points_for(runs: int) -> int:
     return max(50, min(DEFAULT_MAX_POINTS, CHART_POINT_BUDGET // max(1, runs)))
-
-
-# ---------------------------------------------------------------- who is asking
-
-
-def page_user(request: Request, db: DbSession) -> ApiToken:
-    """Pages: the logged-in token, or a redirect to the login form."""
-    token = auth.token_from_cookie(request, db)
-    if token is None:
-        raise auth.login_redirect(request)
-    return token
-
-
-def form_user(request: Request, db: DbSession) -> ApiToken:
-    """Form posts: logged in, and sent from one of our own pages."""
-    auth.check_same_origin(request)
-    return page_user(request, db)
-
-
-def data_user(request: Request, db: DbSession) -> ApiToken:
-    """The JSON the pages fetch: 401 rather than a redirect."""
-    token = auth.token_from_cookie(request, db)
-    if token is None:
-        raise HTTPException(401, "log in at /ui/login")
-    return token
-
-
-PageUser = Annotated[ApiToken, Depends(page_user)]
-FormUser = Annotated[ApiToken, Depends(form_user)]
-DataUser = Annotated[ApiToken, Depends(data_user)]
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -99,7 +69,7 @@ def login_form(request: Request, next: str | None = None) -> HTMLResponse:
 @router.post("/login")
 def login(
     request: Request,
-    db: DbSession,
+    db: SessionDep,
     token: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/ui/",
 ) -> Response:
@@ -146,7 +116,7 @@ def ui_root() -> Response:
 
 
 @router.get("/", response_class=HTMLResponse)
-def sweeps_page(request: Request, db: DbSession, _: PageUser, page: int = 1) -> HTMLResponse:
+def sweeps_page(request: Request, db: SessionDep, _: PageUser, page: int = 1) -> HTMLResponse:
     page = max(1, page)
     sweeps, total = reads.list_sweeps(
         db, limit=SWEEPS_PER_PAGE, offset=(page - 1) * SWEEPS_PER_PAGE
@@ -163,7 +133,7 @@ def sweeps_page(request: Request, db: DbSession, _: PageUser, page: int = 1) -> 
 
 def _sweep_context(db: Session, sweep_id: int, sort: str | None) -> dict[str, Any]:
     sweep = reads.get_sweep(db, sweep_id)
-    runs, param_keys = tables.table_runs(db, sweep_ids=[sweep_id])
+    runs, param_keys = table_rows.table_runs(db, sweep_ids=[sweep_id])
     table = build_table(runs, param_keys, sort=sort)
     summary = reads.summarize(db, [sweep])[0]
     statuses = {r.status for r in runs}
@@ -186,7 +156,7 @@ def _sweep_context(db: Session, sweep_id: int, sort: str | None) -> dict[str, An
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
 def sweep_page(
     request: Request,
-    db: DbSession,
+    db: SessionDep,
     _: PageUser,
     sweep_id: SweepId,
     sort: str | None = None,
@@ -217,14 +187,14 @@ def _flash(cancelled: int | None, stopping: int | None, retried: int | None) -> 
 
 
 @router.get("/sweeps/{sweep_id}/live", response_class=HTMLResponse)
-def sweep_live(request: Request, db: DbSession, _: DataUser, sweep_id: SweepId) -> HTMLResponse:
+def sweep_live(request: Request, db: SessionDep, _: DataUser, sweep_id: SweepId) -> HTMLResponse:
     """The status block and table, re-fetched by the page while runs are unfinished."""
     return render(request, "_sweep_live.html", **_sweep_context(db, sweep_id, None))
 
 
 @router.get("/sweeps/{sweep_id}/table.{fmt}")
 def sweep_table_file(
-    db: DbSession, _: PageUser, sweep_id: SweepId, fmt: str, sort: str | None = None
+    db: SessionDep, _: PageUser, sweep_id: SweepId, fmt: str, sort: str | None = None
 ) -> Response:
     if fmt not in ("md", "csv"):
         raise HTTPException(404, f"no table format {fmt!r}; use table.md or table.csv")
@@ -239,7 +209,7 @@ def sweep_table_file(
 
 
 @router.post("/sweeps/{sweep_id}/cancel")
-def cancel_sweep(db: DbSession, _: FormUser, sweep_id: SweepId) -> Response:
+def cancel_sweep(db: SessionDep, _: FormUser, sweep_id: SweepId) -> Response:
     try:
         result = run_state.cancel_sweep(db, sweep_id)
     except run_state.Conflict:  # all finished meanwhile: the page says nothing was cancelled
@@ -252,7 +222,7 @@ def cancel_sweep(db: DbSession, _: FormUser, sweep_id: SweepId) -> Response:
 
 
 @router.post("/sweeps/{sweep_id}/retry")
-def retry_sweep(db: DbSession, settings: SettingsDep, _: FormUser, sweep_id: SweepId) -> Response:
+def retry_sweep(db: SessionDep, settings: SettingsDep, _: FormUser, sweep_id: SweepId) -> Response:
     run_ids = run_state.retry_runs(db, sweep_id)
     run_state.enqueue_after_commit(db, run_ids, queue.sender(settings.broker_url))
     return RedirectResponse(f"/ui/sweeps/{sweep_id}?retried={len(run_ids)}", status_code=303)
@@ -262,7 +232,7 @@ def retry_sweep(db: DbSession, settings: SettingsDep, _: FormUser, sweep_id: Swe
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run_page(request: Request, db: DbSession, _: PageUser, run_id: RunId) -> HTMLResponse:
+def run_page(request: Request, db: SessionDep, _: PageUser, run_id: RunId) -> HTMLResponse:
     run = reads.get_run(db, run_id)
     return render(
         request,
@@ -279,7 +249,7 @@ def run_page(request: Request, db: DbSession, _: PageUser, run_id: RunId) -> HTM
 
 
 @router.post("/runs/{run_id}/cancel")
-def cancel_run(db: DbSession, _: FormUser, run_id: RunId) -> Response:
+def cancel_run(db: SessionDep, _: FormUser, run_id: RunId) -> Response:
     with contextlib.suppress(run_state.Conflict):  # finished meanwhile: the page shows it
         run_state.cancel_run(db, run_id)
     return RedirectResponse(f"/ui/runs/{run_id}", status_code=303)
@@ -297,7 +267,7 @@ def _ids(values: list[str], what: str) -> list[int]:
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(
     request: Request,
-    db: DbSession,
+    db: SessionDep,
     _: PageUser,
     runs: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
     sweeps: Annotated[list[str], Query()] = [],  # noqa: B006
@@ -306,7 +276,7 @@ def compare_page(
     context: dict[str, Any] = {"table": None, "error": None, "candidates": []}
     try:
         run_ids, sweep_ids = _ids(runs, "runs"), _ids(sweeps, "sweeps")
-        rows, param_keys = tables.table_runs(db, sweep_ids=sweep_ids, run_ids=run_ids)
+        rows, param_keys = table_rows.table_runs(db, sweep_ids=sweep_ids, run_ids=run_ids)
         if rows:
             table = build_table(rows, param_keys, sort=sort)
             context["table"] = views.table_view(table)
@@ -339,7 +309,7 @@ def submit_form(request: Request, _: PageUser) -> HTMLResponse:
 @router.post("/submit", response_class=HTMLResponse)
 async def submit(
     request: Request,
-    db: DbSession,
+    db: SessionDep,
     settings: SettingsDep,
     _: FormUser,
     yaml: Annotated[str, Form()] = "",
@@ -392,7 +362,7 @@ async def submit(
 @router.get("/api/curves")
 def curves(
     request: Request,
-    db: DbSession,
+    db: SessionDep,
     _: DataUser,
     runs: str = "",
     sweeps: str = "",

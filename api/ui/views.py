@@ -13,7 +13,7 @@ from shared.db.models import Run
 from shared.domain.reads import SweepSummary
 from shared.domain.submit import PlannedRun
 from shared.metric_keys import ACCURACY_KEYS
-from shared.table import METRIC_HEADERS, Table
+from shared.results_table import METRIC_HEADERS, Table
 
 
 @dataclass(frozen=True)

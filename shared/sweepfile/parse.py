@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .config_checks import check_config, is_code
 from .document import Locator, load_document
 from .encoding import NotUtf8, decode_utf8
 from .errors import SpecError
@@ -22,7 +23,6 @@ from .matrix import (
     substitute,
 )
 from .run_config import RunSettings
-from .validate import is_code, validate
 
 DEFAULT_MAX_RUNS = 10_000
 # Each combination costs a $filter evaluation before anything is cut, so this is bounded too.
@@ -209,7 +209,7 @@ def _build_run(
         config = load_document(text)
         if "matrix" in config:
             config["matrix"] = matrix
-        validate(config, Locator(text), plugins)
+        check_config(config, Locator(text), plugins)
     except SpecError as exc:
         exc.run = exc.run or label
         raise

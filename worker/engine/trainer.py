@@ -20,8 +20,7 @@ from . import datasets
 from .autoencoder import AutoencoderTrainer
 from .batches import TrainBatches
 from .build import BuiltRun, build_run
-from .evaluate import EVAL_BATCH_SIZE, EvalBatches, SvcPool, embed, heldout_indices
-from .evaluate import validate as run_validation
+from .evaluate import EVAL_BATCH_SIZE, EvalBatches, SvcPool, embed, heldout_indices, validation_pass
 from .models import count_trainable
 from .phases import Phases
 from .provenance import provenance
@@ -136,7 +135,7 @@ def collect_svc(ctx: Context, out: Reported, svc: SvcPool, wait: bool) -> None:
             ckpt.drop_pending_svc(ctx.folder, step)
 
 
-def flush(ctx: Context, out: Reported, svc: SvcPool, progress: Progress) -> None:
+def report_train_losses(ctx: Context, out: Reported, svc: SvcPool, progress: Progress) -> None:
     """Read the pending train losses from the device (a sync) and report them, with progress."""
     if out.pending:
         values = torch.stack([v for _, v, _ in out.pending]).tolist()
@@ -150,14 +149,16 @@ def flush(ctx: Context, out: Reported, svc: SvcPool, progress: Progress) -> None
                epoch=progress.epoch)  # fmt: skip
 
 
-def validate(ctx: Context, out: Reported, svc: SvcPool, progress: Progress, seconds: float) -> None:
+def validation_step(
+    ctx: Context, out: Reported, svc: SvcPool, progress: Progress, seconds: float
+) -> None:
     """Validation loss (and accuracy), timing, and the SVC probes started in the background."""
     since = progress.inputs - max(progress.last_validation, 0)
     progress.train_seconds += seconds
-    flush(ctx, out, svc, progress)
+    report_train_losses(ctx, out, svc, progress)
     model = ctx.run.model
     with ctx.phases.timed("validation"):
-        result = run_validation(model, ctx.val_batches, ctx.run.loss_fn, ctx.autocast,
+        result = validation_pass(model, ctx.val_batches, ctx.run.loss_fn, ctx.autocast,
                                 representation=ctx.trainer.representation)  # fmt: skip
     step = progress.inputs
     points = [(mk.VALIDATION_LOSS, step, result.loss), (mk.MODEL_PARAMS, step, ctx.params),
@@ -229,7 +230,7 @@ def validation_point(ctx: Context, out: Reported, svc: SvcPool, progress: Progre
     """Validate and checkpoint; the training clock stops meanwhile. Returns the new clock."""
     if ctx.device.type == "cuda":
         torch.cuda.synchronize(ctx.device)
-    validate(ctx, out, svc, progress, time.perf_counter() - clock)
+    validation_step(ctx, out, svc, progress, time.perf_counter() - clock)
     save_checkpoint(ctx, out, progress, order, step.loss_sum)
     return time.perf_counter()
 
@@ -357,7 +358,7 @@ def train_run(
                     steps % POLL_EVERY_STEPS == 0
                     and time.monotonic() - last_flush >= FLUSH_EVERY_SECONDS
                 ):
-                    flush(ctx, out, svc, progress)
+                    report_train_losses(ctx, out, svc, progress)
                     last_flush = time.monotonic()
             # -- epoch end
             if progress.batch_in_epoch >= batches.num_batches:
@@ -370,7 +371,7 @@ def train_run(
         # ---- the end: a last validation if the last epoch did not validate, then the SVCs -----
         if progress.last_validation != progress.inputs:
             at_validation(progress, order, step, clock)
-        flush(ctx, out, svc, progress)
+        report_train_losses(ctx, out, svc, progress)
         with phases.timed("svc_wait"):
             collect_svc(ctx, out, svc, wait=True)
     finally:

@@ -30,7 +30,7 @@ def is_code(key: str, value: Any) -> bool:
     return isinstance(value, str) and "\n" in value
 
 
-def validate(config: dict[str, Any], locator: Locator, plugins: tuple[str, ...] = ()) -> None:
+def check_config(config: dict[str, Any], locator: Locator, plugins: tuple[str, ...] = ()) -> None:
     """SpecError, located in the YAML, for the first rule of FORMAT.md the run breaks.
 
     `plugins`: a `trainer` under one of these modules is left for the worker to resolve.
