@@ -27,6 +27,7 @@ from shared.settings import Settings, get_settings
 from shared.sweepfile.early_stop import EarlyStop
 from worker.artifacts import join_location
 from worker.reporter import Reporter, is_transient
+from worker.rung_judge import RungJudge
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +57,12 @@ def train(run_id: int, *, train_fn: TrainFn | None = None) -> str:
     if config is None:
         log.info("run %s: not claimable (duplicate delivery, cancelled or finished)", run_id)
         return "skipped"
-    early_stop, sweep_id = _early_stop(run_id, config)
     reporter = Reporter(
         run_id, owner,
         lease_seconds=settings.lease_seconds,
         flush_seconds=settings.metrics_flush_seconds,
         heartbeat_seconds=settings.heartbeat_seconds,
-        early_stop=early_stop, sweep_id=sweep_id,
+        judge=_rung_judge(run_id, EarlyStop.from_config(config)),
     )  # fmt: skip
     reporter.phases["claim"] = round(claimed - started, 3)
     with reporter:
@@ -99,15 +99,14 @@ def _claim(run_id: int, owner: str, settings: Settings) -> dict[str, Any] | None
     raise AssertionError("unreachable: Retrying either returns or raises")
 
 
-def _early_stop(run_id: int, config: dict[str, Any]) -> tuple[EarlyStop | None, int | None]:
-    """The run's early-stop rule and sweep; no rule for a run retried after being pruned,
+def _rung_judge(run_id: int, rule: EarlyStop | None) -> RungJudge | None:
+    """The judge of the run's early-stop rule; none for a run retried after being pruned,
     which the user asked to train to its full budget."""
-    rule = EarlyStop.from_config(config)
     if rule is None:
-        return None, None
+        return None
     with session_scope() as session:
         state = pruning.prune_state(session, run_id)
-    return (None if state.was_pruned else rule), state.sweep_id
+    return None if state.was_pruned else RungJudge(run_id, state.sweep_id, rule)
 
 
 def _train(
