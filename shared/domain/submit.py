@@ -93,8 +93,8 @@ def check_storable(spec: RunSpec) -> None:
             raise SpecError(
                 f"'{key}' holds {problem}, which cannot be stored", key=str(key), run=label
             )
-    max_inputs = spec.config.get("max_inputs")
-    if isinstance(max_inputs, int) and max_inputs > MAX_INPUTS:
+    max_inputs = spec.settings.max_inputs
+    if max_inputs is not None and max_inputs > MAX_INPUTS:
         raise SpecError(
             f"'max_inputs' must be at most {MAX_INPUTS:,}", key="max_inputs", value=max_inputs
         )
@@ -193,9 +193,6 @@ def create_sweep(
 
 
 def _new_run(sweep_id: int, plan: PlannedRun, inputs_seen: dict[int, int], now: datetime) -> Run:
-    max_inputs = plan.spec.config.get("max_inputs")
-    if isinstance(max_inputs, bool) or not isinstance(max_inputs, int):
-        max_inputs = None
     run = Run(
         sweep_id=sweep_id,
         matrix_id=plan.spec.matrix_id,
@@ -204,7 +201,7 @@ def _new_run(sweep_id: int, plan: PlannedRun, inputs_seen: dict[int, int], now: 
         params=json_safe(plan.spec.params),
         config=json_safe(plan.spec.config),
         config_hash=plan.spec.config_hash,
-        max_inputs=max_inputs,
+        max_inputs=plan.spec.settings.max_inputs,
         status=RunStatus.QUEUED,
         inputs_seen=0,
     )

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from shared.sweepfile.run_config import RunSettings
+from shared.sweepfile.run_config import RunConfig, RunSettings
 
 from . import losses, namespace
 from .augment import device_twin
@@ -51,10 +51,10 @@ def build_model(
 
 
 def build_run(
-    config: dict[str, Any], device: torch.device, data_dir: Path | str | None = None
+    run_config: RunConfig, device: torch.device, data_dir: Path | str | None = None
 ) -> BuiltRun:
-    """Everything a run trains with; its settings follow the spec's rules and defaults."""
-    settings = RunSettings.from_config(config)
+    """Everything a run trains with: its typed settings, and what its code gives."""
+    settings, config = run_config.settings, dict(run_config.values)
     seed = settings.seed if settings.seed is not None else random.SystemRandom().randrange(2**31)
     seed_everything(seed)
     model, ns = build_model(config, data_dir)
