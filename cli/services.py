@@ -10,7 +10,7 @@ import typer
 from cli.client import ApiClient, CliError
 from cli.commands import submit_file, watch_sweep
 from cli.common import FileArg, console, err_console, prepare_database_dir, read_sweep
-from cli.render import emit
+from cli.render import FINISHED, emit
 
 
 def up(
@@ -231,7 +231,7 @@ def _cancel_on_interrupt(client: ApiClient, sweep_id: int) -> None:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             runs = client.get(f"/sweeps/{sweep_id}").get("runs", [])
-            if all(r.get("status") not in ("queued", "running") for r in runs):
+            if all(r.get("status") in FINISHED for r in runs):
                 break
             time.sleep(0.5)
     except (CliError, KeyboardInterrupt):
