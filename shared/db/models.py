@@ -118,6 +118,9 @@ class Sweep(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The file's `search` (shared/sweepfile/search.py, as Search.to_json), or None for a
+    # sweep that enumerates its whole matrix up front.
+    search: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
     runs: Mapped[list[Run]] = relationship(
         back_populates="sweep", order_by="Run.id", foreign_keys="Run.sweep_id"

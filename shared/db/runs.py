@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from shared.db import links
 from shared.db.models import FINISHED_STATUSES, LatestMetric, Metric, Run, RunStatus, utcnow
+from shared.domain import search
 from shared.domain.commands import update_sweep_status
 
 MetricPoint = tuple[str, int, float]
@@ -256,7 +257,10 @@ def finish_run(
     ).scalar()
     if sweep_id is None:
         return False
-    update_sweep_status(session, [sweep_id, *links.settle_links(session, [run_id])])
+    sweep_ids = [sweep_id, *links.settle_links(session, [run_id])]
+    if status is not RunStatus.CANCELLED:  # a cancelled trial asks for no other
+        search.continue_searches(session, sweep_ids)
+    update_sweep_status(session, sweep_ids)
     return True
 
 
@@ -304,8 +308,14 @@ def expire_leases(session: Session, *, max_attempts: int) -> ExpiredLeases:
             select(Run.sweep_id).where(Run.id.in_(done.cancelled + done.failed)).distinct()
         ).all()
         linked = links.settle_links(session, done.cancelled + done.failed)
+        if done.failed:  # a trial that failed counts; the search asks for the next ones
+            search.continue_searches(session, _sweeps_of(session, done.failed))
         update_sweep_status(session, [*sweep_ids, *linked])
     return done
+
+
+def _sweeps_of(session: Session, run_ids: list[int]) -> list[int]:
+    return list(session.scalars(select(Run.sweep_id).where(Run.id.in_(run_ids)).distinct()))
 
 
 def _update_ids(session: Session, where: Any, **values: Any) -> list[int]:

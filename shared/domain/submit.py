@@ -7,7 +7,7 @@ import json
 import math
 import os.path
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,17 +46,17 @@ def parse_submission(
         text, filename, bases.get,
         max_runs=settings.max_runs, plugins=plugin_modules(settings.plugins),
     )  # fmt: skip
-    if not spec.runs:
+    if not spec.runs and not (spec.search and spec.search.samples):
         raise SpecError("the matrix gives no runs (an empty list, or a $filter that keeps none)",
                         key="matrix")  # fmt: skip
-    for run in spec.runs:
+    for run in [*spec.runs, *spec.probes]:
         check_storable(run)
     return spec
 
 
 def default_name(spec: SweepSpec) -> str:
     """The experiment names' common prefix (the whole name for one run)."""
-    names = [r.experiment_name for r in spec.runs]
+    names = [r.experiment_name for r in spec.runs or spec.probes]
     prefix = os.path.commonprefix(names) if names else ""
     return prefix.rstrip("_-/:. ") or "sweep"
 
@@ -125,12 +125,19 @@ def find_reusable(session: Session, hashes: Iterable[str]) -> dict[str, int]:
 
 def plan_runs(session: Session, spec: SweepSpec, *, force: bool = False) -> list[PlannedRun]:
     """Each run of the spec with the earlier run it would reuse (none when `force`)."""
+    return plan_specs(session, spec.runs, force=force)
+
+
+def plan_specs(
+    session: Session, specs: Sequence[RunSpec], *, force: bool = False
+) -> list[PlannedRun]:
+    """`plan_runs` for some runs (a search's trials, as they are asked)."""
     if force:
-        return [PlannedRun(r, None) for r in spec.runs]
-    hashes = [r.config_hash for r in spec.runs]
+        return [PlannedRun(r, None) for r in specs]
+    hashes = [r.config_hash for r in specs]
     reusable = find_reusable(session, hashes)
     live = links.find_live(session, (h for h in hashes if h not in reusable))
-    return [PlannedRun(r, reusable.get(r.config_hash), live.get(r.config_hash)) for r in spec.runs]
+    return [PlannedRun(r, reusable.get(r.config_hash), live.get(r.config_hash)) for r in specs]
 
 
 def create_sweep(
@@ -140,18 +147,30 @@ def create_sweep(
 
     `spec` comes from `parse_submission`, which has checked that every value is storable.
     """
-    plans = plan_runs(session, spec, force=force)
     sweep = Sweep(name=name[:200], yaml_text=spec.yaml_text, matrix_keys=list(spec.matrix_keys))
+    if spec.search is not None:  # its first trials are asked now, the others as trials end
+        sweep.search = json_safe({**spec.search.to_json(), "force": force})
     session.add(sweep)
     session.flush()
-    sources = _inputs_seen(session, {p.reuse_from_id for p in plans if p.reuse_from_id})
-    now = utcnow()
-    runs = [_new_run(sweep.id, plan, sources, now) for plan in plans]
-    session.add_all(runs)
-    session.flush()
+    if spec.search is not None:
+        from shared.domain.search import ask_trials
+
+        runs = ask_trials(session, sweep.id, at_submit=True)
+    else:
+        runs = add_runs(session, sweep.id, plan_runs(session, spec, force=force))
     if update_sweep_status(session, [sweep.id]):  # every run reused: finished already
         session.refresh(sweep)
     return sweep, runs
+
+
+def add_runs(session: Session, sweep_id: int, plans: list[PlannedRun]) -> list[Run]:
+    """Store planned runs in a sweep: queued, linked (queued, no task) or reused."""
+    sources = _inputs_seen(session, {p.reuse_from_id for p in plans if p.reuse_from_id})
+    now = utcnow()
+    runs = [_new_run(sweep_id, plan, sources, now) for plan in plans]
+    session.add_all(runs)
+    session.flush()
+    return runs
 
 
 def _new_run(sweep_id: int, plan: PlannedRun, inputs_seen: dict[int, int], now: datetime) -> Run:
