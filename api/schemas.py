@@ -101,6 +101,11 @@ class PreviewRun(BaseModel):
 class SweepPreview(BaseModel):
     name: str
     matrix_keys: list[str]
+    search: str | None = Field(
+        None,
+        description="with `search`: 'tpe, 40 trials over lr ∈ [1e-4, 1e-2] log, ...'; `runs` "
+        "are then its first sampled trials",
+    )
     runs: list[PreviewRun]
     would_train: int
     would_reuse: int
@@ -144,9 +149,31 @@ class RunSummary(_Model):
     error: str | None
 
 
+class BestSoFar(BaseModel):
+    trial: int = Field(description="1-based, in the order the trials were sampled")
+    run_id: int
+    value: float | None = Field(description="the trial's metric once it succeeded")
+    best: float | None = Field(description="the best value of trials 1..trial")
+
+
+class SearchOut(BaseModel):
+    method: str
+    trials: int
+    metric: str | None
+    mode: str
+    in_flight: int
+    seed: int
+    description: str
+    started: int = Field(description="trials started so far")
+    best_run_id: int | None
+    best_value: float | None
+    best_so_far: list[BestSoFar]
+
+
 class SweepDetail(SweepOut):
     matrix_keys: list[str]
     yaml_text: str
+    search: SearchOut | None = Field(None, description="a sweep with `search`: its trials")
     runs: list[RunSummary]
 
 

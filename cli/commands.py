@@ -67,13 +67,13 @@ def submit_file(
 
 def preview(file: FileArg, json_out: JsonOpt = False) -> None:
     """Expand FILE locally (no server): matrix_id, slug, params, experiment_name, config_hash."""
+    from shared.domain.search import preview_specs
     from shared.plugins import plugin_modules
     from shared.settings import get_settings
 
     settings = get_settings()
-    sweep = read_sweep(file).parse(
-        max_runs=settings.max_runs, plugins=plugin_modules(settings.plugins)
-    )
+    plugins = plugin_modules(settings.plugins)
+    sweep = read_sweep(file).parse(max_runs=settings.max_runs, plugins=plugins)
     runs = [
         {
             "matrix_id": r.matrix_id,
@@ -82,12 +82,13 @@ def preview(file: FileArg, json_out: JsonOpt = False) -> None:
             "experiment_name": r.experiment_name,
             "config_hash": r.config_hash,
         }
-        for r in sweep.runs
+        for r in preview_specs(sweep, plugins)
     ]
+    search = sweep.search.describe() if sweep.search else None
     if json_out:
-        print_json(console, runs)
+        print_json(console, {"search": search, "runs": runs} if search else runs)
     else:
-        print_preview(console, runs)
+        print_preview(console, runs, search=search)
 
 
 def inspect(

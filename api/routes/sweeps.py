@@ -18,6 +18,7 @@ from api.schemas import (
     Problem,
     RunBrief,
     RunSummary,
+    SearchOut,
     SweepCancelled,
     SweepCreated,
     SweepDetail,
@@ -30,8 +31,9 @@ from api.schemas import (
 from shared import queue
 from shared.db.models import RunStatus
 from shared.db.session import commit, enqueue_after_commit
-from shared.domain import commands, reads, submit
+from shared.domain import commands, reads, search, submit, trials
 from shared.domain.submit import default_name, parse_submission
+from shared.plugins import plugin_modules
 from shared.sweepfile.encoding import NotUtf8, decode_utf8, encodable
 
 router = APIRouter(
@@ -184,7 +186,8 @@ def preview_sweep(
         submission.text, settings, filename=submission.filename, files=submission.files
     )
     name = submission.name
-    plans = submit.plan_runs(session, spec, force=force)
+    plugins = plugin_modules(settings.plugins)
+    plans = submit.plan_specs(session, search.preview_specs(spec, plugins), force=force)
     runs = [
         PreviewRun(
             matrix_id=p.spec.matrix_id,
@@ -202,6 +205,7 @@ def preview_sweep(
     return SweepPreview(
         name=name or default_name(spec),
         matrix_keys=spec.matrix_keys,
+        search=spec.search.describe() if spec.search else None,
         runs=runs,
         would_train=len(runs) - reused,
         would_reuse=reused,
@@ -241,8 +245,13 @@ def get_sweep(sweep_id: SweepId, session: SessionDep) -> SweepDetail:
     sweep = reads.get_sweep(session, sweep_id)
     (summary,) = reads.summarize(session, [sweep])
     runs = [RunSummary.model_validate(r) for r in reads.sweep_runs(session, sweep_id)]
+    progress = trials.search_progress(session, sweep_id, sweep.search)
     return SweepDetail(
-        **_summary(summary), matrix_keys=sweep.matrix_keys, yaml_text=sweep.yaml_text, runs=runs
+        **_summary(summary),
+        matrix_keys=sweep.matrix_keys,
+        yaml_text=sweep.yaml_text,
+        search=SearchOut.model_validate(progress.to_json()) if progress else None,
+        runs=runs,
     )
 
 

@@ -25,10 +25,11 @@ from api.ui import assets, auth, views
 from shared import queue
 from shared.db.models import ApiToken, RunStatus
 from shared.db.session import enqueue_after_commit
-from shared.domain import commands, reads, tables
+from shared.domain import commands, reads, search, tables, trials
 from shared.domain.curves import curves_payload, load_runs, parse_after
-from shared.domain.submit import create_sweep, default_name, parse_submission, plan_runs
+from shared.domain.submit import create_sweep, default_name, parse_submission, plan_specs
 from shared.domain.versions import metrics_version
+from shared.plugins import plugin_modules
 from shared.sweepfile import SpecError
 from shared.table import build_table, to_csv, to_markdown
 
@@ -191,6 +192,8 @@ def sweep_page(
 ) -> HTMLResponse:
     context = _sweep_context(db, sweep_id, sort)
     context["parcoords"] = views.parcoords_spec(context["raw_table"], context["param_keys"])
+    progress = trials.search_progress(db, sweep_id, context["sweep"].search)
+    context["search"] = progress.to_json() if progress else None
     return render(
         request,
         "sweep.html",
@@ -369,11 +372,15 @@ async def submit(
         return render(request, "submit.html", 422, **{**form, "error": error.to_dict()})
     sweep_name = name.strip()[:200] or default_name(spec)
     if action != "submit":
-        plans = plan_runs(db, spec, force=force)
-        form["preview"] = views.preview(plans)
+        trials = search.preview_specs(spec, plugin_modules(settings.plugins))
+        form["preview"] = views.preview(plan_specs(db, trials, force=force), spec.search)
         form["merged"] = spec.yaml_text if spec.merged_from else None
         return render(request, "submit.html", **{**form, "error": None, "name": sweep_name})
-    sweep, runs = create_sweep(db, spec, name=sweep_name, force=force)
+    try:
+        sweep, runs = create_sweep(db, spec, name=sweep_name, force=force)
+    except SpecError as error:  # a search whose first trials cannot be sampled
+        db.rollback()
+        return render(request, "submit.html", 422, **{**form, "error": error.to_dict()})
     # A queued run linked to one training elsewhere gets no task (shared/db/links.py).
     queued = [r.id for r in runs if r.status == RunStatus.QUEUED and r.reused_from_id is None]
     enqueue_after_commit(db, queued, queue.sender(settings.broker_url))

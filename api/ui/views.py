@@ -12,6 +12,7 @@ import yaml
 from shared.db.models import Run
 from shared.domain.reads import SweepSummary
 from shared.domain.submit import PlannedRun
+from shared.sweepfile.search import Search
 from shared.table import Table
 
 # The parallel-coordinates plot colours runs by the first of these that any run has.
@@ -200,8 +201,9 @@ def run_phases(run: Run) -> list[tuple[str, str, str]]:
     return rows
 
 
-def preview(plans: list[PlannedRun]) -> dict[str, Any]:
+def preview(plans: list[PlannedRun], search: Search | None = None) -> dict[str, Any]:
     return {
+        "search": search.describe() if search else None,
         "runs": [
             {
                 "matrix_id": p.spec.matrix_id,
@@ -213,5 +215,5 @@ def preview(plans: list[PlannedRun]) -> dict[str, Any]:
                 else (f"linked to run #{p.link_to_id} (training)" if p.link_to_id else ""),
             }
             for p in plans
-        ]
+        ],
     }

@@ -42,17 +42,20 @@ from shared.domain.submit import PlannedRun, add_runs, plan_specs
 from shared.domain.trials import Trial, metric_values, sweep_trials
 from shared.plugins import plugin_modules
 from shared.settings import get_settings
-from shared.sweepfile import RunSpec, SpecError
+from shared.sweepfile import RunSpec, SpecError, SweepSpec
 from shared.sweepfile.matrix import FILTER_KEY, MatrixEntry
 from shared.sweepfile.parse import build_trial, grid_entries
 from shared.sweepfile.search import MAX_REJECTIONS, Choice, Search
 
 if TYPE_CHECKING:  # Optuna is imported on first use, not with the API
     import optuna
+    import optuna.samplers
+    import optuna.trial
 
 log = logging.getLogger(__name__)
 
 Build = Callable[[MatrixEntry], RunSpec]
+PREVIEW_TRIALS = 5  # sampled trials a preview lists
 
 
 def trial_seed(seed: int, number: int) -> int:
@@ -132,9 +135,18 @@ def continue_searches(session: Session, sweep_ids: Sequence[int]) -> list[int]:
     return queued
 
 
-def preview_trials(search: Search, yaml_text: str, count: int) -> list[RunSpec]:
+def preview_specs(spec: SweepSpec, plugins: tuple[str, ...] = ()) -> list[RunSpec]:
+    """What preview lists: every run, or a searching sweep's first sampled trials."""
+    if spec.search is None or not spec.search.samples:
+        return spec.runs
+    return preview_trials(spec.search, spec.yaml_text, PREVIEW_TRIALS, plugins)
+
+
+def preview_trials(
+    search: Search, yaml_text: str, count: int, plugins: tuple[str, ...] = ()
+) -> list[RunSpec]:
     """The first trials a new sweep of this file would start (its history is empty)."""
-    asker = _asker(search, [], yaml_text)
+    asker = _asker(search, [], yaml_text, plugins)
     if search.method == "tpe":
         count = min(count, startup_trials(search.trials))  # later ones depend on results
     specs = []
@@ -181,12 +193,12 @@ class _Sampled:
     """random and tpe: an in-memory study over the sweep's trials; asks with fixed ranges."""
 
     def __init__(self, search: Search, history: Sequence[Trial], build: Build) -> None:
-        optuna = _optuna()
+        lib = _optuna()
         self.search = search
         self.build = build
         self.distributions = distributions(search)
         direction = "maximize" if search.mode == "max" else "minimize"
-        self.study = optuna.create_study(direction=direction, sampler=make_sampler(search, 0))
+        self.study = lib.create_study(direction=direction, sampler=make_sampler(search, 0))
         for trial in history:
             frozen = frozen_trial(search, trial, self.distributions)
             if frozen is not None:
@@ -236,19 +248,21 @@ def _asker(
 
 def _optuna() -> Any:
     import optuna
+    import optuna.samplers
+    import optuna.trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
 
 def make_sampler(search: Search, number: int) -> optuna.samplers.BaseSampler:
-    optuna = _optuna()
+    lib = _optuna()
     seed = trial_seed(search.seed, number)
     if search.method == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
+        return lib.samplers.RandomSampler(seed=seed)  # type: ignore[no-any-return]
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
+        warnings.simplefilter("ignore", lib.exceptions.ExperimentalWarning)
+        return lib.samplers.TPESampler(  # type: ignore[no-any-return]
             seed=seed, n_startup_trials=startup_trials(search.trials), constant_liar=True
         )
 

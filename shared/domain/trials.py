@@ -115,3 +115,46 @@ def best_so_far(trials: list[Trial], search: Search) -> list[BestPoint]:
             best = value
         points.append(BestPoint(trial.number, trial.run_id, value if done else None, best))
     return points
+
+
+@dataclass(frozen=True)
+class SearchProgress:
+    search: Search
+    started: int  # trials started (runs of the sweep)
+    points: list[BestPoint]  # per trial, in the order asked
+
+    @property
+    def best(self) -> BestPoint | None:
+        """The trial that holds the best value (the first to reach it)."""
+        final = self.points[-1].best if self.points else None
+        return (
+            next((p for p in self.points if p.value == final), None) if final is not None else None
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        search = self.search
+        best = self.best
+        return {
+            "method": search.method,
+            "trials": search.trials,
+            "metric": search.metric,
+            "mode": search.mode,
+            "in_flight": search.in_flight,
+            "seed": search.seed,
+            "description": search.describe(),
+            "started": self.started,
+            "best_run_id": best.run_id if best else None,
+            "best_value": best.value if best else None,
+            "best_so_far": [vars(p) for p in self.points],
+        }
+
+
+def search_progress(
+    session: Session, sweep_id: int, stored: dict[str, Any] | None
+) -> SearchProgress | None:
+    """A searching sweep's trials and best-so-far curve; None for a sweep without `search`."""
+    if not stored:
+        return None
+    search = Search.from_json(stored)
+    trials = sweep_trials(session, sweep_id, search.metric)
+    return SearchProgress(search, len(trials), best_so_far(trials, search))

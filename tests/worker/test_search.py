@@ -103,13 +103,12 @@ def test_a_search_starts_in_flight_trials_and_asks_one_per_ended_trial_up_to_tri
         assert set(run.params) == {"lr", "hidden"}
         assert 1e-4 <= run.params["lr"] <= 1e-1 and run.params["hidden"] in (4, 8, 16)
         assert run.config["learnrate"] == run.params["lr"]
-    points = best_so_far(sweep_trials(session, sweep_id, "validation_loss"),
-                         Search.from_json(session.get_one(Sweep, sweep_id).search or {}))  # fmt: skip
+    search = Search.from_json(session.get_one(Sweep, sweep_id).search or {})
+    points = best_so_far(sweep_trials(session, sweep_id, "validation_loss"), search)
     assert [p.best for p in points] == [1.0, 0.5, 1 / 3, 0.25, 0.2]
 
 
-def test_a_rebuilt_sampler_asks_the_same_point_over_the_same_history_and_a_new_one_after(
-) -> None:
+def test_a_rebuilt_sampler_asks_the_same_point_over_the_same_history_and_a_new_one_after() -> None:
     spec = parse_sweep(search_yaml(method="tpe", trials=20))
     assert spec.search is not None
     first = search_domain.preview_trials(spec.search, spec.yaml_text, 4)
