@@ -154,7 +154,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--max-inputs", type=int, default=4_608)
+    parser.add_argument("--max-inputs", type=int, default=2_304)
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
     variants = []
