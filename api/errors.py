@@ -12,6 +12,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from api.schemas import Problem
 from shared.domain.errors import Conflict, NotFound
 from shared.sweepfile import SpecError
+from shared.sweepfile.errors import reportable
 from shared.table import UnknownColumn
 
 log = logging.getLogger("sweeps.api")
@@ -42,7 +43,18 @@ class InvalidInput(Exception):
 
 
 def _problem(status: int, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    return JSONResponse({"detail": jsonable(detail)}, status_code=status, headers=headers)
+
+
+def jsonable(value: Any) -> Any:
+    """`value` with every number JSON can't carry (NaN, infinities, huge ints) made text."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, str):
+        return value
+    return reportable(value)
 
 
 async def spec_error(_: Request, exc: Exception) -> JSONResponse:
