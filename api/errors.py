@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from api.schemas import Problem
-from shared.domain.errors import Conflict, NotFound
+from shared.domain.errors import Conflict, Forbidden, NotFound
 from shared.sweepfile import SpecError
 from shared.sweepfile.errors import reportable
 from shared.table import UnknownColumn
@@ -20,6 +20,7 @@ log = logging.getLogger("sweeps.api")
 # Documented on every authenticated route (schema-driven clients and fuzzers rely on it).
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing, invalid or revoked token"},
+    403: {"model": Problem, "description": "the token's role or the sweep's owner forbids it"},
     503: {"model": Problem, "description": "the database is unavailable"},
 }
 
@@ -77,6 +78,7 @@ def install(app: FastAPI) -> None:
     simple: list[tuple[type[Exception], int]] = [
         (NotFound, 404),
         (Conflict, 409),
+        (Forbidden, 403),
         (BadRequest, 400),
         (UnsupportedMediaType, 415),
         (PayloadTooLarge, 413),

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ValidationError
 
-from api.deps import SessionDep, SettingsDep, read_body, require_token
+from api.deps import CurrentToken, SessionDep, SettingsDep, read_body, require_token
 from api.errors import AUTH_RESPONSES, BadRequest, InvalidInput, UnsupportedMediaType
 from api.params import SweepId
 from api.schemas import (
@@ -30,7 +30,7 @@ from api.schemas import (
 from shared import queue
 from shared.db.models import RunStatus
 from shared.db.session import commit, enqueue_after_commit
-from shared.domain import commands, reads, submit
+from shared.domain import access, commands, reads, submit
 from shared.domain.submit import default_name, parse_submission
 from shared.sweepfile.encoding import NotUtf8, decode_utf8, encodable
 
@@ -142,6 +142,7 @@ def create_sweep(
     body: Body,
     session: SessionDep,
     settings: SettingsDep,
+    token: CurrentToken,
     force: Annotated[bool, Query(description="train again even where results exist")] = False,
     name: Annotated[str | None, NameQuery(description="sweep name")] = None,
 ) -> SweepCreated:
@@ -151,7 +152,9 @@ def create_sweep(
         submission.text, settings, filename=submission.filename, files=submission.files
     )
     name = submission.name
-    sweep, runs = submit.create_sweep(session, spec, name=name or default_name(spec), force=force)
+    sweep, runs = submit.create_sweep(
+        session, spec, name=name or default_name(spec), force=force, owner=token
+    )
     # A queued run linked to one training elsewhere gets no task (shared/db/links.py).
     queued = [r.id for r in runs if r.status == RunStatus.QUEUED and r.reused_from_id is None]
     enqueue_after_commit(session, queued, queue.sender(settings.broker_url))
@@ -251,8 +254,9 @@ def get_sweep(sweep_id: SweepId, session: SessionDep) -> SweepDetail:
     response_model=SweepCancelled,
     responses={404: {"model": Problem}, 409: {"model": Problem, "description": "all finished"}},
 )
-def cancel_sweep(sweep_id: SweepId, session: SessionDep) -> SweepCancelled:
-    """Cancel queued runs now and ask running ones to stop at their next step."""
+def cancel_sweep(sweep_id: SweepId, session: SessionDep, token: CurrentToken) -> SweepCancelled:
+    """Cancel queued runs now and ask running ones to stop at their next step (owner or admin)."""
+    access.check_may_change(session, token, sweep_id)
     result = commands.cancel_sweep(session, sweep_id)
     return SweepCancelled(
         sweep_id=sweep_id, cancelled=result.cancelled, cancel_requested=result.cancel_requested
@@ -262,8 +266,11 @@ def cancel_sweep(sweep_id: SweepId, session: SessionDep) -> SweepCancelled:
 @router.post(
     "/sweeps/{sweep_id}/retry", response_model=SweepRetried, responses={404: {"model": Problem}}
 )
-def retry_sweep(sweep_id: SweepId, session: SessionDep, settings: SettingsDep) -> SweepRetried:
-    """Queue failed, cancelled and pruned runs again; they resume from their checkpoints."""
+def retry_sweep(
+    sweep_id: SweepId, session: SessionDep, settings: SettingsDep, token: CurrentToken
+) -> SweepRetried:
+    """Queue failed, cancelled and pruned runs again, resuming from checkpoints (owner or admin)."""
+    access.check_may_change(session, token, sweep_id)
     ids = commands.retry_runs(session, sweep_id)
     enqueue_after_commit(session, ids, queue.sender(settings.broker_url))
     outcome = commit(session)  # here, so that the reply says what was sent

@@ -12,7 +12,7 @@ import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
@@ -22,10 +22,11 @@ from api.errors import InvalidInput
 from api.etag import is_fresh, make_etag, not_modified
 from api.params import RunId, SweepId, parse_ids
 from api.ui import assets, auth, views
+from api.ui.auth import DataUser, FormUser, PageUser
 from shared import queue
-from shared.db.models import ApiToken, RunStatus
+from shared.db.models import RunStatus
 from shared.db.session import enqueue_after_commit
-from shared.domain import commands, reads, tables
+from shared.domain import access, commands, reads, tables
 from shared.domain.curves import curves_payload, load_runs, parse_after
 from shared.domain.submit import create_sweep, default_name, parse_submission, plan_runs
 from shared.domain.versions import metrics_version
@@ -45,36 +46,6 @@ CHART_POINT_BUDGET = 20_000
 
 def max_points_for(runs: int) -> int:
     return max(50, min(DEFAULT_MAX_POINTS, CHART_POINT_BUDGET // max(1, runs)))
-
-
-# ---------------------------------------------------------------- who is asking
-
-
-def page_user(request: Request, db: DbSession) -> ApiToken:
-    """Pages: the logged-in token, or a redirect to the login form."""
-    token = auth.token_from_cookie(request, db)
-    if token is None:
-        raise auth.login_redirect(request)
-    return token
-
-
-def form_user(request: Request, db: DbSession) -> ApiToken:
-    """Form posts: logged in, and sent from one of our own pages."""
-    auth.check_same_origin(request)
-    return page_user(request, db)
-
-
-def data_user(request: Request, db: DbSession) -> ApiToken:
-    """The JSON the pages fetch: 401 rather than a redirect."""
-    token = auth.token_from_cookie(request, db)
-    if token is None:
-        raise HTTPException(401, "log in at /ui/login")
-    return token
-
-
-PageUser = Annotated[ApiToken, Depends(page_user)]
-FormUser = Annotated[ApiToken, Depends(form_user)]
-DataUser = Annotated[ApiToken, Depends(data_user)]
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -234,7 +205,8 @@ def sweep_table_file(
 
 
 @router.post("/sweeps/{sweep_id}/cancel")
-def cancel_sweep(db: DbSession, _: FormUser, sweep_id: SweepId) -> Response:
+def cancel_sweep(db: DbSession, user: FormUser, sweep_id: SweepId) -> Response:
+    access.check_may_change(db, user, sweep_id)
     try:
         result = commands.cancel_sweep(db, sweep_id)
     except commands.Conflict:  # all finished meanwhile: the page says nothing was cancelled
@@ -247,7 +219,10 @@ def cancel_sweep(db: DbSession, _: FormUser, sweep_id: SweepId) -> Response:
 
 
 @router.post("/sweeps/{sweep_id}/retry")
-def retry_sweep(db: DbSession, settings: SettingsDep, _: FormUser, sweep_id: SweepId) -> Response:
+def retry_sweep(
+    db: DbSession, settings: SettingsDep, user: FormUser, sweep_id: SweepId
+) -> Response:
+    access.check_may_change(db, user, sweep_id)
     run_ids = commands.retry_runs(db, sweep_id)
     enqueue_after_commit(db, run_ids, queue.sender(settings.broker_url))
     return RedirectResponse(f"/ui/sweeps/{sweep_id}?retried={len(run_ids)}", status_code=303)
@@ -274,7 +249,8 @@ def run_page(request: Request, db: DbSession, _: PageUser, run_id: RunId) -> HTM
 
 
 @router.post("/runs/{run_id}/cancel")
-def cancel_run(db: DbSession, _: FormUser, run_id: RunId) -> Response:
+def cancel_run(db: DbSession, user: FormUser, run_id: RunId) -> Response:
+    access.check_may_change_run(db, user, run_id)
     with contextlib.suppress(commands.Conflict):  # finished meanwhile: the page shows it
         commands.cancel_run(db, run_id)
     return RedirectResponse(f"/ui/runs/{run_id}", status_code=303)
@@ -336,7 +312,7 @@ async def submit(
     request: Request,
     db: DbSession,
     settings: SettingsDep,
-    _: FormUser,
+    user: FormUser,
     yaml: Annotated[str, Form()] = "",
     name: Annotated[str, Form()] = "",
     force: Annotated[bool, Form()] = False,
@@ -373,7 +349,7 @@ async def submit(
         form["preview"] = views.preview(plans)
         form["merged"] = spec.yaml_text if spec.merged_from else None
         return render(request, "submit.html", **{**form, "error": None, "name": sweep_name})
-    sweep, runs = create_sweep(db, spec, name=sweep_name, force=force)
+    sweep, runs = create_sweep(db, spec, name=sweep_name, force=force, owner=user)
     # A queued run linked to one training elsewhere gets no task (shared/db/links.py).
     queued = [r.id for r in runs if r.status == RunStatus.QUEUED and r.reused_from_id is None]
     enqueue_after_commit(db, queued, queue.sender(settings.broker_url))

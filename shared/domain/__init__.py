@@ -1,7 +1,8 @@
 """The domain layer: every rule about sweeps and runs, written once, shared by the JSON API,
 the web UI and the worker.
 
-- `errors`: NotFound and Conflict (api/errors.py maps them to 404 and 409).
+- `errors`: NotFound, Conflict and Forbidden (api/errors.py maps them to 404, 409, 403).
+- `access`: what a token may do: its role, and whose sweeps it may cancel or retry.
 - `submit`: read, validate and store a sweep file (reusing earlier results).
 - `commands`: cancel and retry; the rule that says when a sweep is finished.
 - `reads`: sweeps, runs, summaries, and which run's results a reused run shows.

@@ -9,3 +9,7 @@ class NotFound(LookupError):
 
 class Conflict(Exception):
     """The request does not fit the current state (e.g. cancelling a finished run)."""
+
+
+class Forbidden(Exception):
+    """The token may not do this (its role, or another token's sweep)."""

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.db import links
-from shared.db.models import Run, RunStatus, Sweep, utcnow
+from shared.db.models import ApiToken, Run, RunStatus, Sweep, utcnow
 from shared.domain.commands import update_sweep_status
 from shared.plugins import plugin_modules
 from shared.settings import Settings
@@ -134,14 +134,26 @@ def plan_runs(session: Session, spec: SweepSpec, *, force: bool = False) -> list
 
 
 def create_sweep(
-    session: Session, spec: SweepSpec, *, name: str, force: bool = False
+    session: Session,
+    spec: SweepSpec,
+    *,
+    name: str,
+    force: bool = False,
+    owner: ApiToken | None = None,
 ) -> tuple[Sweep, list[Run]]:
     """Store a parsed sweep and its runs; runs already trained elsewhere become `reused`.
+
+    `owner`: the token that submitted it, which may cancel and retry it (shared/domain/access.py).
 
     `spec` comes from `parse_submission`, which has checked that every value is storable.
     """
     plans = plan_runs(session, spec, force=force)
-    sweep = Sweep(name=name[:200], yaml_text=spec.yaml_text, matrix_keys=list(spec.matrix_keys))
+    sweep = Sweep(
+        name=name[:200],
+        yaml_text=spec.yaml_text,
+        matrix_keys=list(spec.matrix_keys),
+        owner_token_id=owner.id if owner is not None else None,
+    )
     session.add(sweep)
     session.flush()
     sources = _inputs_seen(session, {p.reuse_from_id for p in plans if p.reuse_from_id})
