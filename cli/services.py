@@ -22,7 +22,6 @@ class Role(enum.StrEnum):
     ADMIN = "admin"
 
 
-
 def up(
     port: Annotated[int, typer.Option(help="API port")] = 8000,
     host: Annotated[str, typer.Option(help="API address")] = "127.0.0.1",

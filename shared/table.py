@@ -81,9 +81,13 @@ _METRIC_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     ("train time", "train_seconds", None),
     ("throughput", "throughput", None),
 )
+# Shown only where a run has no validation loss (a file without validation_set).
+_TRAIN = "train_loss"
 # The metric keys a table shows.
-TABLE_KEYS = (_VALIDATION, *(key for _, key, _ in _METRIC_COLUMNS))
-_FIXED_NAMES = {"run", "sweep", "status", "validation loss"} | {c[0] for c in _METRIC_COLUMNS}
+TABLE_KEYS = (_VALIDATION, _TRAIN, *(key for _, key, _ in _METRIC_COLUMNS))
+_FIXED_NAMES = {"run", "sweep", "status", "validation loss", "train loss"} | {
+    c[0] for c in _METRIC_COLUMNS
+}
 
 
 class UnknownColumn(ValueError):
@@ -120,6 +124,8 @@ def _columns(runs: list[TableRun], param_keys: list[str], common: int | None) ->
         columns.append(Column(name, f"param:{key}", "param"))
     loss = "validation loss" if common is None else f"validation loss ({common:,} steps)"
     columns.append(Column(loss, _VALIDATION, "metric", "min"))
+    if any(_VALIDATION not in r.metrics and _TRAIN in r.metrics for r in runs):
+        columns.append(Column("train loss", _TRAIN, "metric", "min"))
     columns.extend(Column(name, key, "metric", best) for name, key, best in _METRIC_COLUMNS)
     return columns
 
