@@ -21,6 +21,7 @@ from shared.domain.commands import update_sweep_status
 from shared.plugins import plugin_modules
 from shared.settings import Settings
 from shared.sweepfile import RunSpec, SpecError, SweepSpec, parse_with_extends
+from shared.sweepfile.document import Locator
 
 MAX_INPUTS = 2**62  # runs.max_inputs and metrics.step are BIGINT
 _CHUNK = 1000  # bound the parameters of one IN (...) list
@@ -50,7 +51,11 @@ def parse_submission(
         raise SpecError("the matrix gives no runs (an empty list, or a $filter that keeps none)",
                         key="matrix")  # fmt: skip
     for run in spec.runs:
-        check_storable(run)
+        try:
+            check_storable(run)
+        except SpecError as exc:
+            # A merged ($extends) file's lines are not the user's: the key names the place.
+            raise exc if spec.merged_from else Locator(spec.yaml_text).locate(exc) from None
     return spec
 
 

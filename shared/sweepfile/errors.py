@@ -68,8 +68,10 @@ def reportable(value: Any) -> Any:
     if isinstance(value, int):
         if -_SAFE_INT <= value <= _SAFE_INT:
             return value
-        digits = int(value.bit_length() * 0.30103) + 1  # str() of a huge int may refuse
-        return f"an integer of about {digits:,} digits"
+        try:
+            return f"an integer of {len(str(abs(value))):,} digits"
+        except ValueError:  # past Python's limit on converting integers to text
+            return f"an integer of about {math.floor(math.log10(abs(value))) + 1:,} digits"
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)  # 'nan', 'inf', '-inf'
     try:
