@@ -53,14 +53,16 @@ CORPUS = REPO / "tests" / "corpus"
 def merge_bomb(levels: int) -> str:
     """The issue's file: each level merges the previous mapping twice (2^levels pairs)."""
     lines = ["b0: &b0 {k0: 0}"]
-    lines += [f"b{i}: &b{i} {{<<: [*b{i - 1}, *b{i - 1}], k{i}: {i}}}" for i in range(1, levels + 1)]
+    for i in range(1, levels + 1):
+        lines.append(f"b{i}: &b{i} {{<<: [*b{i - 1}, *b{i - 1}], k{i}: {i}}}")
     return BASE + "\n".join(lines) + "\n"
 
 
 def cases(levels: list[int]) -> list[tuple[str, str, str]]:
     """(name, path, text) of each hostile request."""
     found = [(f"merge-key bomb, {n} levels", "/sweeps", merge_bomb(n)) for n in levels]
-    found.append((f"merge-key bomb, {levels[-1]} levels", "/sweeps/preview", merge_bomb(levels[-1])))
+    deepest = levels[-1]
+    found.append((f"merge-key bomb, {deepest} levels", "/sweeps/preview", merge_bomb(deepest)))
     for name, old, new in [
         ("max_inputs: .inf", "max_inputs: 64", "max_inputs: .inf"),
         ("max_inputs: .nan", "max_inputs: 64", "max_inputs: .nan"),
@@ -179,8 +181,10 @@ def run(repo: Path, levels: list[int], repeats: int, timeout: float) -> list[dic
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    lines = ["| file | path | bytes | status | time (median) | concurrent GET /sweeps/1 | line, key |",
-             "|---|---|---:|---|---:|---:|---|"]  # fmt: skip
+    lines = [
+        "| file | path | bytes | status | time (median) | concurrent GET /sweeps/1 | line, key |",
+        "|---|---|---:|---|---:|---:|---|",
+    ]
     for r in results:
         get = "-" if r["get_s"] is None else f"{r['get_s'] * 1000:,.0f} ms"
         place = f"{r['line']}, {r['key']}" if r["line"] or r["key"] else ""
