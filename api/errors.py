@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from api.schemas import Problem
-from shared.domain.errors import Conflict, Forbidden, NotFound
+from shared.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from shared.sweepfile import SpecError
 from shared.sweepfile.errors import reportable
 from shared.table import UnknownColumn
@@ -37,10 +37,6 @@ class UnsupportedMediaType(Exception):
 
 class PayloadTooLarge(Exception):
     """413: a body over settings.max_body_bytes."""
-
-
-class InvalidInput(Exception):
-    """422: a query parameter or body field outside what the endpoint accepts."""
 
 
 def _problem(status: int, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -82,7 +78,7 @@ def install(app: FastAPI) -> None:
         (BadRequest, 400),
         (UnsupportedMediaType, 415),
         (PayloadTooLarge, 413),
-        (InvalidInput, 422),
+        (InvalidInput, 422),  # a query parameter or body field outside what is accepted
         (UnknownColumn, 422),
     ]
     for exc_class, status in simple:
