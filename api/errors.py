@@ -13,6 +13,7 @@ from api.schemas import Problem
 from shared.domain.errors import Conflict, NotFound
 from shared.sweepfile import SpecError
 from shared.table import UnknownColumn
+from shared.table_average import TableOptionError
 
 log = logging.getLogger("sweeps.api")
 
@@ -70,6 +71,7 @@ def install(app: FastAPI) -> None:
         (PayloadTooLarge, 413),
         (InvalidInput, 422),
         (UnknownColumn, 422),
+        (TableOptionError, 422),
     ]
     for exc_class, status in simple:
         app.add_exception_handler(exc_class, _handler(status))
