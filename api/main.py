@@ -21,6 +21,7 @@ from api import errors
 from api.deps import bootstrap_at_start
 from api.routes import compare, health, reports, runs, sweeps
 from api.schemas import SweepSubmission
+from api.ui import results as ui_results
 from api.ui import routes as ui_routes
 from shared.db.session import make_engine
 from shared.settings import Settings, get_settings
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         compare.router,
         reports.router,
         ui_routes.router,
+        ui_results.router,
     ):
         app.include_router(router)
     return app
