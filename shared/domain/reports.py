@@ -2,9 +2,9 @@
 
 `sweeps report` and the UI's download both get it as a zip from GET /sweeps/{id}/report:
 `report.md`, `table.csv`, `sweep.yaml` and `plots/<metric>.png`. The table takes the table
-options (shared/table_options.py); the plots draw one line per row of that table, so an
-averaged table gives one line per configuration with a band of ± std (sample std, as the
-table's).
+options (shared/table_options.py); the plots draw one line per row of that table (a metric
+excluded from the table gets no plot), so an averaged table gives one line per configuration
+with a band of ± std (sample std, as the table's).
 """
 
 from __future__ import annotations
@@ -54,7 +54,10 @@ def sweep_report(session: Session, sweep_id: int, options: TableOptions) -> Repo
     series = _series(session, table, keys)
     plots: list[tuple[str, str]] = []
     files: dict[str, bytes] = {}
+    shown = {column.key for column in table.columns}
     for key, title, ylabel in PLOTTED:
+        if key not in shown:
+            continue  # excluded from the table (`-ec`): left out of the write-up too
         curves = [c for row in table.rows if (c := _curve(row, table, series, key))]
         if not curves:
             continue  # no run reported this metric (e.g. no SVC accuracies)
