@@ -51,6 +51,12 @@ def test_checkpoint_streams_the_stored_file(
     assert response.status_code == 200 and response.content == payload
     assert f'filename="run-{run_id}.pt"' in response.headers["content-disposition"]
 
+    # The same file again: its run is reused, and hands back the model of the run it reuses.
+    reused = post_yaml(client).json()["runs"][0]
+    assert reused["status"] == "reused"
+    again = client.get(f"/runs/{reused['id']}/checkpoint")
+    assert again.content == payload and again.headers["x-sweeps-source-run"] == str(run_id)
+
 
 def _png_lines(content: bytes) -> list[str]:
     from PIL import Image
