@@ -11,7 +11,7 @@ from api.errors import AUTH_RESPONSES
 from api.params import SweepId
 from api.schemas import Problem
 from api.table_params import table_options
-from shared.domain.reports import sweep_report
+from shared.domain.reports import Report, sweep_report
 from shared.table_options import TableOptions
 
 router = APIRouter(
@@ -37,7 +37,11 @@ def sweep_report_zip(
     options: Annotated[TableOptions, Depends(table_options)],
 ) -> Response:
     """The sweep's write-up: its table (with the table options), learning curves, its file."""
-    report = sweep_report(session, sweep_id, options)
+    return zip_response(sweep_report(session, sweep_id, options), sweep_id)
+
+
+def zip_response(report: Report, sweep_id: int) -> Response:
+    """The report as a zip download (also the UI's)."""
     filename = f"sweep-{sweep_id}-report.zip"
     return Response(
         report.zip_bytes(),

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Response
 
 from api.deps import SessionDep
 from api.params import SweepId
+from api.routes.reports import zip_response
 from api.table_params import table_options
 from api.ui.routes import PageUser
 from shared.domain.reports import sweep_report
@@ -24,10 +25,4 @@ def sweep_report_download(
     options: Annotated[TableOptions, Depends(table_options)],
 ) -> Response:
     """The same zip as GET /sweeps/{id}/report (the table options in the query)."""
-    report = sweep_report(db, sweep_id, options)
-    disposition = f'attachment; filename="sweep-{sweep_id}-report.zip"'
-    return Response(
-        report.zip_bytes(),
-        media_type="application/zip",
-        headers={"Content-Disposition": disposition},
-    )
+    return zip_response(sweep_report(db, sweep_id, options), sweep_id)
