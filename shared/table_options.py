@@ -8,10 +8,12 @@
   (shared/table_average.py);
 - average_std: the columns whose cells read `mean ± std` in an averaged table.
 
-A name is a header (`accuracy (svc)`), a metric key (`accuracy_svc`), a matrix key, or, as in
-the original, a part of one header (`-sc validation` sorts by `validation loss (N steps)`):
-exact names win, then the first header that contains the name. Unknown names are refused with
-the list of known ones; nothing is silently ignored.
+A name is a header (`accuracy (svc)`), a metric key (`accuracy_svc`) or a matrix key. A sort
+column may also be part of one header, as in the original (`-sc validation` sorts by
+`validation loss (N steps)`): exact names win, then the first header that contains the name.
+Unknown names are refused with the list of known ones; nothing is silently ignored (the
+original skips an unknown `--exclude-column`; here it is an error, as a typo would otherwise
+leave the column in the published table unnoticed).
 """
 
 from __future__ import annotations
@@ -73,15 +75,18 @@ class TableOptions:
         return tuple(name for name in self.include if name.isidentifier())
 
 
-def find_column(columns: list[Column], name: str, purpose: str) -> Column:
-    """The column `name` means (see the module docstring); TableOptionError naming it if none."""
+def find_column(columns: list[Column], name: str, purpose: str, *, partial: bool = False) -> Column:
+    """The column `name` means (see the module docstring); TableOptionError naming it if none.
+
+    `partial`: a part of a header will do (sorting, as the original allows).
+    """
     for column in columns:
         if name in (column.name, column.key) or name == column.key.removeprefix("param:"):
             return column
         if column.key == "validation_loss" and name == "validation loss":
             return column
     for column in columns:
-        if name and name in column.name:
+        if partial and name and name in column.name:
             return column
     known = ", ".join(repr(c.name) for c in columns)
     raise TableOptionError(f"cannot {purpose} {name!r}: it is not a column; the columns: {known}")
@@ -154,7 +159,7 @@ def _sort(table: Table, names: tuple[str, ...]) -> Table:
     # Stable sorts from the last column to the first: the first named decides first.
     for name in reversed(names):
         wanted, descending = sort_spec(name)
-        column = find_column(table.columns, wanted, "sort by")
+        column = find_column(table.columns, wanted, "sort by", partial=True)
         present = [r for r in rows if r.values.get(column.name) is not None]
         missing = [r for r in rows if r.values.get(column.name) is None]
         present.sort(key=partial(_row_key, column.name), reverse=descending)

@@ -161,3 +161,8 @@ def test_bad_options_name_the_value(options: TableOptions, fragments: list[str])
 def test_a_std_column_must_be_numeric() -> None:
     with pytest.raises(NotNumeric, match="std of 'lr': it is not a numeric"):
         build(GRID, KEYS, TableOptions.of(average="trial", average_std=["lr"]))
+
+
+def test_only_a_sort_column_may_be_part_of_a_header() -> None:
+    with pytest.raises(TableOptionError, match="cannot exclude 'accuracy'"):
+        build(GRID, KEYS, TableOptions.of(exclude=["accuracy"]))
