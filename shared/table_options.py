@@ -89,7 +89,7 @@ def find_column(columns: list[Column], name: str, purpose: str, *, partial: bool
         if partial and name and name in column.name:
             return column
     known = ", ".join(repr(c.name) for c in columns)
-    raise TableOptionError(f"cannot {purpose} {name!r}: it is not a column; the columns: {known}")
+    raise TableOptionError(f"cannot {purpose} {name[:100]!r}: it is not a column; the columns: {known}")
 
 
 def build(runs: list[TableRun], param_keys: list[str], options: TableOptions) -> Table:
@@ -99,9 +99,10 @@ def build(runs: list[TableRun], param_keys: list[str], options: TableOptions) ->
     """
     if options.average is not None and options.average not in param_keys:
         matrix = ", ".join(param_keys) or "no keys"
+        key = options.average[:100]
         raise TableOptionError(
-            f"cannot average over {options.average!r}: it is not a matrix key (the matrix has "
-            f"{matrix}); add e.g. `{options.average}: [1, 2, 3]` to the matrix"
+            f"cannot average over {key!r}: it is not a matrix key (the matrix has {matrix}); "
+            f"add e.g. `{key}: [1, 2, 3]` to the matrix"
         )
     table = build_table(runs, param_keys)
     stored = {key for run in runs for key in run.metrics}
@@ -124,7 +125,7 @@ def _include(table: Table, names: tuple[str, ...], known: set[str]) -> Table:
             shown = ", ".join(repr(c.name) for c in columns)
             metrics = ", ".join(sorted(known))
             raise TableOptionError(
-                f"cannot include {name!r}: it is neither a column ({shown}) "
+                f"cannot include {name[:100]!r}: it is neither a column ({shown}) "
                 f"nor a stored metric ({metrics})"
             )
         column = Column(name, name, "metric")
