@@ -89,7 +89,9 @@ def find_column(columns: list[Column], name: str, purpose: str, *, partial: bool
         if partial and name and name in column.name:
             return column
     known = ", ".join(repr(c.name) for c in columns)
-    raise TableOptionError(f"cannot {purpose} {name[:100]!r}: it is not a column; the columns: {known}")
+    raise TableOptionError(
+        f"cannot {purpose} {name[:100]!r}: it is not a column; the columns: {known}"
+    )
 
 
 def build(runs: list[TableRun], param_keys: list[str], options: TableOptions) -> Table:
