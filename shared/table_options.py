@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any
 
+from shared.metric_keys import METRIC_KEYS, VALIDATION_LOSS
 from shared.table import (
-    METRIC_KEYS,
     Column,
     Row,
     Table,
@@ -83,7 +83,7 @@ def find_column(columns: list[Column], name: str, purpose: str, *, partial: bool
     for column in columns:
         if name in (column.name, column.key) or name == column.key.removeprefix("param:"):
             return column
-        if column.key == "validation_loss" and name == "validation loss":
+        if column.key == VALIDATION_LOSS and name == "validation loss":
             return column
     for column in columns:
         if partial and name and name in column.name:

@@ -25,17 +25,21 @@ from api.table_params import table_options
 from api.ui import assets, auth, views
 from api.ui.table_form import table_with_options
 from shared import queue
-from shared.db.models import ApiToken, RunStatus
-from shared.db.session import enqueue_after_commit
-from shared.domain import commands, reads, tables
+from shared.db.models import LIVE_STATUSES, RETRYABLE_STATUSES, ApiToken
+from shared.domain import reads, tables
+from shared.domain import runs as run_state
 from shared.domain.curves import curves_payload, load_runs, parse_after
-from shared.domain.results import options_table
-from shared.domain.submit import create_sweep, default_name, parse_submission, plan_runs
+from shared.domain.submit import (
+    check_sweep_name,
+    parse_submission,
+    plan_runs,
+    submit_sweep,
+    sweep_name,
+)
 from shared.domain.versions import metrics_version
 from shared.sweepfile import SpecError
 from shared.table import build_table
 from shared.table_options import TableOptions
-from shared.table_options import render as render_table
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
@@ -167,6 +171,7 @@ def _sweep_context(db: Session, sweep_id: int, options: TableOptions) -> dict[st
     table, form = table_with_options(runs, param_keys, options)
     summary = reads.summarize(db, [sweep])[0]
     statuses = {r.status for r in runs}
+    live = {status.value for status in LIVE_STATUSES}
     return {
         "sweep": sweep,
         "table": views.table_view(table),
@@ -177,11 +182,9 @@ def _sweep_context(db: Session, sweep_id: int, options: TableOptions) -> dict[st
         "progress": views.progress_fraction(summary),
         "created": views.when(sweep.created_at),
         "finished": views.when(sweep.finished_at),
-        "active": bool(statuses & {RunStatus.QUEUED.value, RunStatus.RUNNING.value}),
-        "can_cancel": bool(statuses & {RunStatus.QUEUED.value, RunStatus.RUNNING.value}),
-        "can_retry": bool(
-            statuses & {RunStatus.FAILED.value, RunStatus.CANCELLED.value, RunStatus.PRUNED.value}
-        ),
+        "active": bool(statuses & live),
+        "can_cancel": bool(statuses & live),
+        "can_retry": bool(statuses & {status.value for status in RETRYABLE_STATUSES}),
     }
 
 
@@ -233,28 +236,12 @@ def sweep_live(
     return render(request, "_sweep_live.html", **_sweep_context(db, sweep_id, options))
 
 
-@router.get("/sweeps/{sweep_id}/table.{fmt}")
-def sweep_table_file(
-    db: DbSession, _: PageUser, sweep_id: SweepId, fmt: str, options: Options
-) -> Response:
-    if fmt not in ("md", "csv"):
-        raise HTTPException(404, f"no table format {fmt!r}; use table.md or table.csv")
-    table = options_table(db, options, sweep_ids=[sweep_id])  # a 422 if the options do not fit
-    body = render_table(table, fmt, options)
-    assert isinstance(body, str)  # md and csv are text
-    media = "text/markdown" if fmt == "md" else "text/csv"
-    disposition = f'attachment; filename="sweep-{sweep_id}.{fmt}"'
-    return Response(
-        body, media_type=f"{media}; charset=utf-8", headers={"Content-Disposition": disposition}
-    )
-
-
 @router.post("/sweeps/{sweep_id}/cancel")
 def cancel_sweep(db: DbSession, _: FormUser, sweep_id: SweepId) -> Response:
     try:
-        result = commands.cancel_sweep(db, sweep_id)
-    except commands.Conflict:  # all finished meanwhile: the page says nothing was cancelled
-        result = commands.CancelResult([], [])
+        result = run_state.cancel_sweep(db, sweep_id)
+    except run_state.Conflict:  # all finished meanwhile: the page says nothing was cancelled
+        result = run_state.CancelResult([], [])
     return RedirectResponse(
         f"/ui/sweeps/{sweep_id}?cancelled={len(result.cancelled)}"
         f"&stopping={len(result.cancel_requested)}",
@@ -264,8 +251,8 @@ def cancel_sweep(db: DbSession, _: FormUser, sweep_id: SweepId) -> Response:
 
 @router.post("/sweeps/{sweep_id}/retry")
 def retry_sweep(db: DbSession, settings: SettingsDep, _: FormUser, sweep_id: SweepId) -> Response:
-    run_ids = commands.retry_runs(db, sweep_id)
-    enqueue_after_commit(db, run_ids, queue.sender(settings.broker_url))
+    run_ids = run_state.retry_runs(db, sweep_id)
+    run_state.enqueue_after_commit(db, run_ids, queue.sender(settings.broker_url))
     return RedirectResponse(f"/ui/sweeps/{sweep_id}?retried={len(run_ids)}", status_code=303)
 
 
@@ -291,8 +278,8 @@ def run_page(request: Request, db: DbSession, _: PageUser, run_id: RunId) -> HTM
 
 @router.post("/runs/{run_id}/cancel")
 def cancel_run(db: DbSession, _: FormUser, run_id: RunId) -> Response:
-    with contextlib.suppress(commands.Conflict):  # finished meanwhile: the page shows it
-        commands.cancel_run(db, run_id)
+    with contextlib.suppress(run_state.Conflict):  # finished meanwhile: the page shows it
+        run_state.cancel_run(db, run_id)
     return RedirectResponse(f"/ui/runs/{run_id}", status_code=303)
 
 
@@ -380,20 +367,21 @@ async def submit(
         else:  # a base that $extends names: by its name, beside the sweep file
             files[upload.filename] = raw.decode("utf-8", "replace")
     try:
+        check_sweep_name(name)  # the API's rule and message, before the file as there
         spec = parse_submission(source, settings, filename=filename, files=files)
+    except InvalidInput as error:
+        return render(request, "submit.html", 422, **form, error={"message": str(error)})
     except SpecError as error:
         return render(request, "submit.html", 422, **{**form, "error": error.to_dict()})
-    sweep_name = name.strip()[:200] or default_name(spec)
     if action != "submit":
         plans = plan_runs(db, spec, force=force)
         form["preview"] = views.preview(plans)
         form["merged"] = spec.yaml_text if spec.merged_from else None
-        return render(request, "submit.html", **{**form, "error": None, "name": sweep_name})
-    sweep, runs = create_sweep(db, spec, name=sweep_name, force=force)
-    # A queued run linked to one training elsewhere gets no task (shared/db/links.py).
-    queued = [r.id for r in runs if r.status == RunStatus.QUEUED and r.reused_from_id is None]
-    enqueue_after_commit(db, queued, queue.sender(settings.broker_url))
-    return RedirectResponse(f"/ui/sweeps/{sweep.id}", status_code=303)
+        return render(
+            request, "submit.html", **{**form, "error": None, "name": sweep_name(spec, name)}
+        )
+    submitted = submit_sweep(db, spec, queue.sender(settings.broker_url), name=name, force=force)
+    return RedirectResponse(f"/ui/sweeps/{submitted.sweep.id}", status_code=303)
 
 
 # ---------------------------------------------------------------- data for the charts

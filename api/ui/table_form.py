@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from shared.table import METRIC_KEYS, Table, TableRun, build_table
+from shared.metric_keys import METRIC_KEYS
+from shared.table import Table, TableRun, build_table
 from shared.table_options import TableOptionError, TableOptions, build
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from shared import metric_keys as keys
 from shared.domain.metrics import metric_series
 from shared.domain.reads import get_sweep
 from shared.domain.results import options_table
@@ -26,10 +27,10 @@ from shared.table_options import TableOptions, render
 
 # (metric key, title, y label): the validation loss and each accuracy, as the seed plots them.
 PLOTTED = (
-    ("validation_loss", "validation loss", "loss"),
-    ("accuracy_argmax", "accuracy (argmax)", "accuracy"),
-    ("accuracy_svc", "accuracy (svc)", "accuracy"),
-    ("accuracy_svc_heldout", "accuracy (svc held-out)", "accuracy"),
+    (keys.VALIDATION_LOSS, "validation loss", "loss"),
+    (keys.ACCURACY_ARGMAX, "accuracy (argmax)", "accuracy"),
+    (keys.ACCURACY_SVC, "accuracy (svc)", "accuracy"),
+    (keys.ACCURACY_SVC_HELDOUT, "accuracy (svc held-out)", "accuracy"),
 )
 
 
@@ -50,8 +51,7 @@ def sweep_report(session: Session, sweep_id: int, options: TableOptions) -> Repo
     """The write-up of one sweep (NotFound, TableOptionError as the table route)."""
     sweep = get_sweep(session, sweep_id)
     table = options_table(session, options, sweep_ids=[sweep_id])
-    keys = [key for key, _, _ in PLOTTED]
-    series = _series(session, table, keys)
+    series = _series(session, table, [key for key, _, _ in PLOTTED])
     plots: list[tuple[str, str]] = []
     files: dict[str, bytes] = {}
     shown = {column.key for column in table.columns}
