@@ -113,7 +113,7 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level")] = "info",
 ) -> None:
     """A Celery worker that trains runs from the queue."""
-    from worker.artifacts import ArtifactStoreError
+    from shared.artifacts import ArtifactStoreError
     from worker.celery_app import run_worker
 
     try:

@@ -18,11 +18,11 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
+from shared.artifacts import check_location
 from shared.plugins import plugin_modules
 from shared.queue import RUNS_QUEUE, TRAIN_TASK
 from shared.settings import Settings, get_settings
 from worker import tasks
-from worker.artifacts import check_location
 from worker.plugins import check_importable
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
@@ -21,8 +21,10 @@ from api.deps import SessionDep, SettingsDep, ensure_bootstrap
 from api.errors import InvalidInput
 from api.etag import is_fresh, make_etag, not_modified
 from api.params import RunId, SweepId, parse_ids
+from api.table_params import table_options
 from api.ui import assets, auth, views
 from api.ui.auth import DataUser, FormUser, PageUser
+from api.ui.table_form import table_with_options
 from shared import queue
 from shared.db.models import LIVE_STATUSES, RETRYABLE_STATUSES
 from shared.domain import access, reads, tables
@@ -37,7 +39,8 @@ from shared.domain.submit import (
 )
 from shared.domain.versions import metrics_version
 from shared.sweepfile import SpecError
-from shared.table import build_table, to_csv, to_markdown
+from shared.table import build_table
+from shared.table_options import TableOptions
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
@@ -52,6 +55,9 @@ CHART_POINT_BUDGET = 20_000
 
 def max_points_for(runs: int) -> int:
     return max(50, min(DEFAULT_MAX_POINTS, CHART_POINT_BUDGET // max(1, runs)))
+
+
+Options = Annotated[TableOptions, Depends(table_options)]
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -132,10 +138,10 @@ def sweeps_page(request: Request, db: DbSession, _: PageUser, page: int = 1) -> 
     )
 
 
-def _sweep_context(db: Session, sweep_id: int, sort: str | None) -> dict[str, Any]:
+def _sweep_context(db: Session, sweep_id: int, options: TableOptions) -> dict[str, Any]:
     sweep = reads.get_sweep(db, sweep_id)
-    runs, param_keys = tables.table_runs(db, sweep_ids=[sweep_id])
-    table = build_table(runs, param_keys, sort=sort)
+    runs, param_keys = tables.table_runs(db, sweep_ids=[sweep_id], extra_keys=options.metric_keys())
+    table, form = table_with_options(runs, param_keys, options)
     summary = reads.summarize(db, [sweep])[0]
     statuses = {r.status for r in runs}
     live = {status.value for status in LIVE_STATUSES}
@@ -143,6 +149,7 @@ def _sweep_context(db: Session, sweep_id: int, sort: str | None) -> dict[str, An
         "sweep": sweep,
         "table": views.table_view(table),
         "raw_table": table,
+        "options_form": form,
         "param_keys": param_keys,
         "counts": views.sweep_row(summary)["counts"],
         "progress": views.progress_fraction(summary),
@@ -160,16 +167,23 @@ def sweep_page(
     db: DbSession,
     _: PageUser,
     sweep_id: SweepId,
-    sort: str | None = None,
+    options: Options,
     cancelled: int | None = None,
     stopping: int | None = None,
     retried: int | None = None,
 ) -> HTMLResponse:
-    context = _sweep_context(db, sweep_id, sort)
-    context["parcoords"] = views.parcoords_spec(context["raw_table"], context["param_keys"])
+    context = _sweep_context(db, sweep_id, options)
+    averaged = context["raw_table"].average is not None  # rows are configurations, not runs
+    context["parcoords"] = (
+        {"params": []}
+        if averaged
+        else views.parcoords_spec(context["raw_table"], context["param_keys"])
+    )
     return render(
         request,
         "sweep.html",
+        # Options that do not fit: the plain table, the form and the reason, as a 422.
+        status_code=422 if context["options_form"].error else 200,
         max_points=max_points_for(len(context["table"].rows)),
         flash=_flash(cancelled, stopping, retried),
         **context,
@@ -188,25 +202,11 @@ def _flash(cancelled: int | None, stopping: int | None, retried: int | None) -> 
 
 
 @router.get("/sweeps/{sweep_id}/live", response_class=HTMLResponse)
-def sweep_live(request: Request, db: DbSession, _: DataUser, sweep_id: SweepId) -> HTMLResponse:
+def sweep_live(
+    request: Request, db: DbSession, _: DataUser, sweep_id: SweepId, options: Options
+) -> HTMLResponse:
     """The status block and table, re-fetched by the page while runs are unfinished."""
-    return render(request, "_sweep_live.html", **_sweep_context(db, sweep_id, None))
-
-
-@router.get("/sweeps/{sweep_id}/table.{fmt}")
-def sweep_table_file(
-    db: DbSession, _: PageUser, sweep_id: SweepId, fmt: str, sort: str | None = None
-) -> Response:
-    if fmt not in ("md", "csv"):
-        raise HTTPException(404, f"no table format {fmt!r}; use table.md or table.csv")
-    table = _sweep_context(db, sweep_id, sort)["raw_table"]
-    body, media = (
-        (to_markdown(table), "text/markdown") if fmt == "md" else (to_csv(table), "text/csv")
-    )
-    disposition = f'attachment; filename="sweep-{sweep_id}.{fmt}"'
-    return Response(
-        body, media_type=f"{media}; charset=utf-8", headers={"Content-Disposition": disposition}
-    )
+    return render(request, "_sweep_live.html", **_sweep_context(db, sweep_id, options))
 
 
 @router.post("/sweeps/{sweep_id}/cancel")
