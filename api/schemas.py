@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from shared.db.models import SWEEP_NAME_MAX
 from shared.domain.metrics import NonFinite
 
 
@@ -22,9 +23,12 @@ class Problem(BaseModel):
 
 # Documented, not validated by pydantic: the routes check these themselves, with messages that
 # name the problem. A sweep file holds no NUL and no lone UTF-16 surrogate (JSON can escape
-# one, UTF-8 cannot encode it); a name no control characters either.
+# one, UTF-8 cannot encode it); a name no control characters either, and it has a length limit
+# (the rule, for the API and the UI alike: shared/domain/submit.py `check_sweep_name`).
 NO_NUL = "^[^\\x00\\ud800-\\udfff]*$"
 PRINTABLE = "^[^\\x00-\\x1f\\ud800-\\udfff]*$"
+# A sweep name's limit, documented on the string itself (as `max_length` would, unchecked).
+SweepName = Annotated[str, WithJsonSchema({"type": "string", "maxLength": SWEEP_NAME_MAX})]
 EXAMPLE_YAML = """\
 matrix:
   lr: [0.1, 0.01]
@@ -52,9 +56,8 @@ class SweepSubmission(BaseModel):
         description="the sweep file's text (nn-experiments YAML)",
         json_schema_extra={"pattern": NO_NUL},
     )
-    name: str | None = Field(
+    name: SweepName | None = Field(
         None,
-        max_length=200,
         description="a name for the sweep",
         json_schema_extra={"pattern": PRINTABLE},
     )
@@ -267,10 +270,41 @@ class TableRow(BaseModel):
     best: list[str]
 
 
+class Stat(BaseModel):
+    mean: float | None
+    std: float | None = Field(description="sample std (ddof=1); null for fewer than 2 values")
+    n: int = Field(description="how many values the mean is of")
+
+
+class AveragedRow(BaseModel):
+    """One configuration of an averaged table (`average=trial`)."""
+
+    run_ids: list[int] = Field(description="the runs averaged (finished ones)")
+    params: dict[str, Any] = Field(description="the matrix values, the average key left out")
+    n: int
+    left_out: dict[str, list[int]] = Field(description="status -> runs not averaged")
+    validation_inputs: int | None
+    values: dict[str, Any]
+    stats: dict[str, Stat]
+    cells: dict[str, str]
+    best: list[str]
+
+
+class TableOptionsOut(BaseModel):
+    include: list[str]
+    exclude: list[str]
+    sort: list[str]
+    average: str | None
+    average_std: list[str]
+
+
 class TableOut(BaseModel):
     columns: list[TableColumn]
-    rows: list[TableRow]
-    sort: str | None
+    rows: list[TableRow] | list[AveragedRow]
+    sort: str | None = Field(description="the first sort column, if any")
+    options: TableOptionsOut | None = None
+    average: str | None = Field(default=None, description="the matrix key averaged over")
+    std_columns: list[str] | None = None
 
 
 class Check(BaseModel):

@@ -19,7 +19,7 @@ lock on SQLite) before its runs are counted, so two trials ending at once never 
 trial number twice nor more than `trials` in all; the unique (sweep, matrix_id) stands behind.
 
 A trial equal to a finished run reuses it and is counted, and is told at once; one equal to
-a queued or running run waits for it (shared/db/links.py). Trials are queued, never sent
+a queued or running run waits for it (linked: shared/domain/runs.py). Trials are queued, never sent
 here: callers enqueue the returned runs after their commit.
 """
 
@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from shared import queue
 from shared.db.models import Run, RunStatus, Sweep
-from shared.db.session import enqueue_after_commit
+from shared.domain.runs import enqueue_after_commit
 from shared.domain.submit import PlannedRun, add_runs, plan_specs
 from shared.domain.trials import Trial, metric_values, sweep_trials
 from shared.plugins import plugin_modules
@@ -133,6 +133,12 @@ def continue_searches(session: Session, sweep_ids: Sequence[int]) -> list[int]:
         queued += [r.id for r in runs if r.status == RunStatus.QUEUED and r.reused_from_id is None]
     enqueue_after_commit(session, queued, queue.sender(get_settings().broker_url))
     return queued
+
+
+def sweeps_of(session: Session, run_ids: Sequence[int]) -> list[int]:
+    """The sweeps these runs belong to."""
+    query = select(Run.sweep_id).where(Run.id.in_(list(run_ids))).distinct()
+    return sorted(session.scalars(query))
 
 
 def preview_specs(spec: SweepSpec, plugins: tuple[str, ...] = ()) -> list[RunSpec]:

@@ -16,11 +16,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.db.models import LatestMetric, Metric, Run, RunStatus
+from shared.db.chunks import chunked
+from shared.db.models import LIVE_STATUSES, LatestMetric, Metric, Run, RunStatus
 from shared.domain.reads import source_of
 from shared.sweepfile.search import Search
-
-LIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -73,10 +72,13 @@ def metric_values(session: Session, run_ids: set[int], metric: str | None) -> di
     """run id -> the metric's newest value (NaN for a non-finite point stored as such)."""
     if metric is None or not run_ids:
         return {}
-    query = select(LatestMetric.run_id, LatestMetric.value, LatestMetric.is_nan).where(
-        LatestMetric.run_id.in_(sorted(run_ids)), LatestMetric.key == metric
-    )
-    return {run_id: math.nan if nan else value for run_id, value, nan in session.execute(query)}
+    values: dict[int, float] = {}
+    for chunk in chunked(sorted(run_ids)):
+        query = select(LatestMetric.run_id, LatestMetric.value, LatestMetric.is_nan).where(
+            LatestMetric.run_id.in_(chunk), LatestMetric.key == metric
+        )
+        values.update((run_id, math.nan if nan else v) for run_id, v, nan in session.execute(query))
+    return values
 
 
 def metric_curves(
@@ -84,14 +86,13 @@ def metric_curves(
 ) -> dict[int, dict[int, float]]:
     if metric is None or not run_ids:
         return {}
-    query = (
-        select(Metric.run_id, Metric.step, Metric.value)
-        .where(Metric.run_id.in_(sorted(run_ids)), Metric.key == metric, Metric.is_nan.is_(False))
-        .order_by(Metric.run_id, Metric.step)
-    )
     curves: dict[int, dict[int, float]] = defaultdict(dict)
-    for run_id, step, value in session.execute(query):
-        curves[run_id][step] = value
+    for chunk in chunked(sorted(run_ids)):
+        query = select(Metric.run_id, Metric.step, Metric.value).where(
+            Metric.run_id.in_(chunk), Metric.key == metric, Metric.is_nan.is_(False)
+        )
+        for run_id, step, value in session.execute(query):
+            curves[run_id][step] = value
     return dict(curves)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from .bounded import Budget
 from .document import Locator, load_document
 from .encoding import NotUtf8, decode_utf8
 from .errors import SpecError
@@ -115,7 +116,8 @@ def parse_sweep(
     is accepted here and resolved by the worker.
     """
     text = _decode(text)
-    document = load_document(text)
+    budget = Budget()  # one for every reading of the file: the first, then one per run
+    document = load_document(text, budget)
     locator = Locator(text)
     try:
         search = parse_search(document)
@@ -153,7 +155,7 @@ def parse_sweep(
         )
         entries = entries[: search.trials]
     runs = [
-        _build_run(template, entry, matrix=document.get("matrix"), plugins=plugins)
+        _build_run(template, entry, matrix=document.get("matrix"), plugins=plugins, budget=budget)
         for entry in entries
     ]
     total = count_combinations(matrix) if matrix is not None else 1
@@ -233,7 +235,10 @@ def _decode(text: str | bytes) -> str:
             raise SpecError(
                 f"the file is not valid Unicode at offset {exc.start}", line=line
             ) from None
-    return text.removeprefix("\ufeff")
+    text = text.removeprefix("\ufeff")
+    # A `|` block on the last line keeps its line break only if the file has one; without it
+    # a one-line block would read as plain text, not code (FORMAT.md: a block is code).
+    return text if not text or text.endswith("\n") else text + "\n"
 
 
 def _without_matrix_block(text: str, locator: Locator) -> str:
@@ -253,12 +258,17 @@ def _without_matrix_block(text: str, locator: Locator) -> str:
 
 
 def _build_run(
-    template: str, entry: MatrixEntry, *, matrix: Any, plugins: tuple[str, ...] = ()
+    template: str,
+    entry: MatrixEntry,
+    *,
+    matrix: Any,
+    plugins: tuple[str, ...] = (),
+    budget: Budget | None = None,
 ) -> RunSpec:
     label = f"{entry.matrix_id} ({entry.slug})" if entry.slug else None
     text = template if matrix is None or matrix == {} else substitute(template, entry.variables())
     try:
-        config = load_document(text)
+        config = load_document(text, budget)
         if "matrix" in config:
             config["matrix"] = matrix
         validate(config, Locator(text), plugins)

@@ -8,16 +8,18 @@ drives the same through the API and worker processes.
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared.db.models import Run, RunStatus, Sweep, SweepStatus
-from shared.db.runs import claim_run, finish_run, upsert_metrics
+from shared.db.metric_writes import upsert_metrics
+from shared.db.models import Run, RunStatus, Sweep, SweepStatus, utcnow
 from shared.db.session import commit, make_engine
 from shared.domain import search as search_domain
+from shared.domain.runs import claim_run, finish_run
 from shared.domain.submit import create_sweep, parse_submission
 from shared.domain.trials import best_so_far, sweep_trials
 from shared.settings import Settings, get_settings
@@ -265,3 +267,29 @@ def test_a_filter_that_cannot_be_sampled_is_refused(
     with pytest.raises(SpecError) as raised:
         parse_submission(search_yaml("random").replace(change, key), search_settings)
     assert raised.value.key == "$filter" and raised.value.line == line
+
+
+def test_a_trial_failed_by_the_reconciler_asks_the_next_one(
+    session: Session, search_settings: Settings
+) -> None:
+    """A trial whose workers kept dying is failed by the reconciler: it counts, and the
+    search asks the next trial in the same pass."""
+    from worker.reconciler import reconcile_once
+
+    sweep_id, ids = submit(session, search_yaml(trials=4, in_flight=1), search_settings)
+    assert claim_run(session, ids[0], "w", 60) is not None
+    session.execute(
+        update(Run)
+        .where(Run.id == ids[0])
+        .values(lease_expires_at=utcnow() - timedelta(seconds=1),
+                attempts=search_settings.max_attempts)
+    )  # fmt: skip
+    commit(session)
+    sent: list[int] = []
+    report = reconcile_once(
+        session, settings=search_settings, ids_in_broker=set, enqueue=sent.append
+    )
+    assert report.failed == [ids[0]]
+    runs = runs_of(session, sweep_id)
+    assert [r.status for r in runs] == [RunStatus.FAILED, RunStatus.QUEUED]
+    assert session.get_one(Sweep, sweep_id).status == SweepStatus.ACTIVE

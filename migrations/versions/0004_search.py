@@ -1,7 +1,7 @@
 """Sampled sweeps: sweeps.search.
 
-Revision ID: 0003_search
-Revises: 0002
+Revision ID: 0004_search
+Revises: 0003_door
 Create Date: 2026-12-05
 
 - sweeps.search: the sweep file's `search` (method, trials, metric, space, ...) as JSON, so
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0003_search"
-down_revision: str | None = "0002"
+revision: str = "0004_search"
+down_revision: str | None = "0003_door"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
