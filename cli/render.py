@@ -146,6 +146,16 @@ def print_sweep(console: Console, sweep: dict[str, Any]) -> None:
         + (f" ({_counts_text(counts)})" if counts else ""),
         highlight=False,
     )
+    if search := sweep.get("search"):
+        best = search.get("best_value")
+        console.print(
+            f"search: {search['description']}; {search['started']} of {search['trials']} "
+            "trials started"
+            + (f"; best {search['metric']} {best:.6g} (run {search['best_run_id']})"
+               if best is not None else ""),
+            highlight=False,
+            soft_wrap=True,
+        )  # fmt: skip
     table = Table()
     for name in ("run", "matrix_id", "slug", "status", "inputs", "error"):
         table.add_column(name, overflow="fold")
