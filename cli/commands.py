@@ -28,6 +28,14 @@ from cli.render import (
     print_sweep_list,
     series_lines,
 )
+from cli.table_opts import (
+    AverageOpt,
+    AverageStdOpt,
+    ExcludeOpt,
+    IncludeOpt,
+    SortOpt,
+    table_query,
+)
 
 
 def submit(
@@ -67,13 +75,13 @@ def submit_file(
 
 def preview(file: FileArg, json_out: JsonOpt = False) -> None:
     """Expand FILE locally (no server): matrix_id, slug, params, experiment_name, config_hash."""
+    from shared.domain.search import preview_specs
     from shared.plugins import plugin_modules
     from shared.settings import get_settings
 
     settings = get_settings()
-    sweep = read_sweep(file).parse(
-        max_runs=settings.max_runs, plugins=plugin_modules(settings.plugins)
-    )
+    plugins = plugin_modules(settings.plugins)
+    sweep = read_sweep(file).parse(max_runs=settings.max_runs, plugins=plugins)
     runs = [
         {
             "matrix_id": r.matrix_id,
@@ -82,12 +90,13 @@ def preview(file: FileArg, json_out: JsonOpt = False) -> None:
             "experiment_name": r.experiment_name,
             "config_hash": r.config_hash,
         }
-        for r in sweep.runs
+        for r in preview_specs(sweep, plugins)
     ]
+    search = sweep.search.describe() if sweep.search else None
     if json_out:
-        print_json(console, runs)
+        print_json(console, {"search": search, "runs": runs} if search else runs)
     else:
-        print_preview(console, runs)
+        print_preview(console, runs, search=search)
 
 
 def inspect(
@@ -185,11 +194,16 @@ def table(
     format: Annotated[TableFormat, typer.Option("--format", "-f", help="md, csv or json")] = (
         TableFormat.md
     ),
-    sort: Annotated[str | None, typer.Option(help="column to sort by")] = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    sort: SortOpt = None,
+    average: AverageOpt = None,
+    average_std: AverageStdOpt = None,
 ) -> None:
-    """The comparison table of SWEEP (like the seed's)."""
+    """The comparison table of SWEEP (like the seed's), with nn-experiments' table options."""
+    options = table_query(include, exclude, sort, average, average_std)
     with ApiClient.from_settings() as client:
-        _print_table(client, f"/sweeps/{sweep}/table", format, sort=sort)
+        _print_table(client, f"/sweeps/{sweep}/table", format, **options)
 
 
 def _print_table(client: ApiClient, path: str, format: TableFormat, **params: Any) -> None:
@@ -206,13 +220,18 @@ def compare(
     format: Annotated[TableFormat, typer.Option("--format", "-f", help="md, csv or json")] = (
         TableFormat.md
     ),
-    sort: Annotated[str | None, typer.Option(help="column to sort by")] = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    sort: SortOpt = None,
+    average: AverageOpt = None,
+    average_std: AverageStdOpt = None,
 ) -> None:
-    """One comparison table across runs and sweeps."""
+    """One comparison table across runs and sweeps, with the table options of `table`."""
     if not runs and not sweeps:
         raise CliError("give --runs and/or --sweeps (comma-separated ids)")
+    options = table_query(include, exclude, sort, average, average_std)
     with ApiClient.from_settings() as client:
-        _print_table(client, "/compare", format, runs=runs, sweeps=sweeps, sort=sort)
+        _print_table(client, "/compare", format, runs=runs, sweeps=sweeps, **options)
 
 
 def metrics(

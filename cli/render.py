@@ -66,8 +66,14 @@ def _name_is_redundant(rows: list[dict[str, Any]]) -> bool:
     return all(r.get("slug") and r["slug"] in str(r.get("experiment_name", "")) for r in rows)
 
 
-def print_preview(console: Console, runs: list[dict[str, Any]]) -> None:
-    table = Table(title=f"{len(runs)} run(s)", title_justify="left")
+def print_preview(
+    console: Console, runs: list[dict[str, Any]], *, search: str | None = None
+) -> None:
+    title = f"{len(runs)} run(s)"
+    if search is not None:
+        console.print(f"search: {search}", highlight=False, soft_wrap=True)
+        title = f"its first {len(runs)} sampled trial(s)" if runs and runs[0]["params"] else title
+    table = Table(title=title, title_justify="left")
     show_name = not _name_is_redundant(runs)
     names = ["matrix_id", "slug"] + (["experiment_name"] if show_name else []) + ["config_hash"]
     for name in names:
@@ -140,6 +146,16 @@ def print_sweep(console: Console, sweep: dict[str, Any]) -> None:
         + (f" ({_counts_text(counts)})" if counts else ""),
         highlight=False,
     )
+    if search := sweep.get("search"):
+        best = search.get("best_value")
+        console.print(
+            f"search: {search['description']}; {search['started']} of {search['trials']} "
+            "trials started"
+            + (f"; best {search['metric']} {best:.6g} (run {search['best_run_id']})"
+               if best is not None else ""),
+            highlight=False,
+            soft_wrap=True,
+        )  # fmt: skip
     table = Table()
     for name in ("run", "matrix_id", "slug", "status", "inputs", "error"):
         table.add_column(name, overflow="fold")

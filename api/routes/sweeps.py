@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ValidationError
 
-from api.deps import SessionDep, SettingsDep, read_body, require_token
+from api.deps import CurrentToken, SessionDep, SettingsDep, read_body, require_token
 from api.errors import AUTH_RESPONSES, BadRequest, InvalidInput, UnsupportedMediaType
 from api.params import SweepId
 from api.schemas import (
@@ -18,6 +18,7 @@ from api.schemas import (
     Problem,
     RunBrief,
     RunSummary,
+    SearchOut,
     SweepCancelled,
     SweepCreated,
     SweepDetail,
@@ -30,9 +31,10 @@ from api.schemas import (
 )
 from shared import queue
 from shared.db.session import commit
-from shared.domain import reads, submit
+from shared.domain import access, reads, search, submit, trials
 from shared.domain import runs as run_state
 from shared.domain.submit import check_sweep_name, parse_submission, sweep_name
+from shared.plugins import plugin_modules
 from shared.sweepfile.encoding import NotUtf8, decode_utf8, encodable
 
 router = APIRouter(
@@ -135,6 +137,7 @@ def create_sweep(
     body: Body,
     session: SessionDep,
     settings: SettingsDep,
+    token: CurrentToken,
     force: Annotated[bool, Query(description="train again even where results exist")] = False,
     name: Annotated[SweepName | None, NameQuery(description="sweep name")] = None,
 ) -> SweepCreated:
@@ -144,7 +147,12 @@ def create_sweep(
         submission.text, settings, filename=submission.filename, files=submission.files
     )
     submitted = submit.submit_sweep(
-        session, spec, queue.sender(settings.broker_url), name=submission.name, force=force
+        session,
+        spec,
+        queue.sender(settings.broker_url),
+        name=submission.name,
+        force=force,
+        owner=token,
     )
     created = SweepCreated(
         id=submitted.sweep.id,
@@ -174,7 +182,8 @@ def preview_sweep(
     spec = parse_submission(
         submission.text, settings, filename=submission.filename, files=submission.files
     )
-    plans = submit.plan_runs(session, spec, force=force)
+    plugins = plugin_modules(settings.plugins)
+    plans = submit.plan_specs(session, search.preview_specs(spec, plugins), force=force)
     runs = [
         PreviewRun(
             matrix_id=p.spec.matrix_id,
@@ -192,6 +201,7 @@ def preview_sweep(
     return SweepPreview(
         name=sweep_name(spec, submission.name),
         matrix_keys=spec.matrix_keys,
+        search=spec.search.describe() if spec.search else None,
         runs=runs,
         would_train=len(runs) - reused,
         would_reuse=reused,
@@ -231,8 +241,13 @@ def get_sweep(sweep_id: SweepId, session: SessionDep) -> SweepDetail:
     sweep = reads.get_sweep(session, sweep_id)
     (summary,) = reads.summarize(session, [sweep])
     runs = [RunSummary.model_validate(r) for r in reads.sweep_runs(session, sweep_id)]
+    progress = trials.search_progress(session, sweep_id, sweep.search)
     return SweepDetail(
-        **_summary(summary), matrix_keys=sweep.matrix_keys, yaml_text=sweep.yaml_text, runs=runs
+        **_summary(summary),
+        matrix_keys=sweep.matrix_keys,
+        yaml_text=sweep.yaml_text,
+        search=SearchOut.model_validate(progress.to_json()) if progress else None,
+        runs=runs,
     )
 
 
@@ -241,8 +256,9 @@ def get_sweep(sweep_id: SweepId, session: SessionDep) -> SweepDetail:
     response_model=SweepCancelled,
     responses={404: {"model": Problem}, 409: {"model": Problem, "description": "all finished"}},
 )
-def cancel_sweep(sweep_id: SweepId, session: SessionDep) -> SweepCancelled:
-    """Cancel queued runs now and ask running ones to stop at their next step."""
+def cancel_sweep(sweep_id: SweepId, session: SessionDep, token: CurrentToken) -> SweepCancelled:
+    """Cancel queued runs now and ask running ones to stop at their next step (owner or admin)."""
+    access.check_may_change(session, token, sweep_id)
     result = run_state.cancel_sweep(session, sweep_id)
     return SweepCancelled(
         sweep_id=sweep_id, cancelled=result.cancelled, cancel_requested=result.cancel_requested
@@ -252,8 +268,11 @@ def cancel_sweep(sweep_id: SweepId, session: SessionDep) -> SweepCancelled:
 @router.post(
     "/sweeps/{sweep_id}/retry", response_model=SweepRetried, responses={404: {"model": Problem}}
 )
-def retry_sweep(sweep_id: SweepId, session: SessionDep, settings: SettingsDep) -> SweepRetried:
-    """Queue failed, cancelled and pruned runs again; they resume from their checkpoints."""
+def retry_sweep(
+    sweep_id: SweepId, session: SessionDep, settings: SettingsDep, token: CurrentToken
+) -> SweepRetried:
+    """Queue failed, cancelled and pruned runs again, resuming from checkpoints (owner or admin)."""
+    access.check_may_change(session, token, sweep_id)
     ids = run_state.retry_runs(session, sweep_id)
     run_state.enqueue_after_commit(session, ids, queue.sender(settings.broker_url))
     outcome = commit(session)  # here, so that the reply says what was sent

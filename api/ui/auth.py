@@ -3,7 +3,8 @@
 Pages redirect to the login form when the cookie is missing or no longer valid; the UI's JSON
 endpoints answer 401. State-changing requests must also come from our own pages: SameSite=Lax
 keeps the cookie off cross-site POSTs, and the Origin check below also refuses other sites on
-the same host (another port is "same-site" to a browser).
+the same host (another port is "same-site" to a browser). A form post also needs a write or
+admin token (shared/domain/access.py), as the JSON API does.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from api.deps import SessionDep
 from api.ui import cookie
 from shared.db.models import ApiToken
 from shared.db.tokens import verify_token
+from shared.domain import access
 
 
 def token_from_cookie(request: Request, db: Session) -> ApiToken | None:
@@ -85,7 +87,7 @@ def safe_next(target: str | None) -> str:
     return "/ui/"
 
 
-# --- who is asking: the dependencies of pages, form posts and the pages' JSON
+# ---------------------------------------------------------------- who is asking
 
 
 def page_user(request: Request, db: SessionDep) -> ApiToken:
@@ -97,9 +99,11 @@ def page_user(request: Request, db: SessionDep) -> ApiToken:
 
 
 def form_user(request: Request, db: SessionDep) -> ApiToken:
-    """Form posts: logged in, and sent from one of our own pages."""
+    """Form posts: logged in with a write or admin token, sent from one of our own pages."""
     check_same_origin(request)
-    return page_user(request, db)
+    token = page_user(request, db)
+    access.check_method(token, request.method)
+    return token
 
 
 def data_user(request: Request, db: SessionDep) -> ApiToken:

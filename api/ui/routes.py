@@ -12,7 +12,7 @@ import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
@@ -21,23 +21,28 @@ from api.deps import SessionDep, SettingsDep, ensure_bootstrap
 from api.errors import InvalidInput
 from api.etag import is_fresh, make_etag, not_modified
 from api.params import RunId, SweepId, parse_ids
+from api.table_params import table_options
 from api.ui import assets, auth, views
 from api.ui.auth import DataUser, FormUser, PageUser
+from api.ui.table_form import table_with_options
 from shared import queue
 from shared.db.models import LIVE_STATUSES, RETRYABLE_STATUSES
-from shared.domain import reads, table_rows
+from shared.domain import access, reads, search, trials
 from shared.domain import runs as run_state
 from shared.domain.curves import curves_payload, load_runs, parse_after
 from shared.domain.submit import (
     check_sweep_name,
     parse_submission,
-    plan_runs,
+    plan_specs,
     submit_sweep,
     sweep_name,
 )
+from shared.domain.table_rows import table_runs
 from shared.domain.versions import metrics_version
-from shared.results_table import build_table, to_csv, to_markdown
+from shared.plugins import plugin_modules
+from shared.results_table import build_table
 from shared.sweepfile import SpecError
+from shared.table_options import TableOptions
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
@@ -51,6 +56,9 @@ CHART_POINT_BUDGET = 20_000
 
 def max_points_for(runs: int) -> int:
     return max(50, min(DEFAULT_MAX_POINTS, CHART_POINT_BUDGET // max(1, runs)))
+
+
+Options = Annotated[TableOptions, Depends(table_options)]
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -131,10 +139,10 @@ def sweeps_page(request: Request, db: SessionDep, _: PageUser, page: int = 1) ->
     )
 
 
-def _sweep_context(db: Session, sweep_id: int, sort: str | None) -> dict[str, Any]:
+def _sweep_context(db: Session, sweep_id: int, options: TableOptions) -> dict[str, Any]:
     sweep = reads.get_sweep(db, sweep_id)
-    runs, param_keys = table_rows.table_runs(db, sweep_ids=[sweep_id])
-    table = build_table(runs, param_keys, sort=sort)
+    runs, param_keys = table_runs(db, sweep_ids=[sweep_id], extra_keys=options.metric_keys())
+    table, form = table_with_options(runs, param_keys, options)
     summary = reads.summarize(db, [sweep])[0]
     statuses = {r.status for r in runs}
     live = {status.value for status in LIVE_STATUSES}
@@ -142,6 +150,7 @@ def _sweep_context(db: Session, sweep_id: int, sort: str | None) -> dict[str, An
         "sweep": sweep,
         "table": views.table_view(table),
         "raw_table": table,
+        "options_form": form,
         "param_keys": param_keys,
         "counts": views.sweep_row(summary)["counts"],
         "progress": views.progress_fraction(summary),
@@ -159,16 +168,25 @@ def sweep_page(
     db: SessionDep,
     _: PageUser,
     sweep_id: SweepId,
-    sort: str | None = None,
+    options: Options,
     cancelled: int | None = None,
     stopping: int | None = None,
     retried: int | None = None,
 ) -> HTMLResponse:
-    context = _sweep_context(db, sweep_id, sort)
-    context["parcoords"] = views.parcoords_spec(context["raw_table"], context["param_keys"])
+    context = _sweep_context(db, sweep_id, options)
+    averaged = context["raw_table"].average is not None  # rows are configurations, not runs
+    context["parcoords"] = (
+        {"params": []}
+        if averaged
+        else views.parcoords_spec(context["raw_table"], context["param_keys"])
+    )
+    progress = trials.search_progress(db, sweep_id, context["sweep"].search)
+    context["search"] = progress.to_json() if progress else None
     return render(
         request,
         "sweep.html",
+        # Options that do not fit: the plain table, the form and the reason, as a 422.
+        status_code=422 if context["options_form"].error else 200,
         max_points=max_points_for(len(context["table"].rows)),
         flash=_flash(cancelled, stopping, retried),
         **context,
@@ -187,29 +205,16 @@ def _flash(cancelled: int | None, stopping: int | None, retried: int | None) -> 
 
 
 @router.get("/sweeps/{sweep_id}/live", response_class=HTMLResponse)
-def sweep_live(request: Request, db: SessionDep, _: DataUser, sweep_id: SweepId) -> HTMLResponse:
+def sweep_live(
+    request: Request, db: SessionDep, _: DataUser, sweep_id: SweepId, options: Options
+) -> HTMLResponse:
     """The status block and table, re-fetched by the page while runs are unfinished."""
-    return render(request, "_sweep_live.html", **_sweep_context(db, sweep_id, None))
-
-
-@router.get("/sweeps/{sweep_id}/table.{fmt}")
-def sweep_table_file(
-    db: SessionDep, _: PageUser, sweep_id: SweepId, fmt: str, sort: str | None = None
-) -> Response:
-    if fmt not in ("md", "csv"):
-        raise HTTPException(404, f"no table format {fmt!r}; use table.md or table.csv")
-    table = _sweep_context(db, sweep_id, sort)["raw_table"]
-    body, media = (
-        (to_markdown(table), "text/markdown") if fmt == "md" else (to_csv(table), "text/csv")
-    )
-    disposition = f'attachment; filename="sweep-{sweep_id}.{fmt}"'
-    return Response(
-        body, media_type=f"{media}; charset=utf-8", headers={"Content-Disposition": disposition}
-    )
+    return render(request, "_sweep_live.html", **_sweep_context(db, sweep_id, options))
 
 
 @router.post("/sweeps/{sweep_id}/cancel")
-def cancel_sweep(db: SessionDep, _: FormUser, sweep_id: SweepId) -> Response:
+def cancel_sweep(db: SessionDep, user: FormUser, sweep_id: SweepId) -> Response:
+    access.check_may_change(db, user, sweep_id)
     try:
         result = run_state.cancel_sweep(db, sweep_id)
     except run_state.Conflict:  # all finished meanwhile: the page says nothing was cancelled
@@ -222,7 +227,10 @@ def cancel_sweep(db: SessionDep, _: FormUser, sweep_id: SweepId) -> Response:
 
 
 @router.post("/sweeps/{sweep_id}/retry")
-def retry_sweep(db: SessionDep, settings: SettingsDep, _: FormUser, sweep_id: SweepId) -> Response:
+def retry_sweep(
+    db: SessionDep, settings: SettingsDep, user: FormUser, sweep_id: SweepId
+) -> Response:
+    access.check_may_change(db, user, sweep_id)
     run_ids = run_state.retry_runs(db, sweep_id)
     run_state.enqueue_after_commit(db, run_ids, queue.sender(settings.broker_url))
     return RedirectResponse(f"/ui/sweeps/{sweep_id}?retried={len(run_ids)}", status_code=303)
@@ -249,7 +257,8 @@ def run_page(request: Request, db: SessionDep, _: PageUser, run_id: RunId) -> HT
 
 
 @router.post("/runs/{run_id}/cancel")
-def cancel_run(db: SessionDep, _: FormUser, run_id: RunId) -> Response:
+def cancel_run(db: SessionDep, user: FormUser, run_id: RunId) -> Response:
+    access.check_may_change_run(db, user, run_id)
     with contextlib.suppress(run_state.Conflict):  # finished meanwhile: the page shows it
         run_state.cancel_run(db, run_id)
     return RedirectResponse(f"/ui/runs/{run_id}", status_code=303)
@@ -276,7 +285,7 @@ def compare_page(
     context: dict[str, Any] = {"table": None, "error": None, "candidates": []}
     try:
         run_ids, sweep_ids = _ids(runs, "runs"), _ids(sweeps, "sweeps")
-        rows, param_keys = table_rows.table_runs(db, sweep_ids=sweep_ids, run_ids=run_ids)
+        rows, param_keys = table_runs(db, sweep_ids=sweep_ids, run_ids=run_ids)
         if rows:
             table = build_table(rows, param_keys, sort=sort)
             context["table"] = views.table_view(table)
@@ -311,7 +320,7 @@ async def submit(
     request: Request,
     db: SessionDep,
     settings: SettingsDep,
-    _: FormUser,
+    user: FormUser,
     yaml: Annotated[str, Form()] = "",
     name: Annotated[str, Form()] = "",
     force: Annotated[bool, Form()] = False,
@@ -346,13 +355,19 @@ async def submit(
     except SpecError as error:
         return render(request, "submit.html", 422, **{**form, "error": error.to_dict()})
     if action != "submit":
-        plans = plan_runs(db, spec, force=force)
-        form["preview"] = views.preview(plans)
+        first = search.preview_specs(spec, plugin_modules(settings.plugins))
+        form["preview"] = views.preview(plan_specs(db, first, force=force), spec.search)
         form["merged"] = spec.yaml_text if spec.merged_from else None
         return render(
             request, "submit.html", **{**form, "error": None, "name": sweep_name(spec, name)}
         )
-    submitted = submit_sweep(db, spec, queue.sender(settings.broker_url), name=name, force=force)
+    try:
+        submitted = submit_sweep(
+            db, spec, queue.sender(settings.broker_url), name=name, force=force, owner=user
+        )
+    except SpecError as error:  # a search whose first trials cannot be sampled
+        db.rollback()
+        return render(request, "submit.html", 422, **{**form, "error": error.to_dict()})
     return RedirectResponse(f"/ui/sweeps/{submitted.sweep.id}", status_code=303)
 
 

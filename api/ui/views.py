@@ -14,6 +14,7 @@ from shared.domain.reads import SweepSummary
 from shared.domain.submit import PlannedRun
 from shared.metric_keys import ACCURACY_KEYS
 from shared.results_table import METRIC_HEADERS, Table
+from shared.sweepfile.search import Search
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ def table_view(table: Table) -> TableView:
                     best=column.name in row.best,
                 )
             )
-        rows.append(TableRow(run_id=row.run.run_id, cells=cells))
+        # An averaged row stands for several runs: no link to one of them.
+        rows.append(TableRow(run_id=row.run.run_id if row.group is None else 0, cells=cells))
     return TableView(columns=[c.name for c in table.columns], rows=rows)
 
 
@@ -197,8 +199,9 @@ def run_phases(run: Run) -> list[tuple[str, str, str]]:
     return rows
 
 
-def preview(plans: list[PlannedRun]) -> dict[str, Any]:
+def preview(plans: list[PlannedRun], search: Search | None = None) -> dict[str, Any]:
     return {
+        "search": search.describe() if search else None,
         "runs": [
             {
                 "matrix_id": p.spec.matrix_id,
@@ -210,5 +213,5 @@ def preview(plans: list[PlannedRun]) -> dict[str, Any]:
                 else (f"linked to run #{p.link_to_id} (training)" if p.link_to_id else ""),
             }
             for p in plans
-        ]
+        ],
     }

@@ -35,7 +35,7 @@ from shared.db.pruning import PRUNED_AT_KEY, rung_values
 from shared.db.session import Send, send_after_commit
 from shared.domain.errors import Conflict
 from shared.domain.reads import get_run, get_sweep
-from shared.domain.sweeps import update_sweep_status
+from shared.domain.sweeps import runs_ended, update_sweep_status
 from shared.sweepfile.early_stop import EarlyStop
 
 
@@ -183,9 +183,6 @@ def _update_ours(session: Session, run_id: int, owner: str, **values: Any) -> bo
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-# --- the end of an attempt -------------------------------------------------------------
-
-
 def finish_run(
     session: Session, run_id: int, owner: str, status: RunStatus,
     *, error: str | None = None, traceback: str | None = None, inputs_seen: int | None = None,
@@ -208,7 +205,8 @@ def finish_run(
     ).scalar()
     if sweep_id is None:
         return False
-    update_sweep_status(session, [sweep_id, *settle_links(session, [run_id])])
+    sweep_ids = [sweep_id, *settle_links(session, [run_id])]
+    runs_ended(session, sweep_ids, ask_next=status is not RunStatus.CANCELLED)
     return True
 
 

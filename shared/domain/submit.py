@@ -7,7 +7,7 @@ import json
 import math
 import os.path
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.db.chunks import chunked
-from shared.db.models import SWEEP_NAME_MAX, Run, RunStatus, Sweep, utcnow
+from shared.db.models import SWEEP_NAME_MAX, ApiToken, Run, RunStatus, Sweep, utcnow
 from shared.db.session import Send
 from shared.domain.errors import InvalidInput
 from shared.domain.runs import enqueue_after_commit, find_live, needs_message
@@ -24,6 +24,7 @@ from shared.domain.sweeps import update_sweep_status
 from shared.plugins import plugin_modules
 from shared.settings import Settings
 from shared.sweepfile import RunSpec, SpecError, SweepSpec, parse_with_extends
+from shared.sweepfile.document import Locator
 
 MAX_INPUTS = 2**62  # runs.max_inputs and metrics.step are BIGINT
 
@@ -48,11 +49,15 @@ def parse_submission(
         text, filename, bases.get,
         max_runs=settings.max_runs, plugins=plugin_modules(settings.plugins),
     )  # fmt: skip
-    if not spec.runs:
+    if not spec.runs and not (spec.search and spec.search.samples):
         raise SpecError("the matrix gives no runs (an empty list, or a $filter that keeps none)",
                         key="matrix")  # fmt: skip
-    for run in spec.runs:
-        check_storable(run)
+    for run in [*spec.runs, *spec.probes]:
+        try:
+            check_storable(run)
+        except SpecError as exc:
+            # A merged ($extends) file's lines are not the user's: the key names the place.
+            raise exc if spec.merged_from else Locator(spec.yaml_text).locate(exc) from None
     return spec
 
 
@@ -74,7 +79,7 @@ def sweep_name(spec: SweepSpec, name: str | None) -> str:
     given = check_sweep_name(name)
     if given:
         return given
-    names = [r.experiment_name for r in spec.runs]
+    names = [r.experiment_name for r in spec.runs or spec.probes]
     prefix = os.path.commonprefix(names) if names else ""
     return prefix.rstrip("_-/:. ")[:SWEEP_NAME_MAX] or "sweep"
 
@@ -141,12 +146,19 @@ def find_reusable(session: Session, hashes: Iterable[str]) -> dict[str, int]:
 
 def plan_runs(session: Session, spec: SweepSpec, *, force: bool = False) -> list[PlannedRun]:
     """Each run of the spec with the earlier run it would reuse (none when `force`)."""
+    return plan_specs(session, spec.runs, force=force)
+
+
+def plan_specs(
+    session: Session, specs: Sequence[RunSpec], *, force: bool = False
+) -> list[PlannedRun]:
+    """`plan_runs` for some runs (a search's trials, as they are asked)."""
     if force:
-        return [PlannedRun(r, None) for r in spec.runs]
-    hashes = [r.config_hash for r in spec.runs]
+        return [PlannedRun(r, None) for r in specs]
+    hashes = [r.config_hash for r in specs]
     reusable = find_reusable(session, hashes)
     live = find_live(session, (h for h in hashes if h not in reusable))
-    return [PlannedRun(r, reusable.get(r.config_hash), live.get(r.config_hash)) for r in spec.runs]
+    return [PlannedRun(r, reusable.get(r.config_hash), live.get(r.config_hash)) for r in specs]
 
 
 @dataclass(frozen=True)
@@ -157,11 +169,17 @@ class Submitted:
 
 
 def submit_sweep(
-    session: Session, spec: SweepSpec, send: Send, *, name: str | None, force: bool = False
+    session: Session,
+    spec: SweepSpec,
+    send: Send,
+    *,
+    name: str | None,
+    force: bool = False,
+    owner: ApiToken | None = None,
 ) -> Submitted:
     """Store the sweep and its runs, and have `send` carry each run that needs a task message
-    once the transaction commits (a reused or linked run needs none)."""
-    sweep, runs = create_sweep(session, spec, name=name, force=force)
+    once the transaction commits (a reused or linked run needs none). `owner`: create_sweep."""
+    sweep, runs = create_sweep(session, spec, name=name, force=force, owner=owner)
     to_enqueue = list(session.scalars(
         select(Run.id).where(Run.sweep_id == sweep.id, needs_message()).order_by(Run.id)
     ))  # fmt: skip
@@ -170,26 +188,48 @@ def submit_sweep(
 
 
 def create_sweep(
-    session: Session, spec: SweepSpec, *, name: str | None, force: bool = False
+    session: Session,
+    spec: SweepSpec,
+    *,
+    name: str | None,
+    force: bool = False,
+    owner: ApiToken | None = None,
 ) -> tuple[Sweep, list[Run]]:
     """Store a parsed sweep and its runs; runs already trained elsewhere become `reused`.
 
+    `owner`: the token that submitted it, which may cancel and retry it (shared/domain/access.py).
+
     `spec` comes from `parse_submission`, which has checked that every value is storable.
     """
-    plans = plan_runs(session, spec, force=force)
     sweep = Sweep(
-        name=sweep_name(spec, name), yaml_text=spec.yaml_text, matrix_keys=list(spec.matrix_keys)
+        name=sweep_name(spec, name),
+        yaml_text=spec.yaml_text,
+        matrix_keys=list(spec.matrix_keys),
+        owner_token_id=owner.id if owner is not None else None,
     )
+    if spec.search is not None:  # its first trials are asked now, the others as trials end
+        sweep.search = json_safe({**spec.search.to_json(), "force": force})
     session.add(sweep)
     session.flush()
-    sources = _inputs_seen(session, {p.reuse_from_id for p in plans if p.reuse_from_id})
-    now = utcnow()
-    runs = [_new_run(sweep.id, plan, sources, now) for plan in plans]
-    session.add_all(runs)
-    session.flush()
+    if spec.search is not None:
+        from shared.domain.search import ask_trials
+
+        runs = ask_trials(session, sweep.id, at_submit=True)
+    else:
+        runs = add_runs(session, sweep.id, plan_runs(session, spec, force=force))
     if update_sweep_status(session, [sweep.id]):  # every run reused: finished already
         session.refresh(sweep)
     return sweep, runs
+
+
+def add_runs(session: Session, sweep_id: int, plans: list[PlannedRun]) -> list[Run]:
+    """Store planned runs in a sweep: queued, linked (queued, no task) or reused."""
+    sources = _inputs_seen(session, {p.reuse_from_id for p in plans if p.reuse_from_id})
+    now = utcnow()
+    runs = [_new_run(sweep_id, plan, sources, now) for plan in plans]
+    session.add_all(runs)
+    session.flush()
+    return runs
 
 
 def _new_run(sweep_id: int, plan: PlannedRun, inputs_seen: dict[int, int], now: datetime) -> Run:

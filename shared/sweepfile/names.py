@@ -30,6 +30,7 @@ KNOWN_KEYS = {
     "step_graph": "the whole training step as one CUDA graph",
     "description": "free text shown with the sweep",
     "early_stop": "stop runs early by successive halving (metric, mode, min_inputs, ...)",
+    "search": "sample the matrix: method, trials, metric, mode, in_flight, seed",
 }
 REQUIRED_KEYS = ("experiment_name", "model", "train_set", "batch_size", "learnrate", "optimizer")
 # Keys whose value is always Python code (`model`, `train_set*`, `validation_set*`); other keys
@@ -58,6 +59,20 @@ TRAINER_METRICS = {
     "TrainAutoencoder": _LOSS,
     "src.train.TrainAutoencoder": _LOSS,
     "src.train.train_autoencoder.TrainAutoencoder": _LOSS,
+}
+# Every metric each trainer reports (a search can learn from any of them); a plugin's trainer
+# is known only to the workers, so only what every trainer reports is accepted for it.
+BASE_REPORTS = ("validation_loss", "train_loss", "model_params", "train_seconds", "throughput")
+_CLASSIFY_REPORTS = (
+    *BASE_REPORTS[:1],
+    "accuracy_argmax",
+    "accuracy_svc",
+    "accuracy_svc_heldout",
+    *BASE_REPORTS[1:],
+)
+TRAINER_REPORTS = {
+    name: _CLASSIFY_REPORTS if "accuracy_argmax" in metrics else BASE_REPORTS
+    for name, metrics in TRAINER_METRICS.items()
 }
 OPTIMIZERS = (
     "ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax",

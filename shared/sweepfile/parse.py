@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
+from .bounded import Budget
 from .config_checks import check_config, is_code
 from .document import Locator, load_document
 from .encoding import NotUtf8, decode_utf8
@@ -23,6 +26,7 @@ from .matrix import (
     substitute,
 )
 from .run_config import RunSettings
+from .search import Search, parse_search, probe_points
 
 DEFAULT_MAX_RUNS = 10_000
 # Each combination costs a $filter evaluation before anything is cut, so this is bounded too.
@@ -30,8 +34,9 @@ DEFAULT_MAX_COMBINATIONS = 100_000
 # Every run re-parses the file after substitution: runs x file size is the work to validate.
 DEFAULT_MAX_EXPANDED_CHARS = 32 * 2**20
 # Left out of config_hash: they name or describe a run but do not change what it trains.
-# early_stop too: it decides whether a run goes on, not what a finished run trained.
-_UNHASHED_KEYS = ("matrix", "description", "early_stop")
+# early_stop and search too: they decide which runs train and whether a run goes on, not
+# what a finished run trained (a sampled trial equal to a finished run reuses it).
+_UNHASHED_KEYS = ("matrix", "description", "early_stop", "search")
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,10 @@ class SweepSpec:
     runs: list[RunSpec] = field(default_factory=list)
     # With $extends: the files merged into yaml_text, the extending one first.
     merged_from: tuple[str, ...] = ()
+    # With `search`: how trials are asked. Sampled (random, tpe) sweeps have no `runs` up
+    # front; `probes` are the points built and validated at submit (search.py).
+    search: Search | None = None
+    probes: list[RunSpec] = field(default_factory=list)
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -107,8 +116,15 @@ def parse_sweep(
     is accepted here and resolved by the worker.
     """
     text = _decode(text)
-    document = load_document(text)
+    budget = Budget()  # one for every reading of the file: the first, then one per run
+    document = load_document(text, budget)
     locator = Locator(text)
+    try:
+        search = parse_search(document)
+    except SpecError as exc:  # keys: search.<name>, matrix.<key>[.<name>], or $filter
+        raise locator.locate(exc, parent="matrix" if exc.key == FILTER_KEY else None) from None
+    if search is not None and search.samples:
+        return _parse_sampled(text, document, locator, search, plugins)
     matrix = _check_top_matrix(document, locator, max_combinations)
     keys = [k for k in (matrix or {}) if k != FILTER_KEY]
     if matrix is not None:
@@ -133,12 +149,50 @@ def parse_sweep(
             key="matrix",
             line=locator.key_line("matrix"),
         )
+    if search is not None:  # grid: the first `trials` entries, in enumeration order
+        search = dataclasses.replace(
+            search, trials=min(search.trials or len(entries), len(entries))
+        )
+        entries = entries[: search.trials]
     runs = [
-        _build_run(template, entry, matrix=document.get("matrix"), plugins=plugins)
+        _build_run(template, entry, matrix=document.get("matrix"), plugins=plugins, budget=budget)
         for entry in entries
     ]
     total = count_combinations(matrix) if matrix is not None else 1
-    return SweepSpec(yaml_text=text, matrix_keys=keys, combinations=total, runs=runs)
+    return SweepSpec(yaml_text=text, matrix_keys=keys, combinations=total, runs=runs, search=search)
+
+
+def _parse_sampled(
+    text: str, document: dict[str, Any], locator: Locator, search: Search, plugins: tuple[str, ...]
+) -> SweepSpec:
+    """A random or tpe sweep: no runs up front; a few points are built to validate the file."""
+    check_names(text, [*search.space, *RESERVED])
+    template = _without_matrix_block(text, locator)
+    probes = [
+        _build_run(template, search.entry(n, p), matrix=document.get("matrix"), plugins=plugins)
+        for n, p in enumerate(probe_points(search), start=1)
+    ]
+    return SweepSpec(
+        yaml_text=text, matrix_keys=list(search.space), combinations=0, search=search,
+        probes=probes,
+    )  # fmt: skip
+
+
+def build_trial(text: str, entry: MatrixEntry, *, plugins: tuple[str, ...] = ()) -> RunSpec:
+    """One trial of a stored search sweep (SpecError when this point breaks a rule)."""
+    template, matrix = _template(text)
+    return _build_run(template, entry, matrix=matrix, plugins=plugins)
+
+
+def grid_entries(text: str) -> list[MatrixEntry]:
+    """The matrix entries of a stored sweep, `$filter` applied, in enumeration order."""
+    return expand_matrix(_template(text)[1])
+
+
+@lru_cache(maxsize=16)
+def _template(text: str) -> tuple[str, Any]:
+    """A stored sweep's text with the matrix blanked, and its matrix (kept across trials)."""
+    return _without_matrix_block(text, Locator(text)), load_document(text).get("matrix")
 
 
 def _check_top_matrix(
@@ -181,7 +235,10 @@ def _decode(text: str | bytes) -> str:
             raise SpecError(
                 f"the file is not valid Unicode at offset {exc.start}", line=line
             ) from None
-    return text.removeprefix("\ufeff")
+    text = text.removeprefix("\ufeff")
+    # A `|` block on the last line keeps its line break only if the file has one; without it
+    # a one-line block would read as plain text, not code (FORMAT.md: a block is code).
+    return text if not text or text.endswith("\n") else text + "\n"
 
 
 def _without_matrix_block(text: str, locator: Locator) -> str:
@@ -201,12 +258,17 @@ def _without_matrix_block(text: str, locator: Locator) -> str:
 
 
 def _build_run(
-    template: str, entry: MatrixEntry, *, matrix: Any, plugins: tuple[str, ...] = ()
+    template: str,
+    entry: MatrixEntry,
+    *,
+    matrix: Any,
+    plugins: tuple[str, ...] = (),
+    budget: Budget | None = None,
 ) -> RunSpec:
     label = f"{entry.matrix_id} ({entry.slug})" if entry.slug else None
     text = template if matrix is None or matrix == {} else substitute(template, entry.variables())
     try:
-        config = load_document(text)
+        config = load_document(text, budget)
         if "matrix" in config:
             config["matrix"] = matrix
         check_config(config, Locator(text), plugins)

@@ -44,7 +44,7 @@ class Context:
     folder: ckpt.Folder | None  # local or object storage (checkpoint.py)
     report: Report
     autocast: Callable[[], AbstractContextManager]
-    val_batches: EvalBatches
+    val_batches: EvalBatches | None  # None without a validation_set: train curves only
     heldout: EvalBatches | None
     params: int
     phases: Phases  # where the time goes, reported as the "phases" event at the end

@@ -131,6 +131,9 @@ def train_run(
         report_train_losses(ctx, out, svc, progress)
         with phases.timed("svc_wait"):
             collect_svc(ctx, out, svc, wait=True)
+        if ctx.folder is not None:
+            with phases.timed("checkpoint"):
+                ckpt.save_model(ctx.folder, ctx.run.model, dict(run_config.values))
     finally:
         svc.shutdown()
         phases.add("train", progress.train_seconds - trained_before)
@@ -162,12 +165,14 @@ def build_context(
     report("provenance", info=provenance(dict(run_config.values), run.seed, device))
     batches = TrainBatches(run.train_set, s.batch_size, device, s.num_workers)
     eval_size = s.validation_batch_size or EVAL_BATCH_SIZE
-    val_batches = EvalBatches(
-        run.validation_set, eval_size, device, freeze=s.freeze_validation_set,
-        num_workers=s.num_workers,
-    )  # fmt: skip
+    val_batches = None
+    if run.validation_set is not None:
+        val_batches = EvalBatches(
+            run.validation_set, eval_size, device, freeze=s.freeze_validation_set,
+            num_workers=s.num_workers,
+        )  # fmt: skip
     heldout = None
-    if trainer.representation:
+    if trainer.representation and val_batches is not None:  # the probes score on validation
         heldout = EvalBatches(
             run.train_set, eval_size, device, indices=heldout_indices(len(run.train_set)),
             num_workers=s.num_workers, device_tensors=batches.tensors,

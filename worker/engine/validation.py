@@ -39,29 +39,36 @@ def report_train_losses(ctx: Context, out: Reported, svc: SvcPool, progress: Pro
 
 def report_validation(
     ctx: Context, out: Reported, svc: SvcPool, progress: Progress, seconds: float
-) -> ValidationResult:
-    """Validation loss (and accuracy) and timing, reported at the current inputs."""
+) -> ValidationResult | None:
+    """Validation loss (and accuracy) and timing, reported at the current inputs.
+
+    Without a validation set only the timing is reported here (the train loss is reported as
+    training goes), and there is no result.
+    """
     since = progress.inputs - max(progress.last_validation, 0)
     progress.train_seconds += seconds
     report_train_losses(ctx, out, svc, progress)
+    step = progress.inputs
+    points = [(mk.MODEL_PARAMS, step, ctx.params), (mk.TRAIN_SECONDS, step, progress.train_seconds),
+              (mk.THROUGHPUT, step, since / seconds if seconds > 0 else 0.0)]  # fmt: skip
+    progress.last_validation = step
+    if ctx.val_batches is None:
+        emit(ctx, out, points)
+        return None
     with ctx.phases.timed("validation"):
         result = validation_pass(ctx.run.model, ctx.val_batches, ctx.run.loss_fn, ctx.autocast,
                                  representation=ctx.trainer.representation)  # fmt: skip
-    step = progress.inputs
-    points = [(mk.VALIDATION_LOSS, step, result.loss), (mk.MODEL_PARAMS, step, ctx.params),
-              (mk.TRAIN_SECONDS, step, progress.train_seconds),
-              (mk.THROUGHPUT, step, since / seconds if seconds > 0 else 0.0)]  # fmt: skip
+    points.insert(0, (mk.VALIDATION_LOSS, step, result.loss))
     if result.accuracy_argmax is not None:
         points.append((mk.ACCURACY_ARGMAX, step, result.accuracy_argmax))
     emit(ctx, out, points)
-    progress.last_validation = step
     return result
 
 
-def start_probes(ctx: Context, svc: SvcPool, step: int, result: ValidationResult) -> None:
+def start_probes(ctx: Context, svc: SvcPool, step: int, result: ValidationResult | None) -> None:
     """The SVC probes on the validation's embeddings (and the held-out ones), fitted in the
     background; their inputs are saved first, so a resumed attempt fits them again."""
-    if result.embeddings is None:
+    if result is None or result.embeddings is None:
         return
     payload = {"val_x": result.embeddings, "val_y": result.labels}
     with ctx.phases.timed("embed_heldout"):
