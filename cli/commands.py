@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,6 +28,9 @@ from cli.render import (
     print_sweep_list,
     series_lines,
 )
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 
 def submit(
@@ -65,15 +68,23 @@ def submit_file(
     return sweep_id
 
 
+def _parse_options(settings: Settings) -> dict[str, Any]:
+    """The workers' plugins and project, for parsing here; CliError for an unusable project."""
+    from shared.plugins import parse_options
+    from shared.sweepfile import SpecError
+
+    try:
+        return parse_options(settings)
+    except SpecError as exc:
+        raise CliError(str(exc)) from None
+
+
 def preview(file: FileArg, json_out: JsonOpt = False) -> None:
     """Expand FILE locally (no server): matrix_id, slug, params, experiment_name, config_hash."""
-    from shared.plugins import plugin_modules
     from shared.settings import get_settings
 
     settings = get_settings()
-    sweep = read_sweep(file).parse(
-        max_runs=settings.max_runs, plugins=plugin_modules(settings.plugins)
-    )
+    sweep = read_sweep(file).parse(max_runs=settings.max_runs, **_parse_options(settings))
     runs = [
         {
             "matrix_id": r.matrix_id,
@@ -96,15 +107,14 @@ def inspect(
     summary: Annotated[bool, typer.Option(help="also print each model's structure")] = False,
 ) -> None:
     """Build each run's model locally and count its parameters (runs the file's model code)."""
-    from shared.plugins import plugin_modules
     from shared.settings import get_settings
     from shared.sweepfile import SpecError
     from worker.engine.inspect import inspect_sweep
 
-    configured = get_settings().plugins
-    sweep = read_sweep(file).parse(plugins=plugin_modules(configured))
+    settings = get_settings()
+    sweep = read_sweep(file).parse(**_parse_options(settings))
     try:
-        rows = inspect_sweep(sweep.yaml_text, plugins=configured)  # with $extends: merged
+        rows = inspect_sweep(sweep.yaml_text, settings)  # with $extends: merged
     except SpecError as exc:
         raise CliError(f"{file}: {exc}") from None
     if json_out:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from shared.db import links
 from shared.db.models import Run, RunStatus, Sweep, utcnow
 from shared.domain.commands import update_sweep_status
-from shared.plugins import plugin_modules
+from shared.plugins import parse_options
 from shared.settings import Settings
 from shared.sweepfile import RunSpec, SpecError, SweepSpec, parse_with_extends
 
@@ -44,7 +44,7 @@ def parse_submission(
     bases = {posixpath.normpath(k): v for k, v in (files or {}).items()}
     spec = parse_with_extends(
         text, filename, bases.get,
-        max_runs=settings.max_runs, plugins=plugin_modules(settings.plugins),
+        max_runs=settings.max_runs, **parse_options(settings),
     )  # fmt: skip
     if not spec.runs:
         raise SpecError("the matrix gives no runs (an empty list, or a $filter that keeps none)",

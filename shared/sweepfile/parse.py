@@ -8,6 +8,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.project import PATH_PLACEHOLDER, Project
+
 from .document import Locator, load_document
 from .encoding import NotUtf8, decode_utf8
 from .errors import SpecError
@@ -100,20 +102,29 @@ def parse_sweep(
     max_combinations: int = DEFAULT_MAX_COMBINATIONS,
     max_expanded_chars: int = DEFAULT_MAX_EXPANDED_CHARS,
     plugins: tuple[str, ...] = (),
+    project: Project | None = None,
 ) -> SweepSpec:
     """Validate and expand a sweep file into its runs. Raises SpecError naming what is wrong.
 
     `plugins`: modules the workers offer (shared/plugins.py); a `trainer` under one of them
-    is accepted here and resolved by the worker.
+    is accepted here and resolved by the worker. `project`: the user's checkout
+    (shared/project.py); `${PATH}` stays in the runs' configurations for the worker to fill in.
     """
     text = _decode(text)
     document = load_document(text)
     locator = Locator(text)
     matrix = _check_top_matrix(document, locator, max_combinations)
     keys = [k for k in (matrix or {}) if k != FILTER_KEY]
+    keeps_path = "PATH" not in keys
+    if keeps_path and project is None and PATH_PLACEHOLDER in text:
+        line = text.count("\n", 0, text.index(PATH_PLACEHOLDER)) + 1
+        raise SpecError(
+            "${PATH} stands for your project's root: set SWEEPS_PROJECT_ROOT to its checkout",
+            line=line,
+        )
     if matrix is not None:
         # Names do not depend on the entry: check every ${...} of the file once, comments too.
-        check_names(text, [*keys, *RESERVED])
+        check_names(text, [*keys, *RESERVED, *(["PATH"] if keeps_path else [])])
     try:
         entries = expand_matrix(matrix)
     except SpecError as exc:
@@ -134,7 +145,9 @@ def parse_sweep(
             line=locator.key_line("matrix"),
         )
     runs = [
-        _build_run(template, entry, matrix=document.get("matrix"), plugins=plugins)
+        _build_run(
+            template, entry, matrix=document.get("matrix"), plugins=plugins, project=project
+        )  # fmt: skip
         for entry in entries
     ]
     total = count_combinations(matrix) if matrix is not None else 1
@@ -201,15 +214,22 @@ def _without_matrix_block(text: str, locator: Locator) -> str:
 
 
 def _build_run(
-    template: str, entry: MatrixEntry, *, matrix: Any, plugins: tuple[str, ...] = ()
+    template: str,
+    entry: MatrixEntry,
+    *,
+    matrix: Any,
+    plugins: tuple[str, ...] = (),
+    project: Project | None = None,
 ) -> RunSpec:
     label = f"{entry.matrix_id} ({entry.slug})" if entry.slug else None
-    text = template if matrix is None or matrix == {} else substitute(template, entry.variables())
+    # ${PATH} is left for the worker: its checkout may live elsewhere than the API's.
+    variables = {"PATH": PATH_PLACEHOLDER, **entry.variables()}
+    text = template if matrix is None or matrix == {} else substitute(template, variables)
     try:
         config = load_document(text)
         if "matrix" in config:
             config["matrix"] = matrix
-        validate(config, Locator(text), plugins)
+        validate(config, Locator(text), plugins, project)
     except SpecError as exc:
         exc.run = exc.run or label
         raise

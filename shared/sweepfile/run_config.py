@@ -26,6 +26,20 @@ INT_KEYS = {
     "num_workers": 0,
 }
 BOOL_KEYS = ("freeze_validation_set", "compile", "step_graph")
+# Integer keys a file may write as code (a multi-line string), as nn-experiments allows: the
+# worker evaluates them; until then they take their default. The others decide what the
+# service plans (the stop, early_stop's rungs), so they must be numbers in the file.
+CODE_INT_KEYS = (
+    "seed", "num_workers", "validation_batch_size",
+    "num_epochs_between_validations", "num_inputs_between_validations",
+)  # fmt: skip
+
+
+def is_code_value(key: str, value: Any) -> bool:
+    """A scalar key written as code (see CODE_INT_KEYS)."""
+    return key in CODE_INT_KEYS and isinstance(value, str) and "\n" in value
+
+
 # FORMAT.md's defaults for keys a file may leave out.
 DEFAULTS: dict[str, Any] = {
     "trainer": "Trainer",
@@ -60,12 +74,15 @@ class RunSettings:
     step_graph: bool
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> RunSettings:
-        """Typed settings of a stored configuration; SpecError naming a rule it breaks."""
+    def from_config(cls, config: dict[str, Any], *, own_schedulers: bool = False) -> RunSettings:
+        """Typed settings of a stored configuration; SpecError naming a rule it breaks.
+
+        `own_schedulers`: the user's project may provide the scheduler (the caller resolves it).
+        """
         check_stop(config)
         check_scalars(config)
         check_choice(config, "precision", names.PRECISIONS, "precisions")
-        check_schedule(config)
+        check_schedule(config, own_schedulers=own_schedulers)
         return cls.of_checked(config)
 
     @classmethod
@@ -74,11 +91,11 @@ class RunSettings:
 
         def opt_int(key: str) -> int | None:
             value = config.get(key)
-            return None if value is None else int(value)
+            return None if value is None or is_code_value(key, value) else int(value)
 
         def default(key: str) -> Any:
             value = config.get(key)
-            return DEFAULTS[key] if value is None else value
+            return DEFAULTS[key] if value is None or is_code_value(key, value) else value
 
         return cls(
             batch_size=int(config["batch_size"]),
@@ -117,7 +134,7 @@ def check_stop(config: dict[str, Any]) -> None:
 def check_scalars(config: dict[str, Any]) -> None:
     for key, minimum in INT_KEYS.items():
         value = config.get(key)
-        if value is None:
+        if value is None or is_code_value(key, value):
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise SpecError(
@@ -130,9 +147,11 @@ def check_scalars(config: dict[str, Any]) -> None:
             )
 
 
-def check_schedule(config: dict[str, Any]) -> None:
+def check_schedule(config: dict[str, Any], *, own_schedulers: bool = False) -> None:
+    """`own_schedulers`: a name that is not torch's is left to the caller (a project's)."""
     if config.get("scheduler") is not None:
-        check_choice(config, "scheduler", names.SCHEDULERS, "torch.optim.lr_scheduler")
+        if not (own_schedulers and isinstance(config["scheduler"], str)):
+            check_choice(config, "scheduler", names.SCHEDULERS, "torch.optim.lr_scheduler")
         if not config.get("max_inputs"):
             raise SpecError("'scheduler' needs 'max_inputs' to know its length", key="scheduler")
 

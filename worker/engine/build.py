@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from shared.sweepfile.run_config import RunSettings
+from worker import project
 
 from . import losses, namespace
 from .augment import device_twin
@@ -54,7 +55,8 @@ def build_run(
     config: dict[str, Any], device: torch.device, data_dir: Path | str | None = None
 ) -> BuiltRun:
     """Everything a run trains with; its settings follow the spec's rules and defaults."""
-    settings = RunSettings.from_config(config)
+    config = namespace.resolve_code_scalars(config, data_dir)
+    settings = RunSettings.from_config(config, own_schedulers=project.current() is not None)
     seed = settings.seed if settings.seed is not None else random.SystemRandom().randrange(2**31)
     seed_everything(seed)
     model, ns = build_model(config, data_dir)
@@ -109,9 +111,14 @@ def make_optimizer(settings: RunSettings, model: nn.Module) -> torch.optim.Optim
 def make_scheduler(settings: RunSettings, optimizer: torch.optim.Optimizer) -> Any:
     if not settings.scheduler:
         return None
-    cls = getattr(torch.optim.lr_scheduler, settings.scheduler, None)
+    cls = project.scheduler_class(settings.scheduler) or getattr(
+        torch.optim.lr_scheduler, settings.scheduler, None
+    )
     if cls is None:
-        raise ValueError(f"scheduler {settings.scheduler!r} is not in torch.optim.lr_scheduler")
+        where = " or the project's src.scheduler" if project.current() is not None else ""
+        raise ValueError(
+            f"scheduler {settings.scheduler!r} is not in torch.optim.lr_scheduler{where}"
+        )
     return cls(optimizer, settings.scheduler_steps)
 
 
