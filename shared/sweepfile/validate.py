@@ -45,6 +45,7 @@ def validate(
     """
     own = trainer_source(config, plugins, project) != "engine"
     try:
+        _check_trainer(config, plugins, project)  # first: it decides which keys are known
         _check_keys(config, pass_through=own)
         _check_values(config, plugins, project)
     except SpecError as exc:
@@ -109,13 +110,6 @@ def _check_values(
     check_scalars(config)
     _check_learnrate(config["learnrate"])
     check_choice(config, "optimizer", names.OPTIMIZERS, "torch.optim")
-    source = trainer_source(config, plugins, project)
-    if source == "engine":
-        check_choice(config, "trainer", names.TRAINERS, "the engine's trainers")
-    elif source == "project" and project is not None:
-        problem = project.trainer_problem(str(config["trainer"]))
-        if problem:
-            raise SpecError(problem, key="trainer", value=config["trainer"])
     check_choice(config, "precision", names.PRECISIONS, "precisions")
     _check_project_scheduler(config, project)
     check_schedule(config, own_schedulers=project is not None)
@@ -131,6 +125,23 @@ def _check_values(
     if "globals" in config and config["globals"] is not None:
         _check_globals(config["globals"])
     check_early_stop(config)
+
+
+def _check_trainer(
+    config: dict[str, Any], plugins: tuple[str, ...], project: Project | None
+) -> None:
+    source = trainer_source(config, plugins, project)
+    if source == "engine":
+        where = "the engine's trainers" + (
+            ""
+            if project
+            else "; or set SWEEPS_PROJECT_ROOT to the checkout of your project that has it"
+        )
+        check_choice(config, "trainer", names.TRAINERS, where)  # fmt: skip
+    elif source == "project" and project is not None:
+        problem = project.trainer_problem(str(config["trainer"]))
+        if problem:
+            raise SpecError(problem, key="trainer", value=config["trainer"])
 
 
 def _check_project_scheduler(config: dict[str, Any], project: Project | None) -> None:
