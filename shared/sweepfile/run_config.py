@@ -8,6 +8,7 @@ configuration with `RunSettings.from_config`, which applies the same rules. Pure
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ INT_KEYS = {
     "max_epoch": 1,
     "seed": 0,
     "num_workers": 0,
+    "gradient_accumulation": 1,
 }
 BOOL_KEYS = ("freeze_validation_set", "compile", "step_graph")
 # Integer keys a file may write as code (a multi-line string), as nn-experiments allows: the
@@ -49,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "compile": False,
     "step_graph": False,
     "freeze_validation_set": False,
+    "gradient_accumulation": 1,
 }
 
 
@@ -72,6 +75,8 @@ class RunSettings:
     precision: str
     compile: bool
     step_graph: bool
+    gradient_clipping: float | None = None
+    gradient_accumulation: int = 1
 
     @classmethod
     def from_config(cls, config: dict[str, Any], *, own_schedulers: bool = False) -> RunSettings:
@@ -114,6 +119,8 @@ class RunSettings:
             precision=str(default("precision")),
             compile=bool(default("compile")),
             step_graph=bool(default("step_graph")),
+            gradient_clipping=_opt_float(config.get("gradient_clipping")),
+            gradient_accumulation=int(default("gradient_accumulation")),
         )
 
     @property
@@ -121,6 +128,10 @@ class RunSettings:
         """A scheduler's length in optimizer steps: max_inputs // batch_size."""
         assert self.max_inputs is not None, "check_schedule requires max_inputs"
         return self.max_inputs // self.batch_size
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def check_stop(config: dict[str, Any]) -> None:
@@ -145,6 +156,25 @@ def check_scalars(config: dict[str, Any]) -> None:
             raise SpecError(
                 f"'{key}' must be true or false, got {config[key]!r}", key=key, value=config[key]
             )
+    _check_gradient_keys(config)
+
+
+def _check_gradient_keys(config: dict[str, Any]) -> None:
+    clip = config.get("gradient_clipping")
+    if clip is not None and (
+        isinstance(clip, bool) or not isinstance(clip, int | float) or not 0 < clip < math.inf
+    ):
+        raise SpecError(f"'gradient_clipping' must be a positive number, got {clip!r}",
+                        key="gradient_clipping", value=clip)  # fmt: skip
+    if config.get("step_graph") is True:
+        if clip is not None:
+            raise SpecError("'gradient_clipping' is not supported with 'step_graph'",
+                            key="gradient_clipping")  # fmt: skip
+    for switch in ("step_graph", "compile"):
+        # A compiled step's gradients may live in CUDA graph buffers the next step overwrites.
+        if config.get(switch) is True and config.get("gradient_accumulation") not in (None, 1):
+            raise SpecError(f"'gradient_accumulation' is not supported with '{switch}'",
+                            key="gradient_accumulation")  # fmt: skip
 
 
 def check_schedule(config: dict[str, Any], *, own_schedulers: bool = False) -> None:

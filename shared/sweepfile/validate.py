@@ -122,6 +122,15 @@ def _check_values(
         )
     if config.get("description") is not None and not isinstance(config["description"], str):
         raise SpecError("'description' must be text", key="description")
+    if config.get("load") is not None and not isinstance(config["load"], str):
+        raise SpecError("'load' must be the path of a checkpoint file or folder", key="load")
+    collate = config.get("dataloader_collate_fn")
+    if collate is not None and not is_code("dataloader_collate_fn", collate):
+        raise SpecError(
+            "'dataloader_collate_fn' must be code giving a function (a YAML '|' block)",
+            key="dataloader_collate_fn",
+            value=collate,
+        )
     if "globals" in config and config["globals"] is not None:
         _check_globals(config["globals"])
     check_early_stop(config)

@@ -17,7 +17,8 @@ from worker import project
 
 from . import losses, namespace
 from .augment import device_twin
-from .checkpoint import seed_everything
+from .checkpoint import load_weights, seed_everything
+from .datasets import Collated
 
 
 @dataclass
@@ -61,8 +62,15 @@ def build_run(
     seed_everything(seed)
     model, ns = build_model(config, data_dir)
     model.to(device)
+    if config.get("load"):
+        loaded = project.current()
+        load_weights(model, str(config["load"]), loaded.project.root if loaded else None)
     train_set = namespace.config_value(config, "train_set", ns)
     validation_set = namespace.config_value(config, "validation_set", ns)
+    collate = namespace.config_value(config, "dataloader_collate_fn", ns)
+    if collate is not None:
+        train_set = Collated(train_set, collate)
+        validation_set = Collated(validation_set, collate) if validation_set is not None else None
     loss_fn = losses.make_loss(namespace.config_value(config, "loss_function", ns))
     transforms = namespace.config_value(config, "train_input_transforms", ns) or []
     if callable(transforms):

@@ -32,7 +32,7 @@ from worker import plugins, project
 from worker.artifacts import Folder, join_location, open_folder
 
 from . import namespace
-from .checkpoint import seed_everything
+from .checkpoint import load_weights, seed_everything
 from .models import count_trainable
 from .project_hooks import POINTS_FILE, CheckpointSync, Watch, points_blob, points_of
 from .provenance import provenance
@@ -163,21 +163,6 @@ def build_kwargs(config: dict[str, Any], ns: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def load_weights(model: torch.nn.Module, where: str) -> None:
-    """`load`: a model's weights from a checkpoint file (or a folder with best.pt/snapshot.pt),
-    relative to the project root."""
-    loaded = project.current()
-    path = Path(where)
-    if not path.is_absolute() and loaded is not None:
-        path = loaded.project.root / path
-    if path.is_dir():
-        path = next((path / n for n in ("best.pt", "snapshot.pt") if (path / n).is_file()), path)
-    if not path.is_file():
-        raise FileNotFoundError(f"'load': no checkpoint at {path}")
-    data = torch.load(path, map_location="cpu", weights_only=False)
-    model.load_state_dict(data.get("state_dict", data) if isinstance(data, dict) else data)
-
-
 def train_project_run(
     config: dict[str, Any],
     report: Callable[..., None],
@@ -209,7 +194,7 @@ def train_project_run(
         store = RunStore.of(checkpoint_dir, trainer.checkpoint_path)
         resumed = store is not None and store.restore(trainer, watch)
         if not resumed and config.get("load"):
-            load_weights(trainer.model, str(config["load"]))
+            load_weights(trainer.model, str(config["load"]), root)
         _hook_checkpoints(trainer, watch, store)
         with working_dir(root):
             summary = _train(trainer, watch)
