@@ -166,10 +166,9 @@ def _check_gradient_keys(config: dict[str, Any]) -> None:
     ):
         raise SpecError(f"'gradient_clipping' must be a positive number, got {clip!r}",
                         key="gradient_clipping", value=clip)  # fmt: skip
-    if config.get("step_graph") is True:
-        if clip is not None:
-            raise SpecError("'gradient_clipping' is not supported with 'step_graph'",
-                            key="gradient_clipping")  # fmt: skip
+    if config.get("step_graph") is True and clip is not None:
+        raise SpecError("'gradient_clipping' is not supported with 'step_graph'",
+                        key="gradient_clipping")  # fmt: skip
     for switch in ("step_graph", "compile"):
         # A compiled step's gradients may live in CUDA graph buffers the next step overwrites.
         if config.get(switch) is True and config.get("gradient_accumulation") not in (None, 1):
