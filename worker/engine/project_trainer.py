@@ -191,7 +191,7 @@ def train_project_run(
         trainer = construct(trainer_class, kwargs, device, workdir, str(config["experiment_name"]))
         watch = Watch(report, should_stop, config.get("max_inputs"))
         watch.attach(trainer)
-        store = RunStore.of(checkpoint_dir, trainer.checkpoint_path)
+        store = RunStore.of(checkpoint_dir, trainer)
         resumed = store is not None and store.restore(trainer, watch)
         if not resumed and config.get("load"):
             load_weights(trainer.model, str(config["load"]), root)
@@ -199,7 +199,9 @@ def train_project_run(
         with working_dir(root):
             summary = _train(trainer, watch)
         if store is not None:
-            store.sync.push()
+            with contextlib.suppress(Exception):  # the events written so far, at least
+                trainer.writer.flush()
+            store.save(watch)
         return {**summary, "seed": seed}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -243,6 +245,7 @@ def _absolute_writer(trainer: Any, workdir: Path) -> None:
     if writer is None or log_dir is None or Path(log_dir).is_absolute():
         return
     writer.close()
+    shutil.rmtree(workdir / log_dir, ignore_errors=True)  # its empty first file, made just now
     trainer.writer = type(writer)(str(workdir / log_dir))
 
 
@@ -252,16 +255,22 @@ class RunStore:
 
     folder: Folder
     sync: CheckpointSync
+    logs: CheckpointSync  # the TensorBoard event files, kept with the run
 
     @classmethod
-    def of(cls, checkpoint_dir: Path | str | None, local: Path) -> RunStore | None:
+    def of(cls, checkpoint_dir: Path | str | None, trainer: Any) -> RunStore | None:
         if not checkpoint_dir:
             return None
         files = open_folder(join_location(checkpoint_dir, "checkpoints"))
-        return cls(open_folder(checkpoint_dir), CheckpointSync(local, files))
+        events = open_folder(join_location(checkpoint_dir, "tensorboard"))
+        writer = getattr(trainer, "writer", None)
+        log_dir = Path(getattr(writer, "log_dir", None) or trainer.tensorboard_path)
+        return cls(open_folder(checkpoint_dir), CheckpointSync(trainer.checkpoint_path, files),
+                   CheckpointSync(log_dir, events))  # fmt: skip
 
     def save(self, watch: Watch) -> None:
         self.sync.push()
+        self.logs.push()
         blob = points_blob(watch.history)
         self.folder.write(POINTS_FILE, lambda fh: fh.write(blob))
 

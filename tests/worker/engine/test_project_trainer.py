@@ -90,6 +90,8 @@ def test_trains_resumes_and_loads_weights(loaded: project.Loaded, tmp_path: Path
         k for k, *_ in points
     }
     assert (tmp_path / "a" / "checkpoints" / "snapshot.pt").is_file()
+    (log,) = (tmp_path / "a" / "tensorboard").iterdir()  # the run's own TensorBoard log
+    assert log.name.startswith("events.out.tfevents.") and log.stat().st_size > 100
     # the same run again from its stored checkpoint: it resumes where it ended, replaying points
     events.clear()
     train(config, lambda e, **p: events.append((e, p)), checkpoint_dir=tmp_path / "a")
