@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -15,6 +15,7 @@ from cli.common import (
     TableFormat,
     console,
     err_console,
+    parse_options_here,
     read_sweep,
 )
 from cli.render import (
@@ -28,9 +29,6 @@ from cli.render import (
     print_sweep_list,
     series_lines,
 )
-
-if TYPE_CHECKING:
-    from shared.settings import Settings
 
 
 def submit(
@@ -68,23 +66,12 @@ def submit_file(
     return sweep_id
 
 
-def _parse_options(settings: Settings) -> dict[str, Any]:
-    """The workers' plugins and project, for parsing here; CliError for an unusable project."""
-    from shared.plugins import parse_options
-    from shared.sweepfile import SpecError
-
-    try:
-        return parse_options(settings)
-    except SpecError as exc:
-        raise CliError(str(exc)) from None
-
-
 def preview(file: FileArg, json_out: JsonOpt = False) -> None:
     """Expand FILE locally (no server): matrix_id, slug, params, experiment_name, config_hash."""
     from shared.settings import get_settings
 
     settings = get_settings()
-    sweep = read_sweep(file).parse(max_runs=settings.max_runs, **_parse_options(settings))
+    sweep = read_sweep(file).parse(max_runs=settings.max_runs, **parse_options_here(settings))
     runs = [
         {
             "matrix_id": r.matrix_id,
@@ -112,7 +99,7 @@ def inspect(
     from worker.engine.inspect import inspect_sweep
 
     settings = get_settings()
-    sweep = read_sweep(file).parse(**_parse_options(settings))
+    sweep = read_sweep(file).parse(**parse_options_here(settings))
     try:
         rows = inspect_sweep(sweep.yaml_text, settings)  # with $extends: merged
     except SpecError as exc:
