@@ -96,32 +96,43 @@ def _steps(session: Session, run_id: int, key: str) -> list[int]:
     )
 
 
+EARLY_STOP = """
+early_stop:
+  metric: validation_loss
+  min_inputs: 512
+  reduction_factor: 2
+"""
+
+
 def test_project_trainer_trains_and_bad_input_fails_before_training(
     project_client: TestClient, db_url: str, broker_url: str, tmp_path: Path, session: Session
 ) -> None:
-    good = _run_ids(project_client, DENOISE)
+    # Two runs; the second (more noise, a higher loss) is pruned at its first validation.
+    good, noisier = _run_ids(project_client, DENOISE + EARLY_STOP)
     # Keys and names the API cannot check; the worker refuses them before training.
     (bad_key,) = _run_ids(project_client, DENOISE.replace("[0.05, 0.2]", "[0.1]")
                           .replace("noise_amount:", "noise_amout:"))  # fmt: skip
     (missing,) = _run_ids(project_client, DENOISE.replace("[0.05, 0.2]", "[0.3]")
                           .replace("EncoderConv2d(1, 1, width=WIDTH)", "ExtraNet(1)"))  # fmt: skip
     env = _env(db_url, broker_url, tmp_path)
+    ids = [good, noisier, bad_key, missing]
     with start_worker(env, log_path=tmp_path / "worker.log") as worker:
-        wait_for_runs(db_url, [*good, bad_key, missing], {"succeeded", "failed"}, timeout=180,
+        wait_for_runs(db_url, ids, {"succeeded", "failed", "pruned"}, timeout=180,
                       diagnostics=worker.log_tail)  # fmt: skip
         log = worker.log()
     session.expire_all()
-    runs = {
-        r.id: r for r in session.scalars(select(Run).where(Run.id.in_([*good, bad_key, missing])))
-    }
-    for run_id in good:
-        assert runs[run_id].status.value == "succeeded", runs[run_id].error
-        assert runs[run_id].inputs_seen == 2048
-        # every scalar the trainer logged, at the input count it was logged at
-        assert _steps(session, run_id, "validation_loss") == [512, 1024, 1536, 2048]
-        assert _steps(session, run_id, "train_loss") == list(range(256, 2049, 256))
-        assert _steps(session, run_id, "learnrate_1") == list(range(256, 2049, 256))
-        # each run's checkpoints in its own artifact folder
+    runs = {r.id: r for r in session.scalars(select(Run).where(Run.id.in_(ids)))}
+    assert runs[good].status.value == "succeeded", runs[good].error
+    assert runs[good].inputs_seen == 2048
+    # every scalar the trainer logged, at the input count it was logged at
+    assert _steps(session, good, "validation_loss") == [512, 1024, 1536, 2048]
+    assert _steps(session, good, "train_loss") == list(range(256, 2049, 256))
+    assert _steps(session, good, "learnrate_1") == list(range(256, 2049, 256))
+    # early stopping on the trainer's own validation_loss
+    assert runs[noisier].status.value == "pruned", runs[noisier].error
+    assert _steps(session, noisier, "validation_loss") == [512]
+    # each run's checkpoints in its own artifact folder
+    for run_id in (good, noisier):
         assert (tmp_path / "artifacts" / "runs" / str(run_id) / "checkpoints" / "best.pt").is_file()
     assert runs[bad_key].status.value == "failed" and runs[bad_key].inputs_seen == 0
     assert "trainer 'experiments.denoise.trainer.TrainDenoising' does not take 'noise_amout'" in (
