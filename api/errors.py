@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from api.schemas import Problem
-from shared.domain.errors import Conflict, NotFound
+from shared.domain.errors import Conflict, InvalidInput, NotFound
 from shared.sweepfile import SpecError
 from shared.table import UnknownColumn
 
@@ -35,10 +35,6 @@ class UnsupportedMediaType(Exception):
 
 class PayloadTooLarge(Exception):
     """413: a body over settings.max_body_bytes."""
-
-
-class InvalidInput(Exception):
-    """422: a query parameter or body field outside what the endpoint accepts."""
 
 
 def _problem(status: int, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -68,7 +64,7 @@ def install(app: FastAPI) -> None:
         (BadRequest, 400),
         (UnsupportedMediaType, 415),
         (PayloadTooLarge, 413),
-        (InvalidInput, 422),
+        (InvalidInput, 422),  # a query parameter or body field outside what is accepted
         (UnknownColumn, 422),
     ]
     for exc_class, status in simple:

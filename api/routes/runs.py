@@ -12,9 +12,10 @@ from api.errors import AUTH_RESPONSES, InvalidInput
 from api.etag import REVALIDATE, is_fresh, make_etag, not_modified
 from api.params import RunId
 from api.schemas import MetricPoint, MetricSeries, Problem, RunCancelOut, RunDetail
-from shared.domain import commands, metrics, reads
+from shared.domain import metrics, reads
+from shared.domain import runs as run_state
 from shared.domain.versions import metrics_version
-from shared.table import METRIC_KEYS
+from shared.metric_keys import METRIC_KEYS
 
 router = APIRouter(
     tags=["runs"],
@@ -47,7 +48,7 @@ def get_run(run_id: RunId, session: SessionDep) -> RunDetail:
 )
 def cancel_run(run_id: RunId, session: SessionDep) -> RunCancelOut:
     """Cancel a queued run now, or ask a running one to stop at its next step (409 if done)."""
-    return RunCancelOut.model_validate(commands.cancel_run(session, run_id))
+    return RunCancelOut.model_validate(run_state.cancel_run(session, run_id))
 
 
 def _split_keys(keys: list[str] | None) -> list[str] | None:

@@ -21,6 +21,7 @@ from api.schemas import (
     SweepCancelled,
     SweepCreated,
     SweepDetail,
+    SweepName,
     SweepOut,
     SweepPage,
     SweepPreview,
@@ -28,10 +29,10 @@ from api.schemas import (
     SweepSubmission,
 )
 from shared import queue
-from shared.db.models import RunStatus
-from shared.db.session import commit, enqueue_after_commit
-from shared.domain import commands, reads, submit
-from shared.domain.submit import default_name, parse_submission
+from shared.db.session import commit
+from shared.domain import reads, submit
+from shared.domain import runs as run_state
+from shared.domain.submit import check_sweep_name, parse_submission, sweep_name
 from shared.sweepfile.encoding import NotUtf8, decode_utf8, encodable
 
 router = APIRouter(
@@ -65,8 +66,8 @@ Body = Annotated[bytes, Depends(read_body)]
 
 
 def NameQuery(**kwargs: Any) -> Any:  # noqa: N802 - used like fastapi.Query
-    """The `name` query parameter; `_check_name` refuses what the pattern documents."""
-    return Query(max_length=200, json_schema_extra={"pattern": PRINTABLE}, **kwargs)
+    """The `name` query parameter; `check_sweep_name` refuses what the pattern documents."""
+    return Query(json_schema_extra={"pattern": PRINTABLE}, **kwargs)
 
 
 def _decode(body: bytes) -> str:
@@ -77,14 +78,6 @@ def _decode(body: bytes) -> str:
             f"the body is not UTF-8: byte 0x{exc.byte:02x} at offset {exc.offset} "
             f"(line {exc.line}); save the file as UTF-8"
         ) from None
-
-
-def _check_name(name: str | None) -> str | None:
-    if name is None:
-        return None
-    if len(name) > 200 or any(ord(ch) < 32 or 0xD800 <= ord(ch) <= 0xDFFF for ch in name):
-        raise InvalidInput("'name' must be at most 200 printable characters")
-    return name.strip() or None
 
 
 @dataclass(frozen=True)
@@ -118,12 +111,12 @@ def read_submission(request: Request, body: bytes, name: str | None) -> Submissi
             raise BadRequest("'yaml' or 'files' hold characters that are not valid UTF-8 text")
         return Submission(
             submission.yaml,
-            _check_name(submission.name) or _check_name(name),
+            check_sweep_name(submission.name) or check_sweep_name(name),
             submission.filename,
             submission.files,
         )
     if media in YAML_TYPES or not media:
-        return Submission(_decode(body), _check_name(name))
+        return Submission(_decode(body), check_sweep_name(name))
     raise UnsupportedMediaType(
         f"Content-Type {media!r} is not supported: send the YAML as application/x-yaml or "
         'text/plain, or JSON {"yaml": ..., "name": ...} as application/json'
@@ -143,23 +136,21 @@ def create_sweep(
     session: SessionDep,
     settings: SettingsDep,
     force: Annotated[bool, Query(description="train again even where results exist")] = False,
-    name: Annotated[str | None, NameQuery(description="sweep name")] = None,
+    name: Annotated[SweepName | None, NameQuery(description="sweep name")] = None,
 ) -> SweepCreated:
     """Submit a sweep file: store its runs and queue them (results that exist are reused)."""
     submission = read_submission(request, body, name)
     spec = parse_submission(
         submission.text, settings, filename=submission.filename, files=submission.files
     )
-    name = submission.name
-    sweep, runs = submit.create_sweep(session, spec, name=name or default_name(spec), force=force)
-    # A queued run linked to one training elsewhere gets no task (shared/db/links.py).
-    queued = [r.id for r in runs if r.status == RunStatus.QUEUED and r.reused_from_id is None]
-    enqueue_after_commit(session, queued, queue.sender(settings.broker_url))
+    submitted = submit.submit_sweep(
+        session, spec, queue.sender(settings.broker_url), name=submission.name, force=force
+    )
     created = SweepCreated(
-        id=sweep.id,
-        name=sweep.name,
-        status=sweep.status.value,
-        runs=[RunBrief.model_validate(r) for r in runs],
+        id=submitted.sweep.id,
+        name=submitted.sweep.name,
+        status=submitted.sweep.status.value,
+        runs=[RunBrief.model_validate(r) for r in submitted.runs],
         enqueued=0,
     )
     # Committed here, not at the end of the request: the reply says what was sent.
@@ -176,14 +167,13 @@ def preview_sweep(
     session: SessionDep,
     settings: SettingsDep,
     force: Annotated[bool, Query(description="as POST /sweeps?force=true")] = False,
-    name: Annotated[str | None, NameQuery()] = None,
+    name: Annotated[SweepName | None, NameQuery()] = None,
 ) -> SweepPreview:
     """Validate and expand a sweep file without storing anything: runs, slugs, hashes, reuse."""
     submission = read_submission(request, body, name)
     spec = parse_submission(
         submission.text, settings, filename=submission.filename, files=submission.files
     )
-    name = submission.name
     plans = submit.plan_runs(session, spec, force=force)
     runs = [
         PreviewRun(
@@ -200,7 +190,7 @@ def preview_sweep(
     ]
     reused = sum(r.would_reuse or r.link_to_id is not None for r in runs)
     return SweepPreview(
-        name=name or default_name(spec),
+        name=sweep_name(spec, submission.name),
         matrix_keys=spec.matrix_keys,
         runs=runs,
         would_train=len(runs) - reused,
@@ -253,7 +243,7 @@ def get_sweep(sweep_id: SweepId, session: SessionDep) -> SweepDetail:
 )
 def cancel_sweep(sweep_id: SweepId, session: SessionDep) -> SweepCancelled:
     """Cancel queued runs now and ask running ones to stop at their next step."""
-    result = commands.cancel_sweep(session, sweep_id)
+    result = run_state.cancel_sweep(session, sweep_id)
     return SweepCancelled(
         sweep_id=sweep_id, cancelled=result.cancelled, cancel_requested=result.cancel_requested
     )
@@ -264,8 +254,8 @@ def cancel_sweep(sweep_id: SweepId, session: SessionDep) -> SweepCancelled:
 )
 def retry_sweep(sweep_id: SweepId, session: SessionDep, settings: SettingsDep) -> SweepRetried:
     """Queue failed, cancelled and pruned runs again; they resume from their checkpoints."""
-    ids = commands.retry_runs(session, sweep_id)
-    enqueue_after_commit(session, ids, queue.sender(settings.broker_url))
+    ids = run_state.retry_runs(session, sweep_id)
+    run_state.enqueue_after_commit(session, ids, queue.sender(settings.broker_url))
     outcome = commit(session)  # here, so that the reply says what was sent
     return SweepRetried(
         sweep_id=sweep_id, retried=ids, enqueued=len(outcome.sent), warnings=outcome.warnings

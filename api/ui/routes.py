@@ -23,11 +23,17 @@ from api.etag import is_fresh, make_etag, not_modified
 from api.params import RunId, SweepId, parse_ids
 from api.ui import assets, auth, views
 from shared import queue
-from shared.db.models import ApiToken, RunStatus
-from shared.db.session import enqueue_after_commit
-from shared.domain import commands, reads, tables
+from shared.db.models import LIVE_STATUSES, RETRYABLE_STATUSES, ApiToken
+from shared.domain import reads, tables
+from shared.domain import runs as run_state
 from shared.domain.curves import curves_payload, load_runs, parse_after
-from shared.domain.submit import create_sweep, default_name, parse_submission, plan_runs
+from shared.domain.submit import (
+    check_sweep_name,
+    parse_submission,
+    plan_runs,
+    submit_sweep,
+    sweep_name,
+)
 from shared.domain.versions import metrics_version
 from shared.sweepfile import SpecError
 from shared.table import build_table, to_csv, to_markdown
@@ -161,6 +167,7 @@ def _sweep_context(db: Session, sweep_id: int, sort: str | None) -> dict[str, An
     table = build_table(runs, param_keys, sort=sort)
     summary = reads.summarize(db, [sweep])[0]
     statuses = {r.status for r in runs}
+    live = {status.value for status in LIVE_STATUSES}
     return {
         "sweep": sweep,
         "table": views.table_view(table),
@@ -170,11 +177,9 @@ def _sweep_context(db: Session, sweep_id: int, sort: str | None) -> dict[str, An
         "progress": views.progress_fraction(summary),
         "created": views.when(sweep.created_at),
         "finished": views.when(sweep.finished_at),
-        "active": bool(statuses & {RunStatus.QUEUED.value, RunStatus.RUNNING.value}),
-        "can_cancel": bool(statuses & {RunStatus.QUEUED.value, RunStatus.RUNNING.value}),
-        "can_retry": bool(
-            statuses & {RunStatus.FAILED.value, RunStatus.CANCELLED.value, RunStatus.PRUNED.value}
-        ),
+        "active": bool(statuses & live),
+        "can_cancel": bool(statuses & live),
+        "can_retry": bool(statuses & {status.value for status in RETRYABLE_STATUSES}),
     }
 
 
@@ -236,9 +241,9 @@ def sweep_table_file(
 @router.post("/sweeps/{sweep_id}/cancel")
 def cancel_sweep(db: DbSession, _: FormUser, sweep_id: SweepId) -> Response:
     try:
-        result = commands.cancel_sweep(db, sweep_id)
-    except commands.Conflict:  # all finished meanwhile: the page says nothing was cancelled
-        result = commands.CancelResult([], [])
+        result = run_state.cancel_sweep(db, sweep_id)
+    except run_state.Conflict:  # all finished meanwhile: the page says nothing was cancelled
+        result = run_state.CancelResult([], [])
     return RedirectResponse(
         f"/ui/sweeps/{sweep_id}?cancelled={len(result.cancelled)}"
         f"&stopping={len(result.cancel_requested)}",
@@ -248,8 +253,8 @@ def cancel_sweep(db: DbSession, _: FormUser, sweep_id: SweepId) -> Response:
 
 @router.post("/sweeps/{sweep_id}/retry")
 def retry_sweep(db: DbSession, settings: SettingsDep, _: FormUser, sweep_id: SweepId) -> Response:
-    run_ids = commands.retry_runs(db, sweep_id)
-    enqueue_after_commit(db, run_ids, queue.sender(settings.broker_url))
+    run_ids = run_state.retry_runs(db, sweep_id)
+    run_state.enqueue_after_commit(db, run_ids, queue.sender(settings.broker_url))
     return RedirectResponse(f"/ui/sweeps/{sweep_id}?retried={len(run_ids)}", status_code=303)
 
 
@@ -275,8 +280,8 @@ def run_page(request: Request, db: DbSession, _: PageUser, run_id: RunId) -> HTM
 
 @router.post("/runs/{run_id}/cancel")
 def cancel_run(db: DbSession, _: FormUser, run_id: RunId) -> Response:
-    with contextlib.suppress(commands.Conflict):  # finished meanwhile: the page shows it
-        commands.cancel_run(db, run_id)
+    with contextlib.suppress(run_state.Conflict):  # finished meanwhile: the page shows it
+        run_state.cancel_run(db, run_id)
     return RedirectResponse(f"/ui/runs/{run_id}", status_code=303)
 
 
@@ -364,20 +369,21 @@ async def submit(
         else:  # a base that $extends names: by its name, beside the sweep file
             files[upload.filename] = raw.decode("utf-8", "replace")
     try:
+        check_sweep_name(name)  # the API's rule and message, before the file as there
         spec = parse_submission(source, settings, filename=filename, files=files)
+    except InvalidInput as error:
+        return render(request, "submit.html", 422, **form, error={"message": str(error)})
     except SpecError as error:
         return render(request, "submit.html", 422, **{**form, "error": error.to_dict()})
-    sweep_name = name.strip()[:200] or default_name(spec)
     if action != "submit":
         plans = plan_runs(db, spec, force=force)
         form["preview"] = views.preview(plans)
         form["merged"] = spec.yaml_text if spec.merged_from else None
-        return render(request, "submit.html", **{**form, "error": None, "name": sweep_name})
-    sweep, runs = create_sweep(db, spec, name=sweep_name, force=force)
-    # A queued run linked to one training elsewhere gets no task (shared/db/links.py).
-    queued = [r.id for r in runs if r.status == RunStatus.QUEUED and r.reused_from_id is None]
-    enqueue_after_commit(db, queued, queue.sender(settings.broker_url))
-    return RedirectResponse(f"/ui/sweeps/{sweep.id}", status_code=303)
+        return render(
+            request, "submit.html", **{**form, "error": None, "name": sweep_name(spec, name)}
+        )
+    submitted = submit_sweep(db, spec, queue.sender(settings.broker_url), name=name, force=force)
+    return RedirectResponse(f"/ui/sweeps/{submitted.sweep.id}", status_code=303)
 
 
 # ---------------------------------------------------------------- data for the charts

@@ -87,6 +87,11 @@ FINISHED_STATUSES = frozenset(
         RunStatus.PRUNED,
     }
 )
+# A run in one of these is not over: its sweep stays active.
+LIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+# Those `retry` queues again (a pruned run retried resumes and trains to its full budget).
+RETRYABLE_STATUSES = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PRUNED)
+SWEEP_NAME_MAX = 200  # sweeps.name's length
 
 
 class SweepStatus(enum.StrEnum):
@@ -110,7 +115,7 @@ class Sweep(Base):
     __tablename__ = "sweeps"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(SWEEP_NAME_MAX))
     yaml_text: Mapped[str] = mapped_column(Text)
     matrix_keys: Mapped[list[str]] = mapped_column(JSONType, default=list)
     status: Mapped[SweepStatus] = mapped_column(

@@ -9,3 +9,7 @@ class NotFound(LookupError):
 
 class Conflict(Exception):
     """The request does not fit the current state (e.g. cancelling a finished run)."""
+
+
+class InvalidInput(ValueError):
+    """A field outside what the service accepts (e.g. a sweep name with a control character)."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from shared import metric_keys as mk
 from worker import plugins
 
 from . import checkpoint as ckpt
@@ -141,7 +142,7 @@ def flush(ctx: Context, out: Reported, svc: SvcPool, progress: Progress) -> None
         values = torch.stack([v for _, v, _ in out.pending]).tolist()
         points = []
         for (step, _, lr), value in zip(out.pending, values, strict=True):
-            points += [("train_loss", step, value), ("learnrate", step, lr)]
+            points += [(mk.TRAIN_LOSS, step, value), (mk.LEARNRATE, step, lr)]
         out.pending.clear()
         emit(ctx, out, points)
     collect_svc(ctx, out, svc, wait=False)
@@ -159,11 +160,11 @@ def validate(ctx: Context, out: Reported, svc: SvcPool, progress: Progress, seco
         result = run_validation(model, ctx.val_batches, ctx.run.loss_fn, ctx.autocast,
                                 representation=ctx.trainer.representation)  # fmt: skip
     step = progress.inputs
-    points = [("validation_loss", step, result.loss), ("model_params", step, ctx.params),
-              ("train_seconds", step, progress.train_seconds),
-              ("throughput", step, since / seconds if seconds > 0 else 0.0)]  # fmt: skip
+    points = [(mk.VALIDATION_LOSS, step, result.loss), (mk.MODEL_PARAMS, step, ctx.params),
+              (mk.TRAIN_SECONDS, step, progress.train_seconds),
+              (mk.THROUGHPUT, step, since / seconds if seconds > 0 else 0.0)]  # fmt: skip
     if result.accuracy_argmax is not None:
-        points.append(("accuracy_argmax", step, result.accuracy_argmax))
+        points.append((mk.ACCURACY_ARGMAX, step, result.accuracy_argmax))
     emit(ctx, out, points)
     progress.last_validation = step
     if result.embeddings is not None:
