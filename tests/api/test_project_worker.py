@@ -14,9 +14,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.db.models import Metric, Run
+from shared.db.models import Run
 from shared.settings import get_settings
 from tests.api.conftest import API_TOKEN, post_yaml
+from tests.support.db import stored_steps
 from tests.support.stack import REPO, stack_env, start_worker, wait_for_runs, wait_until
 
 pytestmark = pytest.mark.slow
@@ -86,16 +87,6 @@ def _run_ids(client: TestClient, text: str) -> list[int]:
     return [r["id"] for r in created.json()["runs"]]
 
 
-def _steps(session: Session, run_id: int, key: str) -> list[int]:
-    return list(
-        session.scalars(
-            select(Metric.step)
-            .where(Metric.run_id == run_id, Metric.key == key)
-            .order_by(Metric.step)
-        )
-    )
-
-
 EARLY_STOP = """
 early_stop:
   metric: validation_loss
@@ -125,12 +116,12 @@ def test_project_trainer_trains_and_bad_input_fails_before_training(
     assert runs[good].status.value == "succeeded", runs[good].error
     assert runs[good].inputs_seen == 2048
     # every scalar the trainer logged, at the input count it was logged at
-    assert _steps(session, good, "validation_loss") == [512, 1024, 1536, 2048]
-    assert _steps(session, good, "train_loss") == list(range(256, 2049, 256))
-    assert _steps(session, good, "learnrate_1") == list(range(256, 2049, 256))
+    assert stored_steps(session, good, "validation_loss") == [512, 1024, 1536, 2048]
+    assert stored_steps(session, good, "train_loss") == list(range(256, 2049, 256))
+    assert stored_steps(session, good, "learnrate_1") == list(range(256, 2049, 256))
     # early stopping on the trainer's own validation_loss
     assert runs[noisier].status.value == "pruned", runs[noisier].error
-    assert _steps(session, noisier, "validation_loss") == [512]
+    assert stored_steps(session, noisier, "validation_loss") == [512]
     # each run's checkpoints in its own artifact folder
     for run_id in (good, noisier):
         assert (tmp_path / "artifacts" / "runs" / str(run_id) / "checkpoints" / "best.pt").is_file()
@@ -153,7 +144,7 @@ def test_project_run_resumes_on_another_worker(
     snapshot = tmp_path / "artifacts" / "runs" / str(run_id) / "checkpoints" / "snapshot.pt"
     env = _env(db_url, broker_url, tmp_path, lease_seconds=3, reconcile_seconds=0.5)
     with start_worker(env, log_path=tmp_path / "first.log", name="first") as first:
-        wait_until(lambda: snapshot.is_file() and _steps(session, run_id, "validation_loss"),
+        wait_until(lambda: snapshot.is_file() and stored_steps(session, run_id, "validation_loss"),
                    timeout=90, what="a stored checkpoint", diagnostics=first.log_tail)  # fmt: skip
         first.kill()  # the whole host goes
     with start_worker(env, log_path=tmp_path / "second.log", name="second") as second:
@@ -164,7 +155,7 @@ def test_project_run_resumes_on_another_worker(
     session.expire_all()
     run = session.get_one(Run, run_id)
     assert (run.attempts, run.inputs_seen) == (2, 20480)
-    steps = _steps(session, run_id, "validation_loss")
+    steps = stored_steps(session, run_id, "validation_loss")
     assert steps == list(range(512, 20481, 512))
 
 
@@ -175,7 +166,7 @@ def test_cancel_ends_the_run_process(
     (run_id,) = _run_ids(project_client, text)
     env = _env(db_url, broker_url, tmp_path)
     with start_worker(env, log_path=tmp_path / "worker.log") as worker:
-        wait_until(lambda: _steps(session, run_id, "train_loss"), timeout=90,
+        wait_until(lambda: stored_steps(session, run_id, "train_loss"), timeout=90,
                    what="the run to train", diagnostics=worker.log_tail)  # fmt: skip
         session.expire_all()
         owner = session.get_one(Run, run_id).lease_owner or ""
