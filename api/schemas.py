@@ -243,10 +243,41 @@ class TableRow(BaseModel):
     best: list[str]
 
 
+class Stat(BaseModel):
+    mean: float | None
+    std: float | None = Field(description="sample std (ddof=1); null for fewer than 2 values")
+    n: int = Field(description="how many values the mean is of")
+
+
+class AveragedRow(BaseModel):
+    """One configuration of an averaged table (`average=trial`)."""
+
+    run_ids: list[int] = Field(description="the runs averaged (finished ones)")
+    params: dict[str, Any] = Field(description="the matrix values, the average key left out")
+    n: int
+    left_out: dict[str, list[int]] = Field(description="status -> runs not averaged")
+    validation_inputs: int | None
+    values: dict[str, Any]
+    stats: dict[str, Stat]
+    cells: dict[str, str]
+    best: list[str]
+
+
+class TableOptionsOut(BaseModel):
+    include: list[str]
+    exclude: list[str]
+    sort: list[str]
+    average: str | None
+    average_std: list[str]
+
+
 class TableOut(BaseModel):
     columns: list[TableColumn]
-    rows: list[TableRow]
-    sort: str | None
+    rows: list[TableRow] | list[AveragedRow]
+    sort: str | None = Field(description="the first sort column, if any")
+    options: TableOptionsOut | None = None
+    average: str | None = Field(default=None, description="the matrix key averaged over")
+    std_columns: list[str] | None = None
 
 
 class Check(BaseModel):

@@ -29,6 +29,14 @@ from cli.render import (
     print_sweep_list,
     series_lines,
 )
+from cli.table_opts import (
+    AverageOpt,
+    AverageStdOpt,
+    ExcludeOpt,
+    IncludeOpt,
+    SortOpt,
+    table_query,
+)
 
 
 def submit(
@@ -182,11 +190,16 @@ def table(
     format: Annotated[TableFormat, typer.Option("--format", "-f", help="md, csv or json")] = (
         TableFormat.md
     ),
-    sort: Annotated[str | None, typer.Option(help="column to sort by")] = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    sort: SortOpt = None,
+    average: AverageOpt = None,
+    average_std: AverageStdOpt = None,
 ) -> None:
-    """The comparison table of SWEEP (like the seed's)."""
+    """The comparison table of SWEEP (like the seed's), with nn-experiments' table options."""
+    options = table_query(include, exclude, sort, average, average_std)
     with ApiClient.from_settings() as client:
-        _print_table(client, f"/sweeps/{sweep}/table", format, sort=sort)
+        _print_table(client, f"/sweeps/{sweep}/table", format, **options)
 
 
 def _print_table(client: ApiClient, path: str, format: TableFormat, **params: Any) -> None:
@@ -203,13 +216,18 @@ def compare(
     format: Annotated[TableFormat, typer.Option("--format", "-f", help="md, csv or json")] = (
         TableFormat.md
     ),
-    sort: Annotated[str | None, typer.Option(help="column to sort by")] = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    sort: SortOpt = None,
+    average: AverageOpt = None,
+    average_std: AverageStdOpt = None,
 ) -> None:
-    """One comparison table across runs and sweeps."""
+    """One comparison table across runs and sweeps, with the table options of `table`."""
     if not runs and not sweeps:
         raise CliError("give --runs and/or --sweeps (comma-separated ids)")
+    options = table_query(include, exclude, sort, average, average_std)
     with ApiClient.from_settings() as client:
-        _print_table(client, "/compare", format, runs=runs, sweeps=sweeps, sort=sort)
+        _print_table(client, "/compare", format, runs=runs, sweeps=sweeps, **options)
 
 
 def metrics(

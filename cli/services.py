@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import time
 from typing import Annotated, Any
 
@@ -18,6 +19,14 @@ from cli.common import (
     read_sweep,
 )
 from cli.render import emit
+
+
+class Role(enum.StrEnum):
+    """shared.db.models.TokenRole, without importing the database layer at the CLI's start."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
 
 
 def up(
@@ -111,7 +120,7 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level")] = "info",
 ) -> None:
     """A Celery worker that trains runs from the queue."""
-    from worker.artifacts import ArtifactStoreError
+    from shared.artifacts import ArtifactStoreError
     from worker.celery_app import run_worker
 
     try:
@@ -130,14 +139,24 @@ def migrate(
     console.print(f"database at {revision}", highlight=False)
 
 
-def token_create(name: Annotated[str, typer.Argument(help="who or what the token is for")]) -> None:
+def token_create(
+    name: Annotated[str, typer.Argument(help="who or what the token is for")],
+    role: Annotated[
+        Role,
+        typer.Option(
+            help="read: GET routes only; write: submit, and cancel and retry its own sweeps; "
+            "admin: cancel and retry any sweep",
+        ),
+    ] = Role.WRITE,
+) -> None:
     """Create a token and print its secret (shown once; only a hash is stored)."""
+    from shared.db.models import TokenRole
     from shared.db.session import session_scope
     from shared.db.tokens import create_token
 
     prepare_database_dir()
     with session_scope() as session:
-        _, secret = create_token(session, name=name)
+        _, secret = create_token(session, name=name, role=TokenRole(role.value))
     emit(secret)
 
 
@@ -155,7 +174,7 @@ def token_revoke(name: Annotated[str, typer.Argument(help="the token's name")]) 
 
 
 def token_list() -> None:
-    """Live tokens: id, name, created, last used (secrets are never stored)."""
+    """Live tokens: id, name, created, last used, role (secrets are never stored)."""
     from shared.db.session import session_scope
     from shared.db.tokens import list_tokens
 
@@ -164,7 +183,7 @@ def token_list() -> None:
         for token in list_tokens(session):
             used = token.last_used_at.isoformat(timespec="seconds") if token.last_used_at else "-"
             created = token.created_at.isoformat(timespec="seconds")
-            emit(f"{token.id}\t{token.name}\t{created}\t{used}")
+            emit(f"{token.id}\t{token.name}\t{created}\t{used}\t{token.role.value}")
 
 
 def run(

@@ -15,7 +15,7 @@ import csv
 import io
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shared import metric_keys as mk
@@ -51,6 +51,7 @@ class Row:
     validation_inputs: int | None
     cells: dict[str, str] = field(default_factory=dict)  # column name -> text (no bold)
     best: tuple[str, ...] = ()  # columns where this row holds the best value
+    group: Any = None  # an averaged row's runs and statistics (shared/table_average.py)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Table:
     columns: list[Column]
     rows: list[Row]
     sort: str | None = None
+    average: str | None = None  # the matrix key the rows average over (shared/table_average.py)
 
 
 _VALIDATION = mk.VALIDATION_LOSS
@@ -72,9 +74,13 @@ _METRIC_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
 )
 # A metric column's header by its key.
 METRIC_HEADERS = {key: header for header, key, _ in _METRIC_COLUMNS}
+# Shown only where a run has no validation loss (a file without validation_set).
+_TRAIN = mk.TRAIN_LOSS
 # The metric keys a table shows.
-TABLE_KEYS = (_VALIDATION, *(key for _, key, _ in _METRIC_COLUMNS))
-_FIXED_NAMES = {"run", "sweep", "status", "validation loss"} | {c[0] for c in _METRIC_COLUMNS}
+TABLE_KEYS = (_VALIDATION, _TRAIN, *(key for _, key, _ in _METRIC_COLUMNS))
+_FIXED_NAMES = {"run", "sweep", "status", "validation loss", "train loss"} | {
+    c[0] for c in _METRIC_COLUMNS
+}
 
 
 class UnknownColumn(ValueError):
@@ -87,7 +93,7 @@ def build_table(runs: list[TableRun], param_keys: list[str], *, sort: str | None
     common = _most_common(steps)
     columns = _columns(runs, param_keys, common)
     rows = [_row(run, columns, common) for run in runs]
-    rows = _mark_best(rows, columns)
+    rows = mark_best(rows, columns)
     if sort:
         rows = _sorted(rows, columns, sort)
     return Table(columns=columns, rows=rows, sort=sort)
@@ -111,6 +117,8 @@ def _columns(runs: list[TableRun], param_keys: list[str], common: int | None) ->
         columns.append(Column(name, f"param:{key}", "param"))
     loss = "validation loss" if common is None else f"validation loss ({common:,} steps)"
     columns.append(Column(loss, _VALIDATION, "metric", "min"))
+    if any(_VALIDATION not in r.metrics and _TRAIN in r.metrics for r in runs):
+        columns.append(Column("train loss", _TRAIN, "metric", "min"))
     columns.extend(Column(name, key, "metric", best) for name, key, best in _METRIC_COLUMNS)
     return columns
 
@@ -143,12 +151,13 @@ def _row(run: TableRun, columns: list[Column], common: int | None) -> Row:
     return Row(run=run, values=values, validation_inputs=validation_inputs, cells=cells)
 
 
-def _mark_best(rows: list[Row], columns: list[Column]) -> list[Row]:
+def mark_best(rows: list[Row], columns: list[Column]) -> list[Row]:
+    """Each row with the columns where it holds the best value (lowest loss, highest accuracy)."""
     best: dict[int, list[str]] = {id(row): [] for row in rows}
     for column in columns:
         if column.best is None:
             continue
-        numbers = [r.values[column.name] for r in rows if _is_number(r.values[column.name])]
+        numbers = [r.values[column.name] for r in rows if is_number(r.values[column.name])]
         numbers = [v for v in numbers if math.isfinite(v)]
         if not numbers:
             continue
@@ -156,7 +165,7 @@ def _mark_best(rows: list[Row], columns: list[Column]) -> list[Row]:
         for row in rows:
             if row.values[column.name] == target:
                 best[id(row)].append(column.name)
-    return [Row(r.run, r.values, r.validation_inputs, r.cells, tuple(best[id(r)])) for r in rows]
+    return [replace(r, best=tuple(best[id(r)])) for r in rows]
 
 
 def sortable_columns(columns: list[Column]) -> list[str]:
@@ -187,12 +196,12 @@ def _sorted(rows: list[Row], columns: list[Column], sort: str) -> list[Row]:
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
-    if _is_number(value):
+    if is_number(value):
         return (0, value)
     return (1, str(value))
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -200,7 +209,7 @@ def format_cell(column: Column, value: Any) -> str:
     """The text of one cell, as the seed's table writes it (no bold)."""
     if value is None:
         return ""
-    if column.key == _VALIDATION:
+    if column.key == _VALIDATION or (column.key.endswith("_loss") and is_number(value)):
         return f"{value:.5f}"
     if column.key.startswith("accuracy"):
         return f"{value:.4f}"
@@ -212,6 +221,8 @@ def format_cell(column: Column, value: Any) -> str:
         return f"{value:,.0f}/s"
     if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value)
+    if column.kind == "metric" and isinstance(value, float):
+        return f"{value:.6g}"
     return str(value)
 
 
@@ -231,7 +242,7 @@ def _right_aligned(table: Table, column: Column) -> bool:
     if column.kind == "metric" or column.key in ("run", "sweep"):
         return True
     values = [r.values[column.name] for r in table.rows if r.values[column.name] is not None]
-    return bool(values) and all(_is_number(v) for v in values)
+    return bool(values) and all(is_number(v) for v in values)
 
 
 def _md_escape(text: str) -> str:
@@ -258,12 +269,12 @@ def to_csv(table: Table) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([c.name for c in table.columns] + ["validation inputs"])
     for row in table.rows:
-        values = [_csv_value(row.values[c.name]) for c in table.columns]
-        writer.writerow([*values, _csv_value(row.validation_inputs)])
+        values = [csv_value(row.values[c.name]) for c in table.columns]
+        writer.writerow([*values, csv_value(row.validation_inputs)])
     return buffer.getvalue()
 
 
-def _csv_value(value: Any) -> Any:
+def csv_value(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, list | tuple | dict):
@@ -293,7 +304,7 @@ def to_json(table: Table) -> dict[str, Any]:
                 "status": r.run.status,
                 "reused_from_id": r.run.reused_from_id,
                 "validation_inputs": r.validation_inputs,
-                "values": {name: _json_value(v) for name, v in r.values.items()},
+                "values": {name: json_value(v) for name, v in r.values.items()},
                 "cells": r.cells,
                 "best": list(r.best),
             }
@@ -303,7 +314,7 @@ def to_json(table: Table) -> dict[str, Any]:
     }
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     # NaN/inf are not JSON; a diverged run's loss is shown as null plus its cell text.
     if isinstance(value, float) and not math.isfinite(value):
         return None

@@ -18,11 +18,11 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
+from shared.artifacts import check_location
 from shared.plugins import plugin_modules
 from shared.queue import RUNS_QUEUE, TRAIN_TASK
 from shared.settings import Settings, get_settings
 from worker import tasks
-from worker.artifacts import check_location
 from worker.plugins import check_importable
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,21 @@ def _on_child_start(**_: Any) -> None:
     if db_session.get_engine.cache_info().currsize:
         db_session.get_engine().dispose(close=False)
     db_session.get_engine.cache_clear()
+    allow_child_processes()
+
+
+def allow_child_processes() -> None:
+    """Let a run's DataLoader start its worker processes (`num_workers`, FORMAT.md).
+
+    The pool marks its children daemonic, and Python refuses a daemonic process children
+    ("daemonic processes are not allowed to have children"). The rule guards against orphans
+    left when a daemon is killed with its parent; a DataLoader's workers watch their parent and
+    exit when it goes, and each pool child trains one run and exits (worker_max_tasks_per_child).
+    """
+    import multiprocessing
+
+    # The flag lives in the process object's config; its setter refuses a started process.
+    multiprocessing.current_process()._config["daemon"] = False  # type: ignore[attr-defined]
 
 
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:

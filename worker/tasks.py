@@ -19,13 +19,13 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from shared.artifacts import run_location
 from shared.db import pruning
 from shared.db.models import RunStatus
 from shared.db.session import session_scope
 from shared.domain.runs import claim_run
 from shared.settings import Settings, get_settings
 from shared.sweepfile.early_stop import EarlyStop
-from worker.artifacts import join_location
 from worker.reporter import Reporter, is_transient
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ CLAIM_PATIENCE_SECONDS = 60.0
 def run_dir(run_id: int, settings: Settings | None = None) -> Path | str:
     """Checkpoints of one run (a Path, or an s3:// URL); a re-claimed run resumes from here."""
     location = (settings or get_settings()).artifact_location
-    return join_location(location, "runs", str(run_id))
+    return run_location(location, run_id)
 
 
 def lease_owner() -> str:

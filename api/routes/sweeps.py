@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ValidationError
 
-from api.deps import SessionDep, SettingsDep, read_body, require_token
+from api.deps import CurrentToken, SessionDep, SettingsDep, read_body, require_token
 from api.errors import AUTH_RESPONSES, BadRequest, InvalidInput, UnsupportedMediaType
 from api.params import SweepId
 from api.schemas import (
@@ -30,7 +30,7 @@ from api.schemas import (
 )
 from shared import queue
 from shared.db.session import commit
-from shared.domain import reads, submit
+from shared.domain import access, reads, submit
 from shared.domain import runs as run_state
 from shared.domain.submit import check_sweep_name, parse_submission, sweep_name
 from shared.sweepfile.encoding import NotUtf8, decode_utf8, encodable
@@ -135,6 +135,7 @@ def create_sweep(
     body: Body,
     session: SessionDep,
     settings: SettingsDep,
+    token: CurrentToken,
     force: Annotated[bool, Query(description="train again even where results exist")] = False,
     name: Annotated[SweepName | None, NameQuery(description="sweep name")] = None,
 ) -> SweepCreated:
@@ -144,7 +145,12 @@ def create_sweep(
         submission.text, settings, filename=submission.filename, files=submission.files
     )
     submitted = submit.submit_sweep(
-        session, spec, queue.sender(settings.broker_url), name=submission.name, force=force
+        session,
+        spec,
+        queue.sender(settings.broker_url),
+        name=submission.name,
+        force=force,
+        owner=token,
     )
     created = SweepCreated(
         id=submitted.sweep.id,
@@ -241,8 +247,9 @@ def get_sweep(sweep_id: SweepId, session: SessionDep) -> SweepDetail:
     response_model=SweepCancelled,
     responses={404: {"model": Problem}, 409: {"model": Problem, "description": "all finished"}},
 )
-def cancel_sweep(sweep_id: SweepId, session: SessionDep) -> SweepCancelled:
-    """Cancel queued runs now and ask running ones to stop at their next step."""
+def cancel_sweep(sweep_id: SweepId, session: SessionDep, token: CurrentToken) -> SweepCancelled:
+    """Cancel queued runs now and ask running ones to stop at their next step (owner or admin)."""
+    access.check_may_change(session, token, sweep_id)
     result = run_state.cancel_sweep(session, sweep_id)
     return SweepCancelled(
         sweep_id=sweep_id, cancelled=result.cancelled, cancel_requested=result.cancel_requested
@@ -252,8 +259,11 @@ def cancel_sweep(sweep_id: SweepId, session: SessionDep) -> SweepCancelled:
 @router.post(
     "/sweeps/{sweep_id}/retry", response_model=SweepRetried, responses={404: {"model": Problem}}
 )
-def retry_sweep(sweep_id: SweepId, session: SessionDep, settings: SettingsDep) -> SweepRetried:
-    """Queue failed, cancelled and pruned runs again; they resume from their checkpoints."""
+def retry_sweep(
+    sweep_id: SweepId, session: SessionDep, settings: SettingsDep, token: CurrentToken
+) -> SweepRetried:
+    """Queue failed, cancelled and pruned runs again, resuming from checkpoints (owner or admin)."""
+    access.check_may_change(session, token, sweep_id)
     ids = run_state.retry_runs(session, sweep_id)
     run_state.enqueue_after_commit(session, ids, queue.sender(settings.broker_url))
     outcome = commit(session)  # here, so that the reply says what was sent

@@ -12,7 +12,7 @@ import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
@@ -21,10 +21,13 @@ from api.deps import SessionDep, SettingsDep, ensure_bootstrap
 from api.errors import InvalidInput
 from api.etag import is_fresh, make_etag, not_modified
 from api.params import RunId, SweepId, parse_ids
+from api.table_params import table_options
 from api.ui import assets, auth, views
+from api.ui.auth import DataUser, FormUser, PageUser
+from api.ui.table_form import table_with_options
 from shared import queue
-from shared.db.models import LIVE_STATUSES, RETRYABLE_STATUSES, ApiToken
-from shared.domain import reads, tables
+from shared.db.models import LIVE_STATUSES, RETRYABLE_STATUSES
+from shared.domain import access, reads, tables
 from shared.domain import runs as run_state
 from shared.domain.curves import curves_payload, load_runs, parse_after
 from shared.domain.submit import (
@@ -36,7 +39,8 @@ from shared.domain.submit import (
 )
 from shared.domain.versions import metrics_version
 from shared.sweepfile import SpecError
-from shared.table import build_table, to_csv, to_markdown
+from shared.table import build_table
+from shared.table_options import TableOptions
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
@@ -53,34 +57,7 @@ def max_points_for(runs: int) -> int:
     return max(50, min(DEFAULT_MAX_POINTS, CHART_POINT_BUDGET // max(1, runs)))
 
 
-# ---------------------------------------------------------------- who is asking
-
-
-def page_user(request: Request, db: DbSession) -> ApiToken:
-    """Pages: the logged-in token, or a redirect to the login form."""
-    token = auth.token_from_cookie(request, db)
-    if token is None:
-        raise auth.login_redirect(request)
-    return token
-
-
-def form_user(request: Request, db: DbSession) -> ApiToken:
-    """Form posts: logged in, and sent from one of our own pages."""
-    auth.check_same_origin(request)
-    return page_user(request, db)
-
-
-def data_user(request: Request, db: DbSession) -> ApiToken:
-    """The JSON the pages fetch: 401 rather than a redirect."""
-    token = auth.token_from_cookie(request, db)
-    if token is None:
-        raise HTTPException(401, "log in at /ui/login")
-    return token
-
-
-PageUser = Annotated[ApiToken, Depends(page_user)]
-FormUser = Annotated[ApiToken, Depends(form_user)]
-DataUser = Annotated[ApiToken, Depends(data_user)]
+Options = Annotated[TableOptions, Depends(table_options)]
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -161,10 +138,10 @@ def sweeps_page(request: Request, db: DbSession, _: PageUser, page: int = 1) -> 
     )
 
 
-def _sweep_context(db: Session, sweep_id: int, sort: str | None) -> dict[str, Any]:
+def _sweep_context(db: Session, sweep_id: int, options: TableOptions) -> dict[str, Any]:
     sweep = reads.get_sweep(db, sweep_id)
-    runs, param_keys = tables.table_runs(db, sweep_ids=[sweep_id])
-    table = build_table(runs, param_keys, sort=sort)
+    runs, param_keys = tables.table_runs(db, sweep_ids=[sweep_id], extra_keys=options.metric_keys())
+    table, form = table_with_options(runs, param_keys, options)
     summary = reads.summarize(db, [sweep])[0]
     statuses = {r.status for r in runs}
     live = {status.value for status in LIVE_STATUSES}
@@ -172,6 +149,7 @@ def _sweep_context(db: Session, sweep_id: int, sort: str | None) -> dict[str, An
         "sweep": sweep,
         "table": views.table_view(table),
         "raw_table": table,
+        "options_form": form,
         "param_keys": param_keys,
         "counts": views.sweep_row(summary)["counts"],
         "progress": views.progress_fraction(summary),
@@ -189,16 +167,23 @@ def sweep_page(
     db: DbSession,
     _: PageUser,
     sweep_id: SweepId,
-    sort: str | None = None,
+    options: Options,
     cancelled: int | None = None,
     stopping: int | None = None,
     retried: int | None = None,
 ) -> HTMLResponse:
-    context = _sweep_context(db, sweep_id, sort)
-    context["parcoords"] = views.parcoords_spec(context["raw_table"], context["param_keys"])
+    context = _sweep_context(db, sweep_id, options)
+    averaged = context["raw_table"].average is not None  # rows are configurations, not runs
+    context["parcoords"] = (
+        {"params": []}
+        if averaged
+        else views.parcoords_spec(context["raw_table"], context["param_keys"])
+    )
     return render(
         request,
         "sweep.html",
+        # Options that do not fit: the plain table, the form and the reason, as a 422.
+        status_code=422 if context["options_form"].error else 200,
         max_points=max_points_for(len(context["table"].rows)),
         flash=_flash(cancelled, stopping, retried),
         **context,
@@ -217,29 +202,16 @@ def _flash(cancelled: int | None, stopping: int | None, retried: int | None) -> 
 
 
 @router.get("/sweeps/{sweep_id}/live", response_class=HTMLResponse)
-def sweep_live(request: Request, db: DbSession, _: DataUser, sweep_id: SweepId) -> HTMLResponse:
+def sweep_live(
+    request: Request, db: DbSession, _: DataUser, sweep_id: SweepId, options: Options
+) -> HTMLResponse:
     """The status block and table, re-fetched by the page while runs are unfinished."""
-    return render(request, "_sweep_live.html", **_sweep_context(db, sweep_id, None))
-
-
-@router.get("/sweeps/{sweep_id}/table.{fmt}")
-def sweep_table_file(
-    db: DbSession, _: PageUser, sweep_id: SweepId, fmt: str, sort: str | None = None
-) -> Response:
-    if fmt not in ("md", "csv"):
-        raise HTTPException(404, f"no table format {fmt!r}; use table.md or table.csv")
-    table = _sweep_context(db, sweep_id, sort)["raw_table"]
-    body, media = (
-        (to_markdown(table), "text/markdown") if fmt == "md" else (to_csv(table), "text/csv")
-    )
-    disposition = f'attachment; filename="sweep-{sweep_id}.{fmt}"'
-    return Response(
-        body, media_type=f"{media}; charset=utf-8", headers={"Content-Disposition": disposition}
-    )
+    return render(request, "_sweep_live.html", **_sweep_context(db, sweep_id, options))
 
 
 @router.post("/sweeps/{sweep_id}/cancel")
-def cancel_sweep(db: DbSession, _: FormUser, sweep_id: SweepId) -> Response:
+def cancel_sweep(db: DbSession, user: FormUser, sweep_id: SweepId) -> Response:
+    access.check_may_change(db, user, sweep_id)
     try:
         result = run_state.cancel_sweep(db, sweep_id)
     except run_state.Conflict:  # all finished meanwhile: the page says nothing was cancelled
@@ -252,7 +224,10 @@ def cancel_sweep(db: DbSession, _: FormUser, sweep_id: SweepId) -> Response:
 
 
 @router.post("/sweeps/{sweep_id}/retry")
-def retry_sweep(db: DbSession, settings: SettingsDep, _: FormUser, sweep_id: SweepId) -> Response:
+def retry_sweep(
+    db: DbSession, settings: SettingsDep, user: FormUser, sweep_id: SweepId
+) -> Response:
+    access.check_may_change(db, user, sweep_id)
     run_ids = run_state.retry_runs(db, sweep_id)
     run_state.enqueue_after_commit(db, run_ids, queue.sender(settings.broker_url))
     return RedirectResponse(f"/ui/sweeps/{sweep_id}?retried={len(run_ids)}", status_code=303)
@@ -279,7 +254,8 @@ def run_page(request: Request, db: DbSession, _: PageUser, run_id: RunId) -> HTM
 
 
 @router.post("/runs/{run_id}/cancel")
-def cancel_run(db: DbSession, _: FormUser, run_id: RunId) -> Response:
+def cancel_run(db: DbSession, user: FormUser, run_id: RunId) -> Response:
+    access.check_may_change_run(db, user, run_id)
     with contextlib.suppress(run_state.Conflict):  # finished meanwhile: the page shows it
         run_state.cancel_run(db, run_id)
     return RedirectResponse(f"/ui/runs/{run_id}", status_code=303)
@@ -341,7 +317,7 @@ async def submit(
     request: Request,
     db: DbSession,
     settings: SettingsDep,
-    _: FormUser,
+    user: FormUser,
     yaml: Annotated[str, Form()] = "",
     name: Annotated[str, Form()] = "",
     force: Annotated[bool, Form()] = False,
@@ -382,7 +358,9 @@ async def submit(
         return render(
             request, "submit.html", **{**form, "error": None, "name": sweep_name(spec, name)}
         )
-    submitted = submit_sweep(db, spec, queue.sender(settings.broker_url), name=name, force=force)
+    submitted = submit_sweep(
+        db, spec, queue.sender(settings.broker_url), name=name, force=force, owner=user
+    )
     return RedirectResponse(f"/ui/sweeps/{submitted.sweep.id}", status_code=303)
 
 

@@ -56,7 +56,8 @@ def table_view(table: Table) -> TableView:
                     best=column.name in row.best,
                 )
             )
-        rows.append(TableRow(run_id=row.run.run_id, cells=cells))
+        # An averaged row stands for several runs: no link to one of them.
+        rows.append(TableRow(run_id=row.run.run_id if row.group is None else 0, cells=cells))
     return TableView(columns=[c.name for c in table.columns], rows=rows)
 
 

@@ -99,6 +99,14 @@ class SweepStatus(enum.StrEnum):
     FINISHED = "finished"  # every run ended
 
 
+class TokenRole(enum.StrEnum):
+    """What an API token may do (shared/domain/access.py holds the rules)."""
+
+    READ = "read"  # GET routes only
+    WRITE = "write"  # also submit; cancel and retry its own sweeps
+    ADMIN = "admin"  # also cancel and retry anyone's sweeps
+
+
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
     return Enum(
         cls,
@@ -123,6 +131,10 @@ class Sweep(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The token that submitted it; None for sweeps from before roles (admins may change them).
+    owner_token_id: Mapped[int | None] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="SET NULL")
+    )
 
     runs: Mapped[list[Run]] = relationship(
         back_populates="sweep", order_by="Run.id", foreign_keys="Run.sweep_id"
@@ -216,3 +228,4 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    role: Mapped[TokenRole] = mapped_column(_enum(TokenRole, "token_role"), default=TokenRole.WRITE)

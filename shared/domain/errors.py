@@ -13,3 +13,7 @@ class Conflict(Exception):
 
 class InvalidInput(ValueError):
     """A field outside what the service accepts (e.g. a sweep name with a control character)."""
+
+
+class Forbidden(Exception):
+    """The token may not do this (its role, or another token's sweep)."""

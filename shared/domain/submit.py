@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.db.chunks import chunked
-from shared.db.models import SWEEP_NAME_MAX, Run, RunStatus, Sweep, utcnow
+from shared.db.models import SWEEP_NAME_MAX, ApiToken, Run, RunStatus, Sweep, utcnow
 from shared.db.session import Send
 from shared.domain.errors import InvalidInput
 from shared.domain.runs import enqueue_after_commit, find_live, needs_message
@@ -24,6 +24,7 @@ from shared.domain.sweeps import update_sweep_status
 from shared.plugins import parse_options
 from shared.settings import Settings
 from shared.sweepfile import RunSpec, SpecError, SweepSpec, parse_with_extends
+from shared.sweepfile.document import Locator
 
 MAX_INPUTS = 2**62  # runs.max_inputs and metrics.step are BIGINT
 
@@ -52,7 +53,11 @@ def parse_submission(
         raise SpecError("the matrix gives no runs (an empty list, or a $filter that keeps none)",
                         key="matrix")  # fmt: skip
     for run in spec.runs:
-        check_storable(run)
+        try:
+            check_storable(run)
+        except SpecError as exc:
+            # A merged ($extends) file's lines are not the user's: the key names the place.
+            raise exc if spec.merged_from else Locator(spec.yaml_text).locate(exc) from None
     return spec
 
 
@@ -157,11 +162,17 @@ class Submitted:
 
 
 def submit_sweep(
-    session: Session, spec: SweepSpec, send: Send, *, name: str | None, force: bool = False
+    session: Session,
+    spec: SweepSpec,
+    send: Send,
+    *,
+    name: str | None,
+    force: bool = False,
+    owner: ApiToken | None = None,
 ) -> Submitted:
     """Store the sweep and its runs, and have `send` carry each run that needs a task message
-    once the transaction commits (a reused or linked run needs none)."""
-    sweep, runs = create_sweep(session, spec, name=name, force=force)
+    once the transaction commits (a reused or linked run needs none). `owner`: create_sweep."""
+    sweep, runs = create_sweep(session, spec, name=name, force=force, owner=owner)
     to_enqueue = list(session.scalars(
         select(Run.id).where(Run.sweep_id == sweep.id, needs_message()).order_by(Run.id)
     ))  # fmt: skip
@@ -170,15 +181,25 @@ def submit_sweep(
 
 
 def create_sweep(
-    session: Session, spec: SweepSpec, *, name: str | None, force: bool = False
+    session: Session,
+    spec: SweepSpec,
+    *,
+    name: str | None,
+    force: bool = False,
+    owner: ApiToken | None = None,
 ) -> tuple[Sweep, list[Run]]:
     """Store a parsed sweep and its runs; runs already trained elsewhere become `reused`.
+
+    `owner`: the token that submitted it, which may cancel and retry it (shared/domain/access.py).
 
     `spec` comes from `parse_submission`, which has checked that every value is storable.
     """
     plans = plan_runs(session, spec, force=force)
     sweep = Sweep(
-        name=sweep_name(spec, name), yaml_text=spec.yaml_text, matrix_keys=list(spec.matrix_keys)
+        name=sweep_name(spec, name),
+        yaml_text=spec.yaml_text,
+        matrix_keys=list(spec.matrix_keys),
+        owner_token_id=owner.id if owner is not None else None,
     )
     session.add(sweep)
     session.flush()

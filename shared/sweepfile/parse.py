@@ -10,6 +10,7 @@ from typing import Any
 
 from shared.project import PATH_PLACEHOLDER, Project
 
+from .bounded import Budget
 from .document import Locator, load_document
 from .encoding import NotUtf8, decode_utf8
 from .errors import SpecError
@@ -111,7 +112,8 @@ def parse_sweep(
     (shared/project.py); `${PATH}` stays in the runs' configurations for the worker to fill in.
     """
     text = _decode(text)
-    document = load_document(text)
+    budget = Budget()  # one for every reading of the file: the first, then one per run
+    document = load_document(text, budget)
     locator = Locator(text)
     matrix = _check_top_matrix(document, locator, max_combinations)
     keys = [k for k in (matrix or {}) if k != FILTER_KEY]
@@ -145,9 +147,8 @@ def parse_sweep(
             line=locator.key_line("matrix"),
         )
     runs = [
-        _build_run(
-            template, entry, matrix=document.get("matrix"), plugins=plugins, project=project
-        )  # fmt: skip
+        _build_run(template, entry, matrix=document.get("matrix"), plugins=plugins,
+                   project=project, budget=budget)  # fmt: skip
         for entry in entries
     ]
     total = count_combinations(matrix) if matrix is not None else 1
@@ -194,7 +195,10 @@ def _decode(text: str | bytes) -> str:
             raise SpecError(
                 f"the file is not valid Unicode at offset {exc.start}", line=line
             ) from None
-    return text.removeprefix("\ufeff")
+    text = text.removeprefix("\ufeff")
+    # A `|` block on the last line keeps its line break only if the file has one; without it
+    # a one-line block would read as plain text, not code (FORMAT.md: a block is code).
+    return text if not text or text.endswith("\n") else text + "\n"
 
 
 def _without_matrix_block(text: str, locator: Locator) -> str:
@@ -220,13 +224,14 @@ def _build_run(
     matrix: Any,
     plugins: tuple[str, ...] = (),
     project: Project | None = None,
+    budget: Budget | None = None,
 ) -> RunSpec:
     label = f"{entry.matrix_id} ({entry.slug})" if entry.slug else None
     # ${PATH} is left for the worker: its checkout may live elsewhere than the API's.
     variables = {"PATH": PATH_PLACEHOLDER, **entry.variables()}
     text = template if matrix is None or matrix == {} else substitute(template, variables)
     try:
-        config = load_document(text)
+        config = load_document(text, budget)
         if "matrix" in config:
             config["matrix"] = matrix
         validate(config, Locator(text), plugins, project)

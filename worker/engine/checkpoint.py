@@ -1,7 +1,10 @@
 """Checkpoints: everything needed to continue a run exactly, written atomically (whole or
-absent) to a local folder or an object store (worker/artifacts.py says how).
+absent) to a local folder or an object store (shared/artifacts.py says how).
 
-`latest.pt` holds model, optimizer, scheduler, loop counters and RNG states. Embeddings of a
+`latest.pt` holds model, optimizer, scheduler, loop counters and RNG states. A run that
+finishes also writes `model.pt`: the trained weights and the run's resolved configuration,
+plain tensors and values (loadable with `weights_only=True`), which `sweeps pull` hands back and
+`worker.engine.load_model` rebuilds. Embeddings of a
 validation whose SVC fits were still running are kept beside it (`svc-<step>.pt`) until their
 results are reported, so a resumed run still reports them.
 """
@@ -15,9 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from worker.artifacts import Folder, open_folder
+from shared.artifacts import MODEL_FILE, Folder, open_folder
 
 LATEST = "latest.pt"
+MODEL_FORMAT = "sweeps-model/1"
 
 
 def rng_states() -> dict[str, Any]:
@@ -71,6 +75,13 @@ def load_checkpoint(folder: Folder | Path | str | None) -> dict[str, Any] | None
     if folder is None:
         return None
     return _load(as_folder(folder), LATEST)  # type: ignore[no-any-return]
+
+
+def save_model(folder: Folder | Path | str, model: torch.nn.Module, config: dict[str, Any]) -> None:
+    """The trained model for users: weights on the CPU and the configuration that builds it."""
+    weights = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+    model_file = {"format": MODEL_FORMAT, "state_dict": weights, "config": config}
+    _save(as_folder(folder), MODEL_FILE, model_file)
 
 
 def save_pending_svc(folder: Folder | Path | str, step: int, payload: dict[str, Any]) -> None:
