@@ -147,8 +147,14 @@ def parse_sweep(
             line=locator.key_line("matrix"),
         )
     runs = [
-        _build_run(template, entry, matrix=document.get("matrix"), plugins=plugins,
-                   project=project, budget=budget)  # fmt: skip
+        _build_run(
+            template,
+            entry,
+            matrix=document.get("matrix"),
+            plugins=plugins,
+            project=project,
+            budget=budget,
+        )  # fmt: skip
         for entry in entries
     ]
     total = count_combinations(matrix) if matrix is not None else 1

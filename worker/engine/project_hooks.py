@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from worker.artifacts import Folder
+from shared.artifacts import Folder
 
 from .trainer import RunCancelled
 

@@ -28,11 +28,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from shared.artifacts import Folder, join_location, open_folder
 from worker import plugins, project
-from worker.artifacts import Folder, join_location, open_folder
 
 from . import namespace
-from .checkpoint import load_weights, seed_everything
+from .checkpoint import load_weights, save_model, seed_everything
 from .models import count_trainable
 from .project_hooks import POINTS_FILE, CheckpointSync, Watch, points_blob, points_of
 from .provenance import provenance
@@ -202,6 +202,8 @@ def train_project_run(
             with contextlib.suppress(Exception):  # the events written so far, at least
                 trainer.writer.flush()
             store.save(watch)
+            # the trained model for `sweeps pull`, as for sweeps' own trainers
+            save_model(store.folder, trainer.model, config)
         return {**summary, "seed": seed}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -12,6 +12,7 @@ import torch
 from shared.project import project_at
 from shared.sweepfile import parse_sweep
 from worker import project
+from worker.engine.export import read_model_file
 from worker.engine.namespace import build_namespace, run_code
 from worker.engine.project_trainer import constructor_keys, engine_for
 
@@ -90,6 +91,8 @@ def test_trains_resumes_and_loads_weights(loaded: project.Loaded, tmp_path: Path
         k for k, *_ in points
     }
     assert (tmp_path / "a" / "checkpoints" / "snapshot.pt").is_file()
+    model_file = read_model_file(tmp_path / "a" / "model.pt")  # for `sweeps pull`
+    assert model_file["config"]["trainer"] == "experiments.denoise.trainer.TrainDenoising"
     (log,) = (tmp_path / "a" / "tensorboard").iterdir()  # the run's own TensorBoard log
     assert log.name.startswith("events.out.tfevents.") and log.stat().st_size > 100
     # the same run again from its stored checkpoint: it resumes where it ended, replaying points
