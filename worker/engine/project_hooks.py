@@ -65,6 +65,7 @@ class Watch:
             return  # not a number: TensorBoard's business only
         point = (str(tag)[:MAX_KEY_CHARS], int(self.inputs() if step is None else step), number)
         self.emit([point])
+        self.poll()  # also for trainers whose steps do not call the model itself
 
     def emit(self, points: list[tuple[str, int, float]], event: str = "metrics") -> None:
         self.report(event, points=points)
