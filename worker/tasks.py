@@ -118,14 +118,18 @@ def _train(
     train_fn: TrainFn | None,
 ) -> tuple[RunStatus, dict[str, Any]]:
     imports_started = time.perf_counter()
-    from worker import plugins
-    from worker.engine import RunCancelled, train_run
+    from worker import plugins, project
+    from worker.engine import RunCancelled
+    from worker.engine.project_trainer import engine_for
 
     # ~0 in a warm child (the worker's parent imported the engine before forking it).
     reporter.phases["imports"] = round(time.perf_counter() - imports_started, 3)
     try:
         plugins.load(settings.plugins)  # checked at the worker's start; here for its names
-        summary = (train_fn or train_run)(
+        project.load(settings.project_root)  # the same for the user's project
+        # The trainer is found (or refused) here, before anything is built.
+        run_fn, config = (train_fn, config) if train_fn else engine_for(config)
+        summary = run_fn(
             config,
             report=reporter,
             checkpoint_dir=run_dir(run_id, settings),

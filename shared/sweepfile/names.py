@@ -24,6 +24,10 @@ KNOWN_KEYS = {
     "max_epoch": "stop after this many epochs",
     "seed": "seed torch, numpy and random",
     "num_workers": "DataLoader workers",
+    "gradient_clipping": "clip each gradient value to +-this before the optimizer step",
+    "gradient_accumulation": "step the optimizer every N batches",
+    "dataloader_collate_fn": "code giving the DataLoader's collate function",
+    "load": "start the model from the weights of a checkpoint file or folder",
     # sweeps' own switches (off by default so the seed's numbers stay comparable)
     "precision": "fp32 (default) or bf16 autocast",
     "compile": "torch.compile the model",
