@@ -15,6 +15,7 @@ from cli.common import (
     TableFormat,
     console,
     err_console,
+    parse_options_here,
     read_sweep,
 )
 from cli.render import (
@@ -76,12 +77,11 @@ def submit_file(
 def preview(file: FileArg, json_out: JsonOpt = False) -> None:
     """Expand FILE locally (no server): matrix_id, slug, params, experiment_name, config_hash."""
     from shared.domain.search import preview_specs
-    from shared.plugins import plugin_modules
     from shared.settings import get_settings
 
     settings = get_settings()
-    plugins = plugin_modules(settings.plugins)
-    sweep = read_sweep(file).parse(max_runs=settings.max_runs, plugins=plugins)
+    options = parse_options_here(settings)
+    sweep = read_sweep(file).parse(max_runs=settings.max_runs, **options)
     runs = [
         {
             "matrix_id": r.matrix_id,
@@ -90,7 +90,7 @@ def preview(file: FileArg, json_out: JsonOpt = False) -> None:
             "experiment_name": r.experiment_name,
             "config_hash": r.config_hash,
         }
-        for r in preview_specs(sweep, plugins)
+        for r in preview_specs(sweep, **options)
     ]
     search = sweep.search.describe() if sweep.search else None
     if json_out:
@@ -105,15 +105,14 @@ def inspect(
     summary: Annotated[bool, typer.Option(help="also print each model's structure")] = False,
 ) -> None:
     """Build each run's model locally and count its parameters (runs the file's model code)."""
-    from shared.plugins import plugin_modules
     from shared.settings import get_settings
     from shared.sweepfile import SpecError
     from worker.engine.inspect import inspect_sweep
 
-    configured = get_settings().plugins
-    sweep = read_sweep(file).parse(plugins=plugin_modules(configured))
+    settings = get_settings()
+    sweep = read_sweep(file).parse(**parse_options_here(settings))
     try:
-        rows = inspect_sweep(sweep.yaml_text, plugins=configured)  # with $extends: merged
+        rows = inspect_sweep(sweep.yaml_text, settings)  # with $extends: merged
     except SpecError as exc:
         raise CliError(f"{file}: {exc}") from None
     if json_out:

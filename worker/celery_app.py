@@ -183,6 +183,21 @@ def warm_imports(modules: tuple[str, ...] = WARM_MODULES) -> float:
     return time.perf_counter() - started
 
 
+def report_unimportable(settings: Settings) -> None:
+    """Name, once, each plugin or project module that cannot be imported here: the worker runs
+    on, and only the runs that need one fail. A project root that is no folder stops it."""
+    from shared.project import ProjectError
+    from worker.project import check_at_start
+
+    try:
+        problems = check_importable(plugin_modules(settings.plugins))
+        problems += check_at_start(settings.project_root)
+    except ProjectError as exc:
+        raise SystemExit(f"sweeps worker: {exc}") from None
+    for problem in problems:
+        print(f"sweeps worker: {problem}", file=sys.stderr, flush=True)
+
+
 def run_worker(
     gpu: str | int | None = None, runs_per_gpu: int | None = None, loglevel: str = "info"
 ) -> None:
@@ -194,9 +209,7 @@ def run_worker(
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     settings = get_settings()
-    problem = check_importable(plugin_modules(settings.plugins))
-    if problem:
-        raise SystemExit(f"sweeps worker: {problem}")
+    report_unimportable(settings)
     concurrency = runs_per_gpu or settings.runs_per_gpu
     if concurrency < 1:
         raise ValueError(f"runs per GPU must be at least 1, not {concurrency}")

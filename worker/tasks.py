@@ -58,7 +58,8 @@ def train(run_id: int, *, train_fn: TrainFn | None = None) -> str:
     if config is None:
         log.info("run %s: not claimable (duplicate delivery, cancelled or finished)", run_id)
         return "skipped"
-    run_config = _typed(config)
+    # A project (SWEEPS_PROJECT_ROOT) may name its own schedulers; the worker resolves them.
+    run_config = _typed(config, own_schedulers=settings.project_root is not None)
     rule = run_config.settings.early_stop if isinstance(run_config, RunConfig) else None
     reporter = Reporter(
         run_id, owner,
@@ -102,11 +103,11 @@ def _claim(run_id: int, owner: str, settings: Settings) -> dict[str, Any] | None
     raise AssertionError("unreachable: Retrying either returns or raises")
 
 
-def _typed(config: dict[str, Any]) -> RunConfig | Exception:
+def _typed(config: dict[str, Any], *, own_schedulers: bool) -> RunConfig | Exception:
     """The run's typed configuration, or the error that fails the run (a stored configuration
     the format's rules refuse, e.g. one written by hand)."""
     try:
-        return RunConfig.from_config(config)
+        return RunConfig.from_config(config, own_schedulers=own_schedulers)
     except Exception as exc:  # noqa: BLE001 - recorded as the run's failure by _train
         return exc
 
@@ -129,8 +130,9 @@ def _train(
     train_fn: TrainFn | None,
 ) -> tuple[RunStatus, dict[str, Any]]:
     imports_started = time.perf_counter()
-    from worker import plugins
-    from worker.engine import RunCancelled, train_run
+    from worker import plugins, project
+    from worker.engine import RunCancelled
+    from worker.engine.project_trainer import engine_for
 
     # ~0 in a warm child (the worker's parent imported the engine before forking it).
     reporter.phases["imports"] = round(time.perf_counter() - imports_started, 3)
@@ -138,8 +140,11 @@ def _train(
         if isinstance(run_config, Exception):
             raise run_config
         plugins.load(settings.plugins)  # checked at the worker's start; here for its names
-        summary = (train_fn or train_run)(
-            run_config,
+        project.load(settings.project_root)  # the same for the user's project
+        # The trainer is found (or refused) here, before anything is built.
+        run_fn, run_arg = (train_fn, run_config) if train_fn else engine_for(run_config)
+        summary = run_fn(
+            run_arg,
             report=reporter,
             checkpoint_dir=run_dir(run_id, settings),
             device=None,

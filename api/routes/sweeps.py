@@ -34,7 +34,7 @@ from shared.db.session import commit
 from shared.domain import access, reads, search, submit, trials
 from shared.domain import runs as run_state
 from shared.domain.submit import check_sweep_name, parse_submission, sweep_name
-from shared.plugins import plugin_modules
+from shared.plugins import parse_options
 from shared.sweepfile.encoding import NotUtf8, decode_utf8, encodable
 
 router = APIRouter(
@@ -182,8 +182,8 @@ def preview_sweep(
     spec = parse_submission(
         submission.text, settings, filename=submission.filename, files=submission.files
     )
-    plugins = plugin_modules(settings.plugins)
-    plans = submit.plan_specs(session, search.preview_specs(spec, plugins), force=force)
+    first = search.preview_specs(spec, **parse_options(settings))
+    plans = submit.plan_specs(session, first, force=force)
     runs = [
         PreviewRun(
             matrix_id=p.spec.matrix_id,

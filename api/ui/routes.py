@@ -39,7 +39,7 @@ from shared.domain.submit import (
 )
 from shared.domain.table_rows import table_runs
 from shared.domain.versions import metrics_version
-from shared.plugins import plugin_modules
+from shared.plugins import parse_options
 from shared.results_table import build_table
 from shared.sweepfile import SpecError
 from shared.table_options import TableOptions
@@ -355,7 +355,7 @@ async def submit(
     except SpecError as error:
         return render(request, "submit.html", 422, **{**form, "error": error.to_dict()})
     if action != "submit":
-        first = search.preview_specs(spec, plugin_modules(settings.plugins))
+        first = search.preview_specs(spec, **parse_options(settings))
         form["preview"] = views.preview(plan_specs(db, first, force=force), spec.search)
         form["merged"] = spec.yaml_text if spec.merged_from else None
         return render(

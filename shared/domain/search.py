@@ -40,7 +40,8 @@ from shared.db.models import Run, RunStatus, Sweep
 from shared.domain.runs import enqueue_after_commit
 from shared.domain.submit import PlannedRun, add_runs, plan_specs
 from shared.domain.trials import Trial, metric_values, sweep_trials
-from shared.plugins import plugin_modules
+from shared.plugins import parse_options
+from shared.project import Project
 from shared.settings import get_settings
 from shared.sweepfile import RunSpec, SpecError, SweepSpec
 from shared.sweepfile.matrix import FILTER_KEY, MatrixEntry
@@ -92,8 +93,7 @@ def ask_trials(session: Session, sweep_id: int, *, at_submit: bool = False) -> l
     started, live = len(trials), sum(t.live for t in trials)
     if started >= search.trials or live >= search.in_flight:
         return []
-    plugins = plugin_modules(get_settings().plugins)
-    asker = _asker(search, trials, stored.yaml_text, plugins)
+    asker = _asker(search, trials, stored.yaml_text, **parse_options(get_settings()))
     created: list[Run] = []
     while started < search.trials and live < search.in_flight:
         try:
@@ -141,18 +141,24 @@ def sweeps_of(session: Session, run_ids: Sequence[int]) -> list[int]:
     return sorted(session.scalars(query))
 
 
-def preview_specs(spec: SweepSpec, plugins: tuple[str, ...] = ()) -> list[RunSpec]:
+def preview_specs(
+    spec: SweepSpec, plugins: tuple[str, ...] = (), project: Project | None = None
+) -> list[RunSpec]:
     """What preview lists: every run, or a searching sweep's first sampled trials."""
     if spec.search is None or not spec.search.samples:
         return spec.runs
-    return preview_trials(spec.search, spec.yaml_text, PREVIEW_TRIALS, plugins)
+    return preview_trials(spec.search, spec.yaml_text, PREVIEW_TRIALS, plugins, project)
 
 
 def preview_trials(
-    search: Search, yaml_text: str, count: int, plugins: tuple[str, ...] = ()
+    search: Search,
+    yaml_text: str,
+    count: int,
+    plugins: tuple[str, ...] = (),
+    project: Project | None = None,
 ) -> list[RunSpec]:
     """The first trials a new sweep of this file would start (its history is empty)."""
-    asker = _asker(search, [], yaml_text, plugins)
+    asker = _asker(search, [], yaml_text, plugins, project)
     if search.method == "tpe":
         count = min(count, startup_trials(search.trials))  # later ones depend on results
     specs = []
@@ -242,10 +248,14 @@ class _Sampled:
 
 
 def _asker(
-    search: Search, history: Sequence[Trial], yaml_text: str, plugins: tuple[str, ...] = ()
+    search: Search,
+    history: Sequence[Trial],
+    yaml_text: str,
+    plugins: tuple[str, ...] = (),
+    project: Project | None = None,
 ) -> _Grid | _Sampled:
     def build(entry: MatrixEntry) -> RunSpec:
-        return build_trial(yaml_text, entry, plugins=plugins)
+        return build_trial(yaml_text, entry, plugins=plugins, project=project)
 
     if search.samples:
         return _Sampled(search, history, build)

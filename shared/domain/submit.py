@@ -21,7 +21,7 @@ from shared.db.session import Send
 from shared.domain.errors import InvalidInput
 from shared.domain.runs import enqueue_after_commit, find_live, needs_message
 from shared.domain.sweeps import update_sweep_status
-from shared.plugins import plugin_modules
+from shared.plugins import parse_options
 from shared.settings import Settings
 from shared.sweepfile import RunSpec, SpecError, SweepSpec, parse_with_extends
 from shared.sweepfile.document import Locator
@@ -47,7 +47,7 @@ def parse_submission(
     bases = {posixpath.normpath(k): v for k, v in (files or {}).items()}
     spec = parse_with_extends(
         text, filename, bases.get,
-        max_runs=settings.max_runs, plugins=plugin_modules(settings.plugins),
+        max_runs=settings.max_runs, **parse_options(settings),
     )  # fmt: skip
     if not spec.runs and not (spec.search and spec.search.samples):
         raise SpecError("the matrix gives no runs (an empty list, or a $filter that keeps none)",

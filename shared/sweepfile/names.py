@@ -24,6 +24,10 @@ KNOWN_KEYS = {
     "max_epoch": "stop after this many epochs",
     "seed": "seed torch, numpy and random",
     "num_workers": "DataLoader workers",
+    "gradient_clipping": "clip each gradient value to +-this before the optimizer step",
+    "gradient_accumulation": "step the optimizer every N batches",
+    "dataloader_collate_fn": "code giving the DataLoader's collate function",
+    "load": "start the model from the weights of a checkpoint file or folder",
     # sweeps' own switches (off by default so the seed's numbers stay comparable)
     "precision": "fp32 (default) or bf16 autocast",
     "compile": "torch.compile the model",
@@ -62,16 +66,16 @@ TRAINER_METRICS = {
 }
 # Every metric each trainer reports (a search can learn from any of them); a plugin's trainer
 # is known only to the workers, so only what every trainer reports is accepted for it.
-BASE_REPORTS = ("validation_loss", "train_loss", "model_params", "train_seconds", "throughput")
+BASE_REPORTS = (mk.VALIDATION_LOSS, mk.TRAIN_LOSS, mk.MODEL_PARAMS, mk.TRAIN_SECONDS, mk.THROUGHPUT)
 _CLASSIFY_REPORTS = (
     *BASE_REPORTS[:1],
-    "accuracy_argmax",
-    "accuracy_svc",
-    "accuracy_svc_heldout",
+    mk.ACCURACY_ARGMAX,
+    mk.ACCURACY_SVC,
+    mk.ACCURACY_SVC_HELDOUT,
     *BASE_REPORTS[1:],
 )
 TRAINER_REPORTS = {
-    name: _CLASSIFY_REPORTS if "accuracy_argmax" in metrics else BASE_REPORTS
+    name: _CLASSIFY_REPORTS if mk.ACCURACY_ARGMAX in metrics else BASE_REPORTS
     for name, metrics in TRAINER_METRICS.items()
 }
 OPTIMIZERS = (

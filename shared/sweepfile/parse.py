@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from shared.project import PATH_PLACEHOLDER, Project
+
 from .bounded import Budget
 from .config_checks import check_config, is_code
 from .document import Locator, load_document
@@ -109,11 +111,13 @@ def parse_sweep(
     max_combinations: int = DEFAULT_MAX_COMBINATIONS,
     max_expanded_chars: int = DEFAULT_MAX_EXPANDED_CHARS,
     plugins: tuple[str, ...] = (),
+    project: Project | None = None,
 ) -> SweepSpec:
     """Validate and expand a sweep file into its runs. Raises SpecError naming what is wrong.
 
     `plugins`: modules the workers offer (shared/plugins.py); a `trainer` under one of them
-    is accepted here and resolved by the worker.
+    is accepted here and resolved by the worker. `project`: the user's checkout
+    (shared/project.py); `${PATH}` stays in the runs' configurations for the worker to fill in.
     """
     text = _decode(text)
     budget = Budget()  # one for every reading of the file: the first, then one per run
@@ -124,12 +128,19 @@ def parse_sweep(
     except SpecError as exc:  # keys: search.<name>, matrix.<key>[.<name>], or $filter
         raise locator.locate(exc, parent="matrix" if exc.key == FILTER_KEY else None) from None
     if search is not None and search.samples:
-        return _parse_sampled(text, document, locator, search, plugins)
+        return _parse_sampled(text, document, locator, search, plugins, project)
     matrix = _check_top_matrix(document, locator, max_combinations)
     keys = [k for k in (matrix or {}) if k != FILTER_KEY]
+    keeps_path = "PATH" not in keys
+    if keeps_path and project is None and PATH_PLACEHOLDER in text:
+        line = text.count("\n", 0, text.index(PATH_PLACEHOLDER)) + 1
+        raise SpecError(
+            "${PATH} stands for your project's root: set SWEEPS_PROJECT_ROOT to its checkout",
+            line=line,
+        )
     if matrix is not None:
         # Names do not depend on the entry: check every ${...} of the file once, comments too.
-        check_names(text, [*keys, *RESERVED])
+        check_names(text, [*keys, *RESERVED, *(["PATH"] if keeps_path else [])])
     try:
         entries = expand_matrix(matrix)
     except SpecError as exc:
@@ -155,7 +166,14 @@ def parse_sweep(
         )
         entries = entries[: search.trials]
     runs = [
-        _build_run(template, entry, matrix=document.get("matrix"), plugins=plugins, budget=budget)
+        _build_run(
+            template,
+            entry,
+            matrix=document.get("matrix"),
+            plugins=plugins,
+            project=project,
+            budget=budget,
+        )  # fmt: skip
         for entry in entries
     ]
     total = count_combinations(matrix) if matrix is not None else 1
@@ -163,13 +181,19 @@ def parse_sweep(
 
 
 def _parse_sampled(
-    text: str, document: dict[str, Any], locator: Locator, search: Search, plugins: tuple[str, ...]
+    text: str,
+    document: dict[str, Any],
+    locator: Locator,
+    search: Search,
+    plugins: tuple[str, ...],
+    project: Project | None,
 ) -> SweepSpec:
     """A random or tpe sweep: no runs up front; a few points are built to validate the file."""
     check_names(text, [*search.space, *RESERVED])
     template = _without_matrix_block(text, locator)
+    matrix = document.get("matrix")
     probes = [
-        _build_run(template, search.entry(n, p), matrix=document.get("matrix"), plugins=plugins)
+        _build_run(template, search.entry(n, p), matrix=matrix, plugins=plugins, project=project)
         for n, p in enumerate(probe_points(search), start=1)
     ]
     return SweepSpec(
@@ -178,10 +202,12 @@ def _parse_sampled(
     )  # fmt: skip
 
 
-def build_trial(text: str, entry: MatrixEntry, *, plugins: tuple[str, ...] = ()) -> RunSpec:
+def build_trial(
+    text: str, entry: MatrixEntry, *, plugins: tuple[str, ...] = (), project: Project | None = None
+) -> RunSpec:
     """One trial of a stored search sweep (SpecError when this point breaks a rule)."""
     template, matrix = _template(text)
-    return _build_run(template, entry, matrix=matrix, plugins=plugins)
+    return _build_run(template, entry, matrix=matrix, plugins=plugins, project=project)
 
 
 def grid_entries(text: str) -> list[MatrixEntry]:
@@ -263,15 +289,18 @@ def _build_run(
     *,
     matrix: Any,
     plugins: tuple[str, ...] = (),
+    project: Project | None = None,
     budget: Budget | None = None,
 ) -> RunSpec:
     label = f"{entry.matrix_id} ({entry.slug})" if entry.slug else None
-    text = template if matrix is None or matrix == {} else substitute(template, entry.variables())
+    # ${PATH} is left for the worker: its checkout may live elsewhere than the API's.
+    variables = {"PATH": PATH_PLACEHOLDER, **entry.variables()}
+    text = template if matrix is None or matrix == {} else substitute(template, variables)
     try:
         config = load_document(text, budget)
         if "matrix" in config:
             config["matrix"] = matrix
-        check_config(config, Locator(text), plugins)
+        check_config(config, Locator(text), plugins, project)
     except SpecError as exc:
         exc.run = exc.run or label
         raise

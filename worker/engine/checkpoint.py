@@ -107,3 +107,19 @@ def load_pending_svc(
         else:
             store.delete(name)
     return dict(sorted(pending.items()))
+
+
+def load_weights(model: torch.nn.Module, where: str, root: Path | None = None) -> None:
+    """`load`: the model's weights from a checkpoint file, or a folder holding best.pt or
+    snapshot.pt (nn-experiments' names); a relative path is taken from `root`."""
+    path = Path(where)
+    if not path.is_absolute() and root is not None:
+        path = root / path
+    if path.is_dir():
+        path = next((path / n for n in ("best.pt", "snapshot.pt") if (path / n).is_file()), path)
+    if not path.is_file():
+        raise FileNotFoundError(f"'load': no checkpoint file at {path}")
+    data = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]  # nn-experiments' checkpoint layout
+    model.load_state_dict(data)
