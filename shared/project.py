@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import ast
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 # `${PATH}` in a sweep file stands for the project root (nn-experiments' own placeholder).
 PATH_PLACEHOLDER = "${PATH}"
 LOADER = Path("src", "train", "experiment.py")
+LOADER_PACKAGE = "src.train"
+# A file without `trainer`: nn-experiments' loader takes the `Trainer` its imports give.
+DEFAULT_TRAINER = "Trainer"
 SCHEDULER_MODULE = "src.scheduler"
 # What nn-experiments' loader star-imports, for a checkout whose loader file is missing.
 DEFAULT_STAR_IMPORTS = (
@@ -45,6 +48,9 @@ class ProjectImport:
 @dataclass(frozen=True)
 class Project:
     root: Path
+    # Parsed files and answers, per instance: a new Project (one per request) reads them afresh.
+    _trees: dict[str, ast.Module | None] = field(default_factory=dict, compare=False, repr=False)
+    _exported: dict[str, set[str]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def nn_experiments(self) -> bool:
@@ -60,7 +66,7 @@ class Project:
         if loader.is_file():
             tree = _parse(loader)
             if tree is not None:
-                return tuple(_imports_of(tree.body, package="src.train"))
+                return tuple(_imports_of(tree.body, package=LOADER_PACKAGE))
         return tuple(
             ProjectImport(m, f"from {m} import *")
             for m in DEFAULT_STAR_IMPORTS
@@ -84,16 +90,84 @@ class Project:
             return None
         names: set[str] = set()
         for node in _top_level(tree.body):
-            if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-                names.add(node.name)
-            elif isinstance(node, ast.Assign | ast.AnnAssign):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                names.update(t.id for t in targets if isinstance(t, ast.Name))
-            elif isinstance(node, ast.Import | ast.ImportFrom):
-                if any(a.name == "*" for a in node.names):
-                    return None
-                names.update((a.asname or a.name).split(".")[0] for a in node.names)
+            if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
+                return None
+            names |= _bound_by(node)
         return names
+
+    def defines_trainer(self, name: str) -> bool:
+        """Whether the checkout defines the class a `trainer` names, found as nn-experiments'
+        loader finds it: `a.b.C` is C of module a.b, a plain name is the loader's (the last of
+        its imports that binds it). Read from the files: a name that only comes from outside
+        the checkout (an import of another package) is not the checkout's."""
+        module, _, attribute = name.rpartition(".")
+        if module:
+            return self._origin(module, attribute, frozenset()) is True
+        found = None
+        for item in self.loader_imports:
+            statement = ast.parse(item.statement).body[0]
+            bound = self._binding(statement, LOADER_PACKAGE, name, frozenset())
+            found = found if bound is None else bound
+        return found is True
+
+    def _tree(self, module: str) -> ast.Module | None:
+        if module not in self._trees:
+            path = self.module_file(module)
+            self._trees[module] = _parse(path) if path is not None else None
+        return self._trees[module]
+
+    def _origin(self, module: str, name: str, seen: frozenset[str]) -> bool | None:
+        """`name` at the top of a module of the checkout: defined in the checkout (True),
+        taken from elsewhere (False), or not bound there (None)."""
+        tree = self._tree(module)
+        if tree is None or f"{module}:{name}" in seen:
+            return None
+        seen = seen | {f"{module}:{name}"}
+        package = _package_of(module, self.module_file(module))
+        found = None
+        for node in _top_level(tree.body):
+            bound = self._binding(node, package, name, seen)
+            found = found if bound is None else bound
+        return found
+
+    def _binding(
+        self, node: ast.stmt, package: str, name: str, seen: frozenset[str]
+    ) -> bool | None:
+        """What one statement binds `name` to, as `_origin` answers; None: it does not."""
+        if isinstance(node, ast.ImportFrom):
+            source, found = _absolute(node, package), None
+            for alias in node.names:
+                if alias.name == "*" and name in self._exports(source):
+                    found = self._origin(source, name, seen)
+                elif alias.name != "*" and (alias.asname or alias.name) == name:
+                    found = self._origin(source, alias.name, seen) is True
+            return found
+        if name not in _bound_by(node):
+            return None
+        return not isinstance(node, ast.Import)  # a module is not a class
+
+    def _exports(self, module: str) -> set[str]:
+        """The names `from module import *` gives, for a module of the checkout (its `__all__`,
+        else its public names); nothing for a module from elsewhere."""
+        if module in self._exported:
+            return self._exported[module]
+        self._exported[module] = set()  # a star-import cycle gives nothing more
+        tree = self._tree(module)
+        if tree is None:
+            return set()
+        package = _package_of(module, self.module_file(module))
+        names: set[str] = set()
+        for node in _top_level(tree.body):
+            listed = _dunder_all(node)
+            if listed is not None:
+                self._exported[module] = listed
+                return listed
+            if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
+                names |= self._exports(_absolute(node, package))
+            else:
+                names |= _bound_by(node)
+        self._exported[module] = {n for n in names if not n.startswith("_")}
+        return self._exported[module]
 
     def trainer_problem(self, name: str) -> str | None:
         """Why a dotted trainer name cannot be the project's, when its files say so."""
@@ -166,13 +240,52 @@ def _imports_of(body: list[ast.stmt], package: str) -> list[ProjectImport]:
     found = []
     for node in _top_level(body):
         if isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            if node.level:  # relative to the loader's package
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1])
-                module = f"{base}.{module}" if module else base
+            module = _absolute(node, package)
             names = ", ".join(f"{a.name} as {a.asname}" if a.asname else a.name for a in node.names)
             found.append(ProjectImport(module, f"from {module} import {names}"))
         elif isinstance(node, ast.Import):
             found += [ProjectImport(a.name, ast.unparse(ast.Import(names=[a]))) for a in node.names]
     return found
+
+
+def _absolute(node: ast.ImportFrom, package: str) -> str:
+    """The module a `from ... import` reads, relative imports resolved against `package`."""
+    module = node.module or ""
+    if not node.level:
+        return module
+    parts = package.split(".")
+    base = ".".join(parts[: len(parts) - node.level + 1])
+    return f"{base}.{module}" if module else base
+
+
+def _package_of(module: str, path: Path | None) -> str:
+    """The package a module's relative imports start from (itself, for an __init__.py)."""
+    if path is not None and path.name == "__init__.py":
+        return module
+    return module.rpartition(".")[0]
+
+
+def _bound_by(node: ast.stmt) -> set[str]:
+    """Names a top-level statement binds (star imports aside)."""
+    if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+        return {node.name}
+    if isinstance(node, ast.Assign | ast.AnnAssign):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return {t.id for t in targets if isinstance(t, ast.Name)}
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        return {(a.asname or a.name).split(".")[0] for a in node.names if a.name != "*"}
+    return set()
+
+
+def _dunder_all(node: ast.stmt) -> set[str] | None:
+    """The names of `__all__ = [...]` when `node` is that assignment, written out; else None."""
+    if not (
+        isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+        and isinstance(node.value, ast.List | ast.Tuple)
+    ):
+        return None
+    items = node.value.elts
+    if not all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in items):
+        return None
+    return {str(e.value) for e in items if isinstance(e, ast.Constant)}

@@ -66,9 +66,14 @@ def exported_names() -> dict[str, Any]:
     return names
 
 
+def modules() -> tuple[str, ...]:
+    """The worker's plugin modules (imported or failed)."""
+    return (*_loaded, *_failed)
+
+
 def provides(name: str) -> bool:
     """Whether `name` lives under one of the worker's plugins (imported or failed)."""
-    return provided_by(name, (*_loaded, *_failed)) is not None
+    return provided_by(name, modules()) is not None
 
 
 def resolve(name: str) -> Any:

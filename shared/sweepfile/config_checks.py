@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from shared.plugins import provided_by
-from shared.project import Project
+from shared.project import DEFAULT_TRAINER, Project
 
 from . import names
 from .document import Locator
@@ -43,11 +43,11 @@ def check_config(
     `project`: the user's checkout; its trainers take keys (and its schedulers names) that only
     the worker can check, so they are accepted here where its files do not refute them.
     """
-    own = trainer_source(config, plugins, project) != "engine"
+    source = trainer_source(config, plugins, project)
     try:
-        _check_trainer(config, plugins, project)  # first: it decides which keys are known
-        _check_keys(config, pass_through=own)
-        _check_values(config, plugins, project)
+        _check_trainer(config, source, project)  # first: it decides which keys are known
+        _check_keys(config, source, project)
+        _check_values(config, source, project)
     except SpecError as exc:
         raise locator.locate(exc) from None
     for key, value in config.items():
@@ -70,18 +70,27 @@ def check_config(
 def trainer_source(
     config: dict[str, Any], plugins: tuple[str, ...], project: Project | None
 ) -> str:
-    """Who provides the run's trainer: "engine" (built in), "plugin" or "project"."""
+    """Who provides the run's trainer: "engine" (built in), "plugin" or "project".
+
+    As nn-experiments' loader names them, the project's classes win over sweeps' built-in
+    names: a built-in name (or no `trainer`: the loader's `Trainer`) is the project's when its
+    checkout defines it. The worker decides with the same function (engine_for)."""
     trainer = config.get("trainer")
-    if not isinstance(trainer, str) or trainer in names.TRAINERS:
-        return "engine"
+    trainer = DEFAULT_TRAINER if trainer is None else trainer
+    if not isinstance(trainer, str):
+        return "engine"  # refused by _check_trainer
+    if trainer in names.TRAINERS:
+        own = project is not None and project.defines_trainer(trainer)
+        return "project" if own else "engine"
     if provided_by(trainer, plugins):
         return "plugin"
     return "project" if project is not None else "engine"
 
 
-def _check_keys(config: dict[str, Any], *, pass_through: bool = False) -> None:
+def _check_keys(config: dict[str, Any], source: str, project: Project | None) -> None:
     """Known keys only, unless the trainer is the user's (the original passes the rest to its
     constructor, which the worker checks)."""
+    pass_through = source != "engine"
     for key in config:
         if not isinstance(key, str):
             raise SpecError(f"top-level key {key!r} must be a name", value=key)
@@ -96,7 +105,7 @@ def _check_keys(config: dict[str, Any], *, pass_through: bool = False) -> None:
                 key=key,
             )
         close = difflib.get_close_matches(key, names.KNOWN_KEYS, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+        hint = f"; did you mean '{close[0]}'?" if close else _built_in_hint(config, project)
         raise SpecError(f"unknown key '{key}'{hint}", key=key)
     for key in names.REQUIRED_KEYS:
         if not config.get(key):
@@ -104,9 +113,24 @@ def _check_keys(config: dict[str, Any], *, pass_through: bool = False) -> None:
     check_stop(config)
 
 
-def _check_values(
-    config: dict[str, Any], plugins: tuple[str, ...] = (), project: Project | None = None
-) -> None:
+def _built_in_hint(config: dict[str, Any], project: Project | None) -> str:
+    """Why sweeps' own trainer is the one that refused a key, and how a project's gets it."""
+    trainer = config.get("trainer") or DEFAULT_TRAINER
+    if not isinstance(trainer, str) or trainer not in names.TRAINERS:
+        return ""
+    if project is None:
+        return (
+            f": the trainer {trainer!r} is sweeps' built-in, which takes only the keys of "
+            f"FORMAT.md; for your checkout's {trainer} and its keys, set SWEEPS_PROJECT_ROOT "
+            "to the checkout"
+        )
+    return (
+        f": the trainer {trainer!r} is sweeps' built-in (the project {project.root} does not "
+        "define it), which takes only the keys of FORMAT.md"
+    )
+
+
+def _check_values(config: dict[str, Any], source: str, project: Project | None) -> None:
     check_scalars(config)
     _check_learnrate(config["learnrate"])
     check_choice(config, "optimizer", names.OPTIMIZERS, "torch.optim")
@@ -133,13 +157,10 @@ def _check_values(
         )
     if "globals" in config and config["globals"] is not None:
         _check_globals(config["globals"])
-    check_early_stop(config)
+    check_early_stop(config, own_trainer=source != "engine")
 
 
-def _check_trainer(
-    config: dict[str, Any], plugins: tuple[str, ...], project: Project | None
-) -> None:
-    source = trainer_source(config, plugins, project)
+def _check_trainer(config: dict[str, Any], source: str, project: Project | None) -> None:
     if source == "engine":
         where = "the engine's trainers" + (
             ""
@@ -148,7 +169,7 @@ def _check_trainer(
         )
         check_choice(config, "trainer", names.TRAINERS, where)  # fmt: skip
     elif source == "project" and project is not None:
-        problem = project.trainer_problem(str(config["trainer"]))
+        problem = project.trainer_problem(str(config.get("trainer") or DEFAULT_TRAINER))
         if problem:
             raise SpecError(problem, key="trainer", value=config["trainer"])
 

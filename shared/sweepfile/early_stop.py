@@ -37,12 +37,20 @@ class EarlyStop:
     reduction_factor: int
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> EarlyStop | None:
-        """The run's early stopping, or None; raises SpecError naming a bad value."""
+    def from_config(cls, config: dict[str, Any], *, own_trainer: bool = False) -> EarlyStop | None:
+        """The run's early stopping, or None; raises SpecError naming a bad value.
+
+        `own_trainer`: the trainer is the user's (a plugin's or the project's, whatever its
+        name), so only what every trainer reports can be compared."""
         value = config.get("early_stop")
         if value is None:
             return None
-        return _parse(value, trainer=str(config.get("trainer") or "Trainer"), config=config)
+        trainer = str(config.get("trainer") or "Trainer")
+        if own_trainer:  # its tags are known only when it runs
+            return _parse(value, trainer=f"{trainer} (your own)", reported=(VALIDATION_LOSS,),
+                          config=config)  # fmt: skip
+        reported = names.TRAINER_METRICS.get(trainer, (VALIDATION_LOSS,))
+        return _parse(value, trainer=trainer, reported=reported, config=config)
 
     def rung_inputs(self, rung: int) -> int:
         return self.min_inputs * self.reduction_factor**rung
@@ -71,12 +79,14 @@ class EarlyStop:
         return value <= ordered[index] and value != worst
 
 
-def check_early_stop(config: dict[str, Any]) -> None:
+def check_early_stop(config: dict[str, Any], *, own_trainer: bool = False) -> None:
     """SpecError for a bad `early_stop` (key `early_stop.<name>` so the line can be found)."""
-    EarlyStop.from_config(config)
+    EarlyStop.from_config(config, own_trainer=own_trainer)
 
 
-def _parse(value: Any, *, trainer: str, config: dict[str, Any]) -> EarlyStop:
+def _parse(
+    value: Any, *, trainer: str, reported: tuple[str, ...], config: dict[str, Any]
+) -> EarlyStop:
     if not isinstance(value, dict):
         raise SpecError(
             "'early_stop' must be a map with metric, min_inputs and optionally mode and "
@@ -90,8 +100,6 @@ def _parse(value: Any, *, trainer: str, config: dict[str, Any]) -> EarlyStop:
                 key=f"early_stop.{key}",
             )
     metric = value.get("metric")
-    # A plugin's trainer is known only to the workers: the loss is what every trainer reports.
-    reported = names.TRAINER_METRICS.get(trainer, (VALIDATION_LOSS,))
     if not isinstance(metric, str) or metric not in reported:
         later = " (the SVC scores arrive after the validation, too late to decide on)"
         raise SpecError(

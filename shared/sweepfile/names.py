@@ -64,8 +64,9 @@ TRAINER_METRICS = {
     "src.train.TrainAutoencoder": _LOSS,
     "src.train.train_autoencoder.TrainAutoencoder": _LOSS,
 }
-# Every metric each trainer reports (a search can learn from any of them); a plugin's trainer
-# is known only to the workers, so only what every trainer reports is accepted for it.
+# Every metric each trainer reports (a search can learn from any of them). A plugin's or a
+# project's trainer (also one named like these: config_checks.trainer_source) is known only to
+# the workers, so only what every trainer reports is accepted for it (early_stop: the loss).
 BASE_REPORTS = (mk.VALIDATION_LOSS, mk.TRAIN_LOSS, mk.MODEL_PARAMS, mk.TRAIN_SECONDS, mk.THROUGHPUT)
 _CLASSIFY_REPORTS = (
     *BASE_REPORTS[:1],

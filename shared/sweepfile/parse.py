@@ -13,7 +13,7 @@ from typing import Any
 from shared.project import PATH_PLACEHOLDER, Project
 
 from .bounded import Budget
-from .config_checks import check_config, is_code
+from .config_checks import check_config, is_code, trainer_source
 from .document import Locator, load_document
 from .encoding import NotUtf8, decode_utf8
 from .errors import SpecError
@@ -124,7 +124,8 @@ def parse_sweep(
     document = load_document(text, budget)
     locator = Locator(text)
     try:
-        search = parse_search(document)
+        own_trainer = trainer_source(document, plugins, project) != "engine"
+        search = parse_search(document, own_trainer=own_trainer)
     except SpecError as exc:  # keys: search.<name>, matrix.<key>[.<name>], or $filter
         raise locator.locate(exc, parent="matrix" if exc.key == FILTER_KEY else None) from None
     if search is not None and search.samples:

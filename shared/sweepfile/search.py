@@ -162,8 +162,11 @@ def is_range(value: Any) -> bool:
     return isinstance(value, dict) and ("low" in value or "high" in value)
 
 
-def parse_search(document: dict[str, Any]) -> Search | None:
-    """The file's search, or None without `search`. SpecError (with its key) for bad input."""
+def parse_search(document: dict[str, Any], *, own_trainer: bool = False) -> Search | None:
+    """The file's search, or None without `search`. SpecError (with its key) for bad input.
+
+    `own_trainer`: the trainer is the user's (a plugin's or the project's, whatever its name),
+    so only what every trainer reports can be searched on."""
     matrix = document.get("matrix") or {}
     value = document.get("search")
     ranges = [k for k, v in matrix.items() if k != FILTER_KEY and is_range(v)] if isinstance(
@@ -194,7 +197,7 @@ def parse_search(document: dict[str, Any]) -> Search | None:
         check_matrix(matrix)  # raises: says what a matrix must be
     space = {k: _param(k, v) for k, v in matrix.items() if k != FILTER_KEY}
     filter_text = matrix.get(FILTER_KEY)
-    metric, mode = _metric(value, document, required=method != "grid")
+    metric, mode = _metric(value, document, required=method != "grid", own_trainer=own_trainer)
     search = Search(
         method=method,
         # grid without `trials`: every combination (parse.py counts them); 0 until then
@@ -222,14 +225,17 @@ def _range_needs_sampler(key: str, why: str) -> SpecError:
 
 
 def _metric(
-    value: dict[str, Any], document: dict[str, Any], *, required: bool
+    value: dict[str, Any], document: dict[str, Any], *, required: bool, own_trainer: bool
 ) -> tuple[str | None, str]:
     metric = value.get("metric")
     if metric is None and not required:
         return None, "max"
-    trainer = document.get("trainer") or "Trainer"
-    # A plugin's trainer is known only to the workers: what every trainer reports is allowed.
-    reported = names.TRAINER_REPORTS.get(str(trainer), names.BASE_REPORTS)
+    trainer = str(document.get("trainer") or "Trainer")
+    reported: tuple[str, ...] = names.BASE_REPORTS
+    if own_trainer:  # its tags are known only when it runs: what every trainer reports
+        trainer = f"{trainer} (your own)"
+    else:
+        reported = names.TRAINER_REPORTS.get(trainer, names.BASE_REPORTS)
     if not isinstance(metric, str) or metric not in reported:
         raise SpecError(
             f"'search.metric' {metric!r} is not a metric the trainer {trainer} reports; "

@@ -136,6 +136,26 @@ def test_project_trainer_trains_and_bad_input_fails_before_training(
     assert log.count("project module 'src.models.extra' cannot be imported") == 1
 
 
+def test_a_built_in_trainer_name_trains_with_the_checkouts_class(
+    project_client: TestClient, db_url: str, broker_url: str, tmp_path: Path, session: Session
+) -> None:
+    # `trainer: TrainAutoencoder` with a key only the checkout's TrainAutoencoder takes
+    text = (PROJECT / "experiments" / "ae" / "ae-special.yml").read_text()
+    preview = project_client.post("/sweeps/preview", content=text,
+                                  headers={"Content-Type": "application/x-yaml"})  # fmt: skip
+    assert preview.status_code == 200, preview.text
+    (run_id,) = _run_ids(project_client, text)
+    with start_worker(_env(db_url, broker_url, tmp_path), log_path=tmp_path / "w.log") as worker:
+        wait_for_runs(db_url, [run_id], timeout=120, diagnostics=worker.log_tail)
+    session.expire_all()
+    run = session.get_one(Run, run_id)
+    assert run.status.value == "succeeded", run.error
+    assert run.config["feature_loss_weight"] == 0.1 and run.inputs_seen == 1024
+    # the scalars the checkout's class logs (sweeps' own TrainAutoencoder logs no features)
+    assert stored_steps(session, run_id, "validation_loss") == [512, 1024]
+    assert stored_steps(session, run_id, "validation_features_std") == [512, 1024]
+
+
 def test_project_run_resumes_on_another_worker(
     project_client: TestClient, db_url: str, broker_url: str, tmp_path: Path, session: Session
 ) -> None:

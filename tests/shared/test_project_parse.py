@@ -64,10 +64,27 @@ def test_without_a_project_the_same_file_is_refused() -> None:
     assert err.key == "trainer" and "is not supported" in err.message
 
 
+def test_a_built_in_trainer_name_the_checkout_defines_is_the_checkouts(project: Project) -> None:
+    text = FILE.replace("load: ${PATH}/checkpoints/earlier\n", "")
+    for name in ("Trainer", "TrainAutoencoder", "src.train.TrainAutoencoder"):
+        runs = parse_sweep(text.replace("experiments.denoise.trainer.TrainDenoising", name),
+                           project=project).runs  # fmt: skip
+        assert runs[0].config["noise_amount"] == 0.1  # left for the worker's constructor check
+    # no `trainer`: nn-experiments' loader takes its `Trainer`, the checkout's here
+    runs = parse_sweep(text.replace("trainer: experiments.denoise.trainer.TrainDenoising\n", ""),
+                       project=project).runs  # fmt: skip
+    assert runs[0].config["mask_is_arg"] is True
+
+
 def test_sweeps_own_trainers_still_refuse_unknown_keys(project: Project) -> None:
-    text = FILE.replace("experiments.denoise.trainer.TrainDenoising", "Trainer")
-    err = error_of(text.replace("scheduler: CosineAnnealingWarmupLR\n", ""), project)
-    assert err.key == "noise_amount" and "unknown key 'noise_amount'" in err.message
+    text = FILE.replace("scheduler: CosineAnnealingWarmupLR\n", "")
+    for name in ("RepresentationClassTrainer", "experiments.reptrainer.RepresentationClassTrainer"):
+        err = error_of(text.replace("experiments.denoise.trainer.TrainDenoising", name), project)
+        assert err.key == "noise_amount"
+        assert err.message == (
+            f"unknown key 'noise_amount': the trainer {name!r} is sweeps' built-in (the project "
+            f"{PROJECT} does not define it), which takes only the keys of FORMAT.md"
+        )
 
 
 def test_trainers_and_schedulers_the_checkout_does_not_have_are_refused(

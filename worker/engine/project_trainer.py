@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from shared import metric_keys as mk
 from shared.artifacts import Folder, join_location, open_folder
+from shared.sweepfile.config_checks import trainer_source
 from shared.sweepfile.run_config import RunConfig
 from worker import plugins, project
 
@@ -46,7 +47,7 @@ LOADER_KEYS = (
     "scheduler", "num_workers", "dataloader_collate_fn", "validation_batch_size", "globals",
 )  # fmt: skip
 # ...and sweeps' own keys, which no project trainer takes.
-SWEEPS_KEYS = ("matrix", "description", "early_stop", "seed", "precision", "compile",
+SWEEPS_KEYS = ("matrix", "description", "early_stop", "search", "seed", "precision", "compile",
                "step_graph", "load")  # fmt: skip
 
 TrainFn = Callable[..., dict[str, Any]]
@@ -57,7 +58,9 @@ def engine_for(run_config: RunConfig) -> tuple[TrainFn, RunConfig]:
     """The function that trains this run, and its configuration with `${PATH}` filled in.
 
     Sweeps' trainers (and plugin subclasses of them) train in `train_run`; any other trainer
-    class is the project's (or a plugin's) nn-experiments-style trainer. ValueError names a
+    class is the project's (or a plugin's) nn-experiments-style trainer. Who provides it is
+    decided as at preview (`trainer_source`): a built-in name the project defines, or no
+    `trainer` with a project that defines `Trainer`, is the project's. ValueError names a
     trainer that cannot be found or used, before anything is built.
     """
     from .trainer import TRAINERS
@@ -65,9 +68,11 @@ def engine_for(run_config: RunConfig) -> tuple[TrainFn, RunConfig]:
     config = project.fill_path(dict(run_config.values))
     filled = RunConfig(run_config.settings, config)
     name = run_config.settings.trainer
-    if name in TRAINERS:
+    loaded = project.current()
+    source = trainer_source(config, plugins.modules(), loaded.project if loaded else None)
+    if source == "engine" and name in TRAINERS:
         return train_run, filled
-    if plugins.provides(name):
+    if source == "plugin":
         found = plugins.trainer_class(name, Trainer)
     else:
         found = project.resolve_trainer(name)

@@ -19,10 +19,7 @@ PROJECT = Path(__file__).resolve().parents[2] / "support" / "nnexp_project"
 FILES = sorted(p.relative_to(PROJECT).as_posix() for p in PROJECT.glob("experiments/**/*.yml"))
 
 # Files that do not train, and why: the rest preview and train.
-REFUSED_AT_PREVIEW = {
-    # sweeps' own TrainAutoencoder keeps its name and does not take the special trainers' keys
-    "experiments/ae/ae-special.yml": "unknown key 'feature_loss_weight'",
-}
+REFUSED_AT_PREVIEW: dict[str, str] = {}
 FAILED_ON_THE_WORKER = {
     # the trainer does not take the key: nn-experiments would fail the same way
     "experiments/denoise/denoise-mask.yml": "does not take 'mask_is_arg'",
@@ -59,7 +56,24 @@ def test_file_previews_and_trains(name: str, loaded: None, tmp_path: Path) -> No
         assert FAILED_ON_THE_WORKER[name] in str(failure.value)
         return
     train, config = engine_for(RunConfig.from_config(runs[0].config, own_schedulers=True))
+    # every trainer is the checkout's, also one named like sweeps' (TrainAutoencoder) or none
+    trainer_class = train.keywords["trainer_class"]  # type: ignore[attr-defined]
+    assert trainer_class.__module__.startswith(("src.train.", "experiments."))
     recorder = Recorder()
     summary = train(config, recorder, checkpoint_dir=tmp_path, device="cpu")
     assert summary["inputs"] >= runs[0].config["max_inputs"]
     assert recorder.steps("validation_loss")
+    if trainer_class.__name__ == "TrainAutoencoder":  # the checkout's, with its own scalars
+        assert recorder.steps("validation_features_std") == recorder.steps("validation_loss")
+
+
+def test_without_the_project_sweeps_own_trainer_refuses_the_checkouts_keys() -> None:
+    text = (PROJECT / "experiments/ae/ae-special.yml").read_text()
+    with pytest.raises(SpecError) as refused:
+        parse_sweep(text)
+    assert refused.value.key == "feature_loss_weight" and refused.value.line == 7
+    assert refused.value.message == (
+        "unknown key 'feature_loss_weight': the trainer 'TrainAutoencoder' is sweeps' built-in, "
+        "which takes only the keys of FORMAT.md; for your checkout's TrainAutoencoder and its "
+        "keys, set SWEEPS_PROJECT_ROOT to the checkout"
+    )

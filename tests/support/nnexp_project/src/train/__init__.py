@@ -1,3 +1,4 @@
 from .trainer import Trainer
+from .train_autoencoder import TrainAutoencoder
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "TrainAutoencoder"]
