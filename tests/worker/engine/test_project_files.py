@@ -13,9 +13,11 @@ from shared.sweepfile import SpecError, parse_sweep
 from shared.sweepfile.run_config import RunConfig
 from tests.worker.engine.support import Recorder
 from worker import project
+from worker.engine import train_run
 from worker.engine.project_trainer import engine_for
 
 PROJECT = Path(__file__).resolve().parents[2] / "support" / "nnexp_project"
+EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "examples").glob("*.yaml"))
 FILES = sorted(p.relative_to(PROJECT).as_posix() for p in PROJECT.glob("experiments/**/*.yml"))
 
 # Files that do not train, and why: the rest preview and train.
@@ -77,3 +79,21 @@ def test_without_the_project_sweeps_own_trainer_refuses_the_checkouts_keys() -> 
         "which takes only the keys of FORMAT.md; for your checkout's TrainAutoencoder and its "
         "keys, set SWEEPS_PROJECT_ROOT to the checkout"
     )
+
+
+@pytest.mark.parametrize("with_project", [False, True])
+def test_the_examples_keep_sweeps_engine(
+    with_project: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Their trainer (sweeps' RepresentationClassTrainer) is not one the stand-in defines."""
+    monkeypatch.setattr(project, "_loaded", None)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    checkout = project_at(PROJECT) if with_project else None
+    if with_project:
+        project.load(PROJECT)
+    assert EXAMPLES
+    for path in EXAMPLES:
+        spec = parse_sweep(path.read_text(), project=checkout)
+        config = (spec.runs or spec.probes)[0].config
+        train, _ = engine_for(RunConfig.from_config(config, own_schedulers=with_project))
+        assert train is train_run, path.name
