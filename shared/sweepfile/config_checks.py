@@ -171,7 +171,7 @@ def _check_trainer(config: dict[str, Any], source: str, project: Project | None)
     elif source == "project" and project is not None:
         problem = project.trainer_problem(str(config.get("trainer") or DEFAULT_TRAINER))
         if problem:
-            raise SpecError(problem, key="trainer", value=config["trainer"])
+            raise SpecError(problem, key="trainer", value=config.get("trainer"))
 
 
 def _check_project_scheduler(config: dict[str, Any], project: Project | None) -> None:

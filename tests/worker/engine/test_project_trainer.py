@@ -83,6 +83,11 @@ def test_the_constructor_is_checked_through_its_kwargs_chain(loaded: project.Loa
         engine_for(typed_of(FILE.replace("noise_amount", "noise_amout") + "extra_key: 1\n"))
     with pytest.raises(ValueError, match="module 'experiments.nope' cannot be imported"):
         engine_for(typed({**config_of(FILE), "trainer": "experiments.nope.Trainer"}))
+    # sweeps' own keys are not the constructor's: a search's runs keep `search` in their config
+    search = FILE.replace("noise_amount: 0.1", "noise_amount: ${n}")
+    search += "matrix:\n  n: [0.1, 0.2]\nsearch:\n  method: grid\n  metric: validation_loss\n"
+    assert "search" in config_of(search)
+    engine_for(typed_of(search))
 
 
 def test_path_is_the_workers_checkout(loaded: project.Loaded) -> None:
