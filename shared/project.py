@@ -51,6 +51,7 @@ class Project:
     # Parsed files and answers, per instance: a new Project (one per request) reads them afresh.
     _trees: dict[str, ast.Module | None] = field(default_factory=dict, compare=False, repr=False)
     _exported: dict[str, set[str]] = field(default_factory=dict, compare=False, repr=False)
+    _trainers: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def nn_experiments(self) -> bool:
@@ -100,15 +101,15 @@ class Project:
         loader finds it: `a.b.C` is C of module a.b, a plain name is the loader's (the last of
         its imports that binds it). Read from the files: a name that only comes from outside
         the checkout (an import of another package) is not the checkout's."""
-        module, _, attribute = name.rpartition(".")
-        if module:
-            return self._origin(module, attribute, frozenset()) is True
-        found = None
-        for item in self.loader_imports:
-            statement = ast.parse(item.statement).body[0]
-            bound = self._binding(statement, LOADER_PACKAGE, name, frozenset())
-            found = found if bound is None else bound
-        return found is True
+        if name not in self._trainers:  # asked once per run of a sweep
+            module, _, attribute = name.rpartition(".")
+            found = self._origin(module, attribute, frozenset()) if module else None
+            for item in () if module else self.loader_imports:
+                statement = ast.parse(item.statement).body[0]
+                bound = self._binding(statement, LOADER_PACKAGE, name, frozenset())
+                found = found if bound is None else bound
+            self._trainers[name] = found is True
+        return self._trainers[name]
 
     def _tree(self, module: str) -> ast.Module | None:
         if module not in self._trees:
