@@ -38,6 +38,18 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+Limit = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=100_000,
+        description="rows per page; JSON defaults to 500 (see `total`), md and csv to every row",
+    ),
+]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="rows to skip, after sorting")]
+JSON_PAGE = 500
+
+
 def render(
     session: SessionDep,
     fmt: str,
@@ -45,9 +57,13 @@ def render(
     *,
     sweep_ids: list[int] = (),  # type: ignore[assignment]
     run_ids: list[int] = (),  # type: ignore[assignment]
+    limit: int | None = None,
+    offset: int = 0,
 ) -> Response:
     runs, keys = table_runs(session, sweep_ids=sweep_ids, run_ids=run_ids)
-    table = build_table(runs, keys, sort=sort)
+    if limit is None and fmt == "json":
+        limit = JSON_PAGE
+    table = build_table(runs, keys, sort=sort, limit=limit, offset=offset)
     if fmt == "md":
         return PlainTextResponse(to_markdown(table), media_type="text/markdown; charset=utf-8")
     if fmt == "csv":
@@ -59,10 +75,17 @@ def render(
 
 @router.get("/sweeps/{sweep_id}/table", response_model=TableOut, responses=_RESPONSES)
 def sweep_table(
-    sweep_id: SweepId, session: SessionDep, format: Format = "json", sort: Sort = None
+    sweep_id: SweepId,
+    session: SessionDep,
+    format: Format = "json",
+    sort: Sort = None,
+    limit: Limit = None,
+    offset: Offset = 0,
 ) -> Any:
-    """The seed's comparison table for one sweep: parameters, losses, accuracies, size, time."""
-    return render(session, format, sort, sweep_ids=[sweep_id])
+    """The seed's comparison table for one sweep: parameters, losses, accuracies, size, time.
+
+    Paged by `limit`/`offset` after sorting; best values are the whole sweep's."""
+    return render(session, format, sort, sweep_ids=[sweep_id], limit=limit, offset=offset)
 
 
 @router.get("/compare", response_model=TableOut, responses=_RESPONSES)
@@ -74,10 +97,14 @@ def compare(
     ] = None,
     format: Format = "json",
     sort: Sort = None,
+    limit: Limit = None,
+    offset: Offset = 0,
 ) -> Any:
     """The same table across sweeps: the listed runs plus every run of the listed sweeps."""
     run_ids = parse_ids(runs, "runs")
     sweep_ids = parse_ids(sweeps_, "sweeps")
     if not run_ids and not sweep_ids:
         raise InvalidInput("give runs=1,2 and/or sweeps=3 to compare")
-    return render(session, format, sort, sweep_ids=sweep_ids, run_ids=run_ids)
+    return render(
+        session, format, sort, sweep_ids=sweep_ids, run_ids=run_ids, limit=limit, offset=offset
+    )

@@ -15,17 +15,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy.orm import Session
 
 from api.deps import SessionDep, SettingsDep, ensure_bootstrap
 from api.errors import InvalidInput
 from api.etag import is_fresh, make_etag, not_modified
 from api.params import RunId, SweepId, parse_ids
 from api.ui import assets, auth, views
+from api.ui.sweep_page_context import flash_text, sweep_context
 from shared import queue
-from shared.db.models import ApiToken, RunStatus
+from shared.db.models import ApiToken
 from shared.db.session import enqueue_after_commit
-from shared.domain import commands, reads, tables
+from shared.domain import commands, reads, retry, tables
 from shared.domain.curves import curves_payload, load_runs, parse_after
 from shared.domain.submit import create_sweep, default_name, parse_submission, plan_runs
 from shared.domain.versions import metrics_version
@@ -155,29 +155,6 @@ def sweeps_page(request: Request, db: DbSession, _: PageUser, page: int = 1) -> 
     )
 
 
-def _sweep_context(db: Session, sweep_id: int, sort: str | None) -> dict[str, Any]:
-    sweep = reads.get_sweep(db, sweep_id)
-    runs, param_keys = tables.table_runs(db, sweep_ids=[sweep_id])
-    table = build_table(runs, param_keys, sort=sort)
-    summary = reads.summarize(db, [sweep])[0]
-    statuses = {r.status for r in runs}
-    return {
-        "sweep": sweep,
-        "table": views.table_view(table),
-        "raw_table": table,
-        "param_keys": param_keys,
-        "counts": views.sweep_row(summary)["counts"],
-        "progress": views.progress_fraction(summary),
-        "created": views.when(sweep.created_at),
-        "finished": views.when(sweep.finished_at),
-        "active": bool(statuses & {RunStatus.QUEUED.value, RunStatus.RUNNING.value}),
-        "can_cancel": bool(statuses & {RunStatus.QUEUED.value, RunStatus.RUNNING.value}),
-        "can_retry": bool(
-            statuses & {RunStatus.FAILED.value, RunStatus.CANCELLED.value, RunStatus.PRUNED.value}
-        ),
-    }
-
-
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
 def sweep_page(
     request: Request,
@@ -185,36 +162,38 @@ def sweep_page(
     _: PageUser,
     sweep_id: SweepId,
     sort: str | None = None,
+    page: Annotated[int, Query(ge=1, le=2**31 - 1)] = 1,
+    curves: str | None = None,
     cancelled: int | None = None,
     stopping: int | None = None,
     retried: int | None = None,
+    held: int | None = None,
 ) -> HTMLResponse:
-    context = _sweep_context(db, sweep_id, sort)
-    context["parcoords"] = views.parcoords_spec(context["raw_table"], context["param_keys"])
+    context = sweep_context(db, sweep_id, sort, page, all_curves=curves == "all")
+    context["parcoords"] = views.parcoords_spec(context["runs"], context["param_keys"])
+    flash = flash_text(cancelled, stopping, retried)
+    if held:
+        flash = "This sweep is held: release its runs below, or retry with the fixed file."
     return render(
         request,
         "sweep.html",
-        max_points=max_points_for(len(context["table"].rows)),
-        flash=_flash(cancelled, stopping, retried),
+        max_points=max_points_for(len(context["curves"]["run_ids"]) or len(context["runs"])),
+        flash=flash,
         **context,
     )
 
 
-def _flash(cancelled: int | None, stopping: int | None, retried: int | None) -> str | None:
-    if retried is not None:
-        return f"Queued {retried} run{'s' if retried != 1 else ''} again."
-    if cancelled is not None or stopping is not None:
-        return (
-            f"Cancelled {cancelled or 0} queued run{'s' if cancelled != 1 else ''}; "
-            f"asked {stopping or 0} running run{'s' if stopping != 1 else ''} to stop."
-        )
-    return None
-
-
 @router.get("/sweeps/{sweep_id}/live", response_class=HTMLResponse)
-def sweep_live(request: Request, db: DbSession, _: DataUser, sweep_id: SweepId) -> HTMLResponse:
+def sweep_live(
+    request: Request,
+    db: DbSession,
+    _: DataUser,
+    sweep_id: SweepId,
+    sort: str | None = None,
+    page: Annotated[int, Query(ge=1, le=2**31 - 1)] = 1,
+) -> HTMLResponse:
     """The status block and table, re-fetched by the page while runs are unfinished."""
-    return render(request, "_sweep_live.html", **_sweep_context(db, sweep_id, None))
+    return render(request, "_sweep_live.html", **sweep_context(db, sweep_id, sort, page))
 
 
 @router.get("/sweeps/{sweep_id}/table.{fmt}")
@@ -223,7 +202,8 @@ def sweep_table_file(
 ) -> Response:
     if fmt not in ("md", "csv"):
         raise HTTPException(404, f"no table format {fmt!r}; use table.md or table.csv")
-    table = _sweep_context(db, sweep_id, sort)["raw_table"]
+    runs, param_keys = tables.table_runs(db, sweep_ids=[sweep_id])
+    table = build_table(runs, param_keys, sort=sort)
     body, media = (
         (to_markdown(table), "text/markdown") if fmt == "md" else (to_csv(table), "text/csv")
     )
@@ -247,8 +227,17 @@ def cancel_sweep(db: DbSession, _: FormUser, sweep_id: SweepId) -> Response:
 
 
 @router.post("/sweeps/{sweep_id}/retry")
-def retry_sweep(db: DbSession, settings: SettingsDep, _: FormUser, sweep_id: SweepId) -> Response:
-    run_ids = commands.retry_runs(db, sweep_id)
+def retry_sweep(
+    db: DbSession,
+    settings: SettingsDep,
+    _: FormUser,
+    sweep_id: SweepId,
+    force: Annotated[bool, Form()] = False,
+) -> Response:
+    try:
+        run_ids = retry.retry_sweep(db, sweep_id, force=force)
+    except commands.Conflict:  # held: the page says how to release it
+        return RedirectResponse(f"/ui/sweeps/{sweep_id}?held=1", status_code=303)
     enqueue_after_commit(db, run_ids, queue.sender(settings.broker_url))
     return RedirectResponse(f"/ui/sweeps/{sweep_id}?retried={len(run_ids)}", status_code=303)
 
@@ -374,9 +363,9 @@ async def submit(
         form["merged"] = spec.yaml_text if spec.merged_from else None
         return render(request, "submit.html", **{**form, "error": None, "name": sweep_name})
     sweep, runs = create_sweep(db, spec, name=sweep_name, force=force)
-    # A queued run linked to one training elsewhere gets no task (shared/db/links.py).
-    queued = [r.id for r in runs if r.status == RunStatus.QUEUED and r.reused_from_id is None]
-    enqueue_after_commit(db, queued, queue.sender(settings.broker_url))
+    enqueue_after_commit(
+        db, [r.id for r in runs if r.needs_task], queue.sender(settings.broker_url)
+    )
     return RedirectResponse(f"/ui/sweeps/{sweep.id}", status_code=303)
 
 

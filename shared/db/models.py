@@ -72,6 +72,7 @@ class RunStatus(enum.StrEnum):
     CANCELLED = "cancelled"
     REUSED = "reused"
     PRUNED = "pruned"  # stopped early: its rung's metric was outside the sweep's top fraction
+    HELD = "held"  # waits for a person: its sweep's first runs all failed alike (holds.py)
 
     @property
     def finished(self) -> bool:
@@ -92,6 +93,7 @@ FINISHED_STATUSES = frozenset(
 class SweepStatus(enum.StrEnum):
     ACTIVE = "active"  # some run queued or running
     FINISHED = "finished"  # every run ended
+    HELD = "held"  # none queued or running, some held (shared/db/holds.py)
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
@@ -118,6 +120,11 @@ class Sweep(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set while its queued runs are held (shared/db/holds.py); released_at once a person
+    # released them, after which the sweep is not held again.
+    hold_reason: Mapped[str | None] = mapped_column(Text)
+    held_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     runs: Mapped[list[Run]] = relationship(
         back_populates="sweep", order_by="Run.id", foreign_keys="Run.sweep_id"
@@ -129,6 +136,8 @@ class Run(Base):
     __table_args__ = (
         UniqueConstraint("sweep_id", "matrix_id"),
         Index("ix_runs_status_lease", "status", "lease_expires_at"),
+        # Per-sweep status counts and "is any run live/held" stay index-only on 10,000 runs.
+        Index("ix_runs_sweep_id_status", "sweep_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

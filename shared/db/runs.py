@@ -20,7 +20,7 @@ from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from shared.db import links
+from shared.db import holds, links
 from shared.db.models import FINISHED_STATUSES, LatestMetric, Metric, Run, RunStatus, utcnow
 from shared.domain.commands import update_sweep_status
 
@@ -256,6 +256,8 @@ def finish_run(
     ).scalar()
     if sweep_id is None:
         return False
+    if status is RunStatus.FAILED:
+        holds.hold_if_failing(session, sweep_id)
     update_sweep_status(session, [sweep_id, *links.settle_links(session, [run_id])])
     return True
 

@@ -76,6 +76,7 @@ log = logging.getLogger("sweeps.queue")
 Send = Callable[[int], None]
 _PENDING = "sweeps.enqueue.pending"  # list[(send, run ids)] of the open transaction
 _OUTCOME = "sweeps.enqueue.outcome"  # Enqueued of the last commit
+SEND_BATCH = 500  # ids per `many` call: what one failure can leave unsent (and unmarked)
 
 
 @dataclass
@@ -115,17 +116,21 @@ def _send_recorded(session: Session) -> None:
     outcome: Enqueued = session.info.setdefault(_OUTCOME, Enqueued())
     total = sum(len(ids) for _, ids in pending)
     for send, run_ids in pending:
-        for run_id in run_ids:
+        # A sender with `many` (shared.queue.Sender) sends a batch in one round trip.
+        many = getattr(send, "many", None)
+        size = SEND_BATCH if many is not None else 1
+        for start in range(0, len(run_ids), size):
+            chunk = run_ids[start : start + size]
             try:
-                send(run_id)
+                many(chunk) if many is not None else send(chunk[0])
             except Exception as exc:  # noqa: BLE001 - any broker failure is handled the same way
-                log.warning("enqueue failed for run %s: %s", run_id, type(exc).__name__)
+                log.warning("enqueue failed for run %s: %s", chunk[0], type(exc).__name__)
                 outcome.warnings.append(
                     f"the task queue is unreachable ({type(exc).__name__}); "
                     f"{total - len(outcome.sent)} queued runs will be sent by the reconciler"
                 )
                 return  # the broker is down: the rest would fail the same way
-            outcome.sent.append(run_id)
+            outcome.sent.extend(chunk)
 
 
 @event.listens_for(Session, "after_soft_rollback")

@@ -98,13 +98,23 @@ def summarize(session: Session, sweeps: Sequence[Sweep]) -> list[SweepSummary]:
     ]
 
 
-def sweep_runs(session: Session, sweep_id: int) -> list[Run]:
-    """The sweep's runs by id, without their large columns (config, provenance, traceback)."""
+def sweep_runs(
+    session: Session,
+    sweep_id: int,
+    *,
+    limit: int | None = None,
+    offset: int = 0,
+    statuses: Sequence[RunStatus] = (),
+) -> list[Run]:
+    """The sweep's runs by id (one page, of `statuses` if given), without their large columns
+    (config, provenance, traceback)."""
     query = (
         select(Run)
-        .where(Run.sweep_id == sweep_id)
+        .where(Run.sweep_id == sweep_id, *([Run.status.in_(statuses)] if statuses else []))
         .order_by(Run.id)
         .options(defer(Run.config), defer(Run.provenance), defer(Run.traceback))
+        .limit(limit)
+        .offset(offset)
     )
     return list(session.scalars(query))
 

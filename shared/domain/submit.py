@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from shared.db import links
@@ -133,12 +133,30 @@ def plan_runs(session: Session, spec: SweepSpec, *, force: bool = False) -> list
     return [PlannedRun(r, reusable.get(r.config_hash), live.get(r.config_hash)) for r in spec.runs]
 
 
+@dataclass(frozen=True)
+class CreatedRun:
+    """A stored run as the submit routes report it (no ORM object per run: 10,000 are many)."""
+
+    id: int
+    matrix_id: str
+    slug: str
+    status: RunStatus
+    config_hash: str
+    reused_from_id: int | None
+
+    @property
+    def needs_task(self) -> bool:
+        """Queued and not linked to a run training elsewhere (links.py), so it gets a task."""
+        return self.status == RunStatus.QUEUED and self.reused_from_id is None
+
+
 def create_sweep(
     session: Session, spec: SweepSpec, *, name: str, force: bool = False
-) -> tuple[Sweep, list[Run]]:
+) -> tuple[Sweep, list[CreatedRun]]:
     """Store a parsed sweep and its runs; runs already trained elsewhere become `reused`.
 
     `spec` comes from `parse_submission`, which has checked that every value is storable.
+    The runs go in as one bulk INSERT (executemany / insertmanyvalues), ids returned in order.
     """
     plans = plan_runs(session, spec, force=force)
     sweep = Sweep(name=name[:200], yaml_text=spec.yaml_text, matrix_keys=list(spec.matrix_keys))
@@ -146,38 +164,52 @@ def create_sweep(
     session.flush()
     sources = _inputs_seen(session, {p.reuse_from_id for p in plans if p.reuse_from_id})
     now = utcnow()
-    runs = [_new_run(sweep.id, plan, sources, now) for plan in plans]
-    session.add_all(runs)
-    session.flush()
+    rows = [_new_run(sweep.id, plan, sources, now) for plan in plans]
+    ids = session.scalars(insert(Run).returning(Run.id, sort_by_parameter_order=True), rows).all()
     if update_sweep_status(session, [sweep.id]):  # every run reused: finished already
         session.refresh(sweep)
+    runs = [
+        CreatedRun(run_id, row["matrix_id"], row["slug"], row["status"], row["config_hash"],
+                   row["reused_from_id"])
+        for run_id, row in zip(ids, rows, strict=True)
+    ]  # fmt: skip
     return sweep, runs
 
 
-def _new_run(sweep_id: int, plan: PlannedRun, inputs_seen: dict[int, int], now: datetime) -> Run:
-    max_inputs = plan.spec.config.get("max_inputs")
+def max_inputs_of(spec: RunSpec) -> int | None:
+    """The run's `max_inputs` when it is an integer (the column a progress bar divides by)."""
+    max_inputs = spec.config.get("max_inputs")
     if isinstance(max_inputs, bool) or not isinstance(max_inputs, int):
-        max_inputs = None
-    run = Run(
-        sweep_id=sweep_id,
-        matrix_id=plan.spec.matrix_id,
-        slug=plan.spec.slug,
-        experiment_name=plan.spec.experiment_name,
-        params=json_safe(plan.spec.params),
-        config=json_safe(plan.spec.config),
-        config_hash=plan.spec.config_hash,
-        max_inputs=max_inputs,
-        status=RunStatus.QUEUED,
-        inputs_seen=0,
-    )
+        return None
+    return max_inputs
+
+
+def _new_run(
+    sweep_id: int, plan: PlannedRun, inputs_seen: dict[int, int], now: datetime
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "sweep_id": sweep_id,
+        "matrix_id": plan.spec.matrix_id,
+        "slug": plan.spec.slug,
+        "experiment_name": plan.spec.experiment_name,
+        "params": json_safe(plan.spec.params),
+        "config": json_safe(plan.spec.config),
+        "config_hash": plan.spec.config_hash,
+        "max_inputs": max_inputs_of(plan.spec),
+        "status": RunStatus.QUEUED,
+        "inputs_seen": 0,
+        "reused_from_id": None,
+        "finished_at": None,
+        "created_at": now,
+    }
     if plan.reuse_from_id is not None:
-        run.status = RunStatus.REUSED
-        run.reused_from_id = plan.reuse_from_id
-        run.inputs_seen = inputs_seen.get(plan.reuse_from_id, 0)
-        run.finished_at = now
+        row["status"] = RunStatus.REUSED
+        row["reused_from_id"] = plan.reuse_from_id
+        row["inputs_seen"] = inputs_seen.get(plan.reuse_from_id, 0)
+        row["finished_at"] = now
     elif plan.link_to_id is not None:  # stays queued, no task: its source trains it
-        run.reused_from_id = plan.link_to_id
-    return run
+        row["reused_from_id"] = plan.link_to_id
+    return row
 
 
 def _inputs_seen(session: Session, run_ids: set[int]) -> dict[int, int]:

@@ -1,0 +1,64 @@
+"""What a sweep's page shows: counts, a page of its table, its best runs, which curves.
+
+A sweep of 10,000 runs is read as a person reads it: status counts, the best runs, one page
+of the table, and the curves of the best few (views.curve_choice), not everything at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from api.ui import views
+from shared.db.models import RunStatus
+from shared.domain import reads, tables
+from shared.table import build_table
+
+TABLE_PAGE = 100  # rows of a sweep's table per page
+BEST_ROWS = 10  # the "best runs" table above a paged one
+
+
+def sweep_context(
+    db: Session, sweep_id: int, sort: str | None, page: int = 1, all_curves: bool = False
+) -> dict[str, Any]:
+    sweep = reads.get_sweep(db, sweep_id)
+    runs, param_keys = tables.table_runs(db, sweep_ids=[sweep_id])
+    page = max(1, page)
+    table = build_table(
+        runs, param_keys, sort=sort, limit=TABLE_PAGE, offset=(page - 1) * TABLE_PAGE
+    )
+    summary = reads.summarize(db, [sweep])[0]
+    counts = summary.counts
+    live = counts.get(RunStatus.QUEUED.value, 0) + counts.get(RunStatus.RUNNING.value, 0)
+    retryable = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PRUNED, RunStatus.HELD)
+    paged = len(runs) > TABLE_PAGE
+    best = build_table(runs, param_keys, sort=views.BEST_BY, limit=BEST_ROWS) if paged else None
+    return {
+        "sweep": sweep,
+        "table": views.table_view(table),
+        "pager": views.pager(table, page, TABLE_PAGE, sort),
+        "best": views.table_view(best) if best is not None else None,
+        "runs": runs,
+        "param_keys": param_keys,
+        "curves": views.curve_choice(sweep_id, runs, param_keys, all_curves=all_curves),
+        "counts": views.sweep_row(summary)["counts"],
+        "progress": views.progress_fraction(summary),
+        "created": views.when(sweep.created_at),
+        "finished": views.when(sweep.finished_at),
+        "active": bool(live),
+        "can_cancel": bool(live),
+        "can_retry": any(counts.get(s.value) for s in retryable),
+    }
+
+
+def flash_text(cancelled: int | None, stopping: int | None, retried: int | None) -> str | None:
+    """The line shown after a cancel or retry."""
+    if retried is not None:
+        return f"Queued {retried} run{'s' if retried != 1 else ''} again."
+    if cancelled is not None or stopping is not None:
+        return (
+            f"Cancelled {cancelled or 0} queued run{'s' if cancelled != 1 else ''}; "
+            f"asked {stopping or 0} running run{'s' if stopping != 1 else ''} to stop."
+        )
+    return None
