@@ -53,7 +53,8 @@ def refit(session: Session, sweep_id: int, spec: SweepSpec) -> int:
     SpecError (a 422) when the file expands to other runs than the sweep's.
     """
     get_sweep(session, sweep_id)
-    stored = dict(session.execute(select(Run.matrix_id, Run.slug).where(Run.sweep_id == sweep_id)))
+    query = select(Run.matrix_id, Run.slug).where(Run.sweep_id == sweep_id)
+    stored = {matrix_id: slug for matrix_id, slug in session.execute(query)}
     given = {r.matrix_id: r.slug for r in spec.runs}
     if given != stored:
         differ = sorted(set(given.items()) ^ set(stored.items()))[:3]
@@ -63,13 +64,10 @@ def refit(session: Session, sweep_id: int, spec: SweepSpec) -> int:
             f"{len(stored)}; first differences: {shown}); submit it as a new sweep instead",
             key="matrix",
         )
-    ids = dict(
-        session.execute(
-            select(Run.matrix_id, Run.id).where(
-                Run.sweep_id == sweep_id, Run.status.in_(REFITTABLE), Run.inputs_seen == 0
-            )
-        )
+    untrained = select(Run.matrix_id, Run.id).where(
+        Run.sweep_id == sweep_id, Run.status.in_(REFITTABLE), Run.inputs_seen == 0
     )
+    ids = {matrix_id: run_id for matrix_id, run_id in session.execute(untrained)}
     rows: list[dict[str, Any]] = [
         {
             "id": ids[r.matrix_id],
