@@ -69,7 +69,8 @@ def json_safe(value: Any) -> Any:
 def check_storable(spec: RunSpec) -> None:
     """SpecError for values no database column can hold (YAML escapes can make them)."""
     label = f"{spec.matrix_id} ({spec.slug})" if spec.slug else None
-    for key, value in spec.config.items():
+    glance = _storable_at_a_glance(spec.config)
+    for key, value in spec.config.items() if not glance else ():
         problem = _unstorable(value)
         if problem:
             raise SpecError(
@@ -80,6 +81,17 @@ def check_storable(spec: RunSpec) -> None:
         raise SpecError(
             f"'max_inputs' must be at most {MAX_INPUTS:,}", key="max_inputs", value=max_inputs
         )
+
+
+def _storable_at_a_glance(config: dict[str, Any]) -> bool:
+    """True when one C-speed JSON encoding shows nothing unstorable (the slow walk then names
+    the value when there is one): no NaN or infinity, no NUL, no lone surrogate."""
+    try:
+        text = json.dumps(config, ensure_ascii=False, allow_nan=False, default=str)
+        text.encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
+        return False
+    return "\\u0000" not in text
 
 
 def _unstorable(value: Any) -> str | None:
@@ -156,7 +168,8 @@ def create_sweep(
     """Store a parsed sweep and its runs; runs already trained elsewhere become `reused`.
 
     `spec` comes from `parse_submission`, which has checked that every value is storable.
-    The runs go in as one bulk INSERT (executemany / insertmanyvalues), ids returned in order.
+    The runs go in as one bulk INSERT (executemany); their ids are then read by matrix_id
+    (RETURNING would make SQLite insert row by row).
     """
     plans = plan_runs(session, spec, force=force)
     sweep = Sweep(name=name[:200], yaml_text=spec.yaml_text, matrix_keys=list(spec.matrix_keys))
@@ -165,7 +178,12 @@ def create_sweep(
     sources = _inputs_seen(session, {p.reuse_from_id for p in plans if p.reuse_from_id})
     now = utcnow()
     rows = [_new_run(sweep.id, plan, sources, now) for plan in plans]
-    ids = session.scalars(insert(Run).returning(Run.id, sort_by_parameter_order=True), rows).all()
+    # Core, not the ORM's bulk insert, and no RETURNING: one executemany, which SQLite and
+    # psycopg batch; the ids are then read back by matrix_id, unique within the sweep.
+    session.connection().execute(insert(Run.__table__), rows)
+    stored = session.execute(select(Run.matrix_id, Run.id).where(Run.sweep_id == sweep.id))
+    by_matrix_id = {matrix_id: run_id for matrix_id, run_id in stored}
+    ids = [by_matrix_id[row["matrix_id"]] for row in rows]
     if update_sweep_status(session, [sweep.id]):  # every run reused: finished already
         session.refresh(sweep)
     runs = [

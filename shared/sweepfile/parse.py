@@ -22,6 +22,7 @@ from .matrix import (
     substitute,
 )
 from .run_config import RunSettings
+from .sections import SectionLoader
 from .validate import is_code, validate
 
 DEFAULT_MAX_RUNS = 10_000
@@ -133,10 +134,13 @@ def parse_sweep(
             key="matrix",
             line=locator.key_line("matrix"),
         )
+    # Per run, each top-level key's substituted text is loaded once across runs (sections.py).
+    sections = SectionLoader.of(template) if matrix is not None and len(entries) > 1 else None
     runs = [
-        _build_run(template, entry, matrix=document.get("matrix"), plugins=plugins)
+        _build_run(template, entry, matrix=document.get("matrix"), plugins=plugins,
+                   sections=sections)
         for entry in entries
-    ]
+    ]  # fmt: skip
     total = count_combinations(matrix) if matrix is not None else 1
     return SweepSpec(yaml_text=text, matrix_keys=keys, combinations=total, runs=runs)
 
@@ -201,12 +205,22 @@ def _without_matrix_block(text: str, locator: Locator) -> str:
 
 
 def _build_run(
-    template: str, entry: MatrixEntry, *, matrix: Any, plugins: tuple[str, ...] = ()
+    template: str,
+    entry: MatrixEntry,
+    *,
+    matrix: Any,
+    plugins: tuple[str, ...] = (),
+    sections: SectionLoader | None = None,
 ) -> RunSpec:
     label = f"{entry.matrix_id} ({entry.slug})" if entry.slug else None
-    text = template if matrix is None or matrix == {} else substitute(template, entry.variables())
+    loaded = sections.load(entry.variables()) if sections is not None else None
     try:
-        config = load_document(text)
+        if loaded is not None:
+            text, config = loaded
+        else:
+            no_matrix = matrix is None or matrix == {}
+            text = template if no_matrix else substitute(template, entry.variables())
+            config = load_document(text)
         if "matrix" in config:
             config["matrix"] = matrix
         validate(config, Locator(text), plugins)
