@@ -105,17 +105,35 @@ def build_table(
     `limit`/`offset` page the rows after sorting; best values are the whole table's, and only
     the page's cells are formatted (a 10,000-run sweep's first page costs little).
     """
+    return page_of(prepare(runs, param_keys), sort=sort, limit=limit, offset=offset)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Every row's values and best marks, before sorting, paging and formatting: what several
+    pages (or orders) of one table share."""
+
+    columns: list[Column]
+    rows: list[Row]
+    common: int | None  # the most common validation step
+
+
+def prepare(runs: list[TableRun], param_keys: list[str]) -> Prepared:
     steps = [r.metrics[_VALIDATION][0] for r in runs if _VALIDATION in r.metrics]
     common = _most_common(steps)
     columns = _columns(runs, param_keys, common)
-    rows = [_row(run, columns) for run in runs]
-    rows = _mark_best(rows, columns)
-    if sort:
-        rows = _sorted(rows, columns, sort)
-    total = len(rows)
+    rows = _mark_best([_row(run, columns) for run in runs], columns)
+    return Prepared(columns, rows, common)
+
+
+def page_of(
+    prepared: Prepared, *, sort: str | None = None, limit: int | None = None, offset: int = 0
+) -> Table:
+    """One page of the prepared table, in run order or by `sort`, with its cells formatted."""
+    rows = _sorted(prepared.rows, prepared.columns, sort) if sort else prepared.rows
     page = rows[offset:] if limit is None else rows[offset : offset + limit]
-    page = [_with_cells(row, columns, common) for row in page]
-    return Table(columns=columns, rows=page, sort=sort, total=total, offset=offset)
+    page = [_with_cells(row, prepared.columns, prepared.common) for row in page]
+    return Table(columns=prepared.columns, rows=page, sort=sort, total=len(rows), offset=offset)
 
 
 def _most_common(steps: list[int]) -> int | None:

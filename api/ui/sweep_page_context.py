@@ -6,6 +6,7 @@ of the table, and the curves of the best few (views.curve_choice), not everythin
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 from api.ui import views
 from shared.db.models import RunStatus
 from shared.domain import reads, tables
-from shared.table import build_table
+from shared.table import page_of, prepare
 
 TABLE_PAGE = 100  # rows of a sweep's table per page
 BEST_ROWS = 10  # the "best runs" table above a paged one
@@ -25,15 +26,16 @@ def sweep_context(
     sweep = reads.get_sweep(db, sweep_id)
     runs, param_keys = tables.table_runs(db, sweep_ids=[sweep_id])
     page = max(1, page)
-    table = build_table(
-        runs, param_keys, sort=sort, limit=TABLE_PAGE, offset=(page - 1) * TABLE_PAGE
-    )
+    prepared = prepare(runs, param_keys)
+    table = page_of(prepared, sort=sort, limit=TABLE_PAGE, offset=(page - 1) * TABLE_PAGE)
     summary = reads.summarize(db, [sweep])[0]
     counts = summary.counts
     live = counts.get(RunStatus.QUEUED.value, 0) + counts.get(RunStatus.RUNNING.value, 0)
     retryable = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PRUNED, RunStatus.HELD)
     paged = len(runs) > TABLE_PAGE
-    best = build_table(runs, param_keys, sort=views.BEST_BY, limit=BEST_ROWS) if paged else None
+    # One ranking serves the "best runs" table and the choice of curves.
+    ranked = page_of(prepared, sort=views.BEST_BY, limit=views.CURVE_RUNS)
+    best = replace(ranked, rows=ranked.rows[:BEST_ROWS]) if paged else None
     return {
         "sweep": sweep,
         "table": views.table_view(table),
@@ -41,7 +43,7 @@ def sweep_context(
         "best": views.table_view(best) if best is not None else None,
         "runs": runs,
         "param_keys": param_keys,
-        "curves": views.curve_choice(sweep_id, runs, param_keys, all_curves=all_curves),
+        "curves": views.curve_choice(sweep_id, runs, ranked, all_curves=all_curves),
         "counts": views.sweep_row(summary)["counts"],
         "progress": views.progress_fraction(summary),
         "created": views.when(sweep.created_at),

@@ -13,7 +13,7 @@ import yaml
 from shared.db.models import Run
 from shared.domain.reads import SweepSummary
 from shared.domain.submit import PlannedRun
-from shared.table import Table, TableRun, build_table
+from shared.table import Table, TableRun
 
 # The parallel-coordinates plot colours runs by the first of these that any run has.
 FINAL_ACCURACY_KEYS = ("accuracy_svc", "accuracy_argmax", "accuracy_svc_heldout")
@@ -146,13 +146,13 @@ def pager(table: Table, page: int, size: int, sort: str | None) -> dict[str, Any
 
 
 def curve_choice(
-    sweep_id: int, runs: list[TableRun], param_keys: list[str], *, all_curves: bool
+    sweep_id: int, runs: list[TableRun], ranked: Table, *, all_curves: bool
 ) -> dict[str, Any]:
     """Which runs' curves the page draws: all of a small sweep (or when asked); else the
-    CURVE_RUNS best by validation loss plus up to LIVE_CURVE_RUNS runs training now."""
+    CURVE_RUNS best by validation loss (`ranked`: the table sorted by BEST_BY) plus up to
+    LIVE_CURVE_RUNS runs training now."""
     if all_curves or len(runs) <= CURVE_RUNS:
         return {"url": f"/ui/api/curves?sweeps={sweep_id}", "run_ids": [], "all": True}
-    ranked = build_table(runs, param_keys, sort=BEST_BY, limit=CURVE_RUNS)
     best = [row.run.run_id for row in ranked.rows if row.run.metrics.get(BEST_BY)]
     running = [r.run_id for r in runs if r.status == "running"][:LIVE_CURVE_RUNS]
     ids = list(dict.fromkeys([*best, *running])) or [r.run_id for r in runs[:CURVE_RUNS]]

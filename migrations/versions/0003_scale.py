@@ -9,7 +9,8 @@ Create Date: 2026-12-05
 - sweep status `held`: no run is queued or running, and some are held.
 - sweeps.hold_reason / held_at: why and when the sweep was held (NULL once released);
   sweeps.released_at: when a person released it (a released sweep is not held again).
-- index runs (sweep_id, status): status counts and the sweep status rule on 10,000-run sweeps.
+- index runs (sweep_id, status): status counts and the sweep status rule on 10,000-run sweeps;
+  index runs (reused_from_id): the runs linked to one that ends, found without a scan.
 
 Self-contained like 0001: the schema as it is at this revision, not the models' view of it.
 """
@@ -49,9 +50,11 @@ def upgrade() -> None:
     _replace_check("runs", "run_status", NEW_RUN)
     _replace_check("sweeps", "sweep_status", NEW_SWEEP)
     op.create_index("ix_runs_sweep_id_status", "runs", ["sweep_id", "status"])
+    op.create_index("ix_runs_reused_from_id", "runs", ["reused_from_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_runs_reused_from_id", table_name="runs")
     op.drop_index("ix_runs_sweep_id_status", table_name="runs")
     # Held runs were queued runs waiting for a person: they become queued again.
     op.execute("UPDATE runs SET status = 'queued' WHERE status = 'held'")

@@ -49,10 +49,20 @@ def settle_links(session: Session, source_ids: Sequence[int]) -> list[int]:
     """Give the runs linked to these (now finished) sources their outcome; their sweep ids."""
     if not source_ids:
         return []
+    # Only sources that some queued run is linked to (cancelling 5,000 runs has few or none).
+    linked_to: list[int] = []
+    ids = list(source_ids)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        linked_to += session.scalars(
+            select(Run.reused_from_id)
+            .where(Run.reused_from_id.in_(chunk), Run.status == RunStatus.QUEUED)
+            .distinct()
+        ).all()
+    if not linked_to:
+        return []
     sources = session.execute(
-        select(Run.id, Run.status, Run.inputs_seen, Run.sweep_id).where(
-            Run.id.in_(list(source_ids))
-        )
+        select(Run.id, Run.status, Run.inputs_seen, Run.sweep_id).where(Run.id.in_(linked_to))
     ).all()
     sweep_ids: set[int] = set()
     now = utcnow()

@@ -138,6 +138,8 @@ class Run(Base):
         Index("ix_runs_status_lease", "status", "lease_expires_at"),
         # Per-sweep status counts and "is any run live/held" stay index-only on 10,000 runs.
         Index("ix_runs_sweep_id_status", "sweep_id", "status"),
+        # Runs linked to / reusing a run are found by it whenever a run ends (links.py).
+        Index("ix_runs_reused_from_id", "reused_from_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
