@@ -247,10 +247,8 @@ def retry(
         Path | None,
         typer.Option(
             "--file",
-            exists=True,
-            dir_okay=False,
-            help="the fixed file (same matrix): its "
-            "configuration replaces that of the runs that have not trained",
+            help="the fixed file (same matrix): its configuration replaces that of the runs "
+            "that have not trained",
         ),
     ] = None,
     force: Annotated[bool, typer.Option(help="release a held sweep's runs unchanged")] = False,
