@@ -16,6 +16,7 @@ from api.errors import BadRequest, PayloadTooLarge
 from shared.db import tokens
 from shared.db.models import ApiToken
 from shared.db.session import unit_of_work
+from shared.domain import access
 from shared.settings import Settings
 
 log = logging.getLogger("sweeps.api")
@@ -67,7 +68,8 @@ def require_token(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiToken:
-    """401 unless the request carries `Authorization: Bearer <live token>`."""
+    """401 unless the request carries `Authorization: Bearer <live token>`; 403 for a POST
+    with a read token."""
     if credentials is None:
         raise HTTPException(
             401,
@@ -82,7 +84,12 @@ def require_token(
             "invalid or revoked token",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
+    access.check_method(token, request.method)
     return token
+
+
+# The caller's token (FastAPI runs require_token once per request, however often it is named).
+CurrentToken = Annotated[ApiToken, Depends(require_token)]
 
 
 async def read_body(request: Request) -> bytes:

@@ -10,8 +10,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from api.schemas import Problem
-from shared.domain.errors import Conflict, NotFound
+from shared.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from shared.sweepfile import SpecError
+from shared.sweepfile.errors import reportable
 from shared.table import UnknownColumn
 
 log = logging.getLogger("sweeps.api")
@@ -19,6 +20,7 @@ log = logging.getLogger("sweeps.api")
 # Documented on every authenticated route (schema-driven clients and fuzzers rely on it).
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing, invalid or revoked token"},
+    403: {"model": Problem, "description": "the token's role or the sweep's owner forbids it"},
     503: {"model": Problem, "description": "the database is unavailable"},
 }
 
@@ -37,12 +39,19 @@ class PayloadTooLarge(Exception):
     """413: a body over settings.max_body_bytes."""
 
 
-class InvalidInput(Exception):
-    """422: a query parameter or body field outside what the endpoint accepts."""
-
-
 def _problem(status: int, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    return JSONResponse({"detail": jsonable(detail)}, status_code=status, headers=headers)
+
+
+def jsonable(value: Any) -> Any:
+    """`value` with every number JSON can't carry (NaN, infinities, huge ints) made text."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, str):
+        return value
+    return reportable(value)
 
 
 async def spec_error(_: Request, exc: Exception) -> JSONResponse:
@@ -65,10 +74,11 @@ def install(app: FastAPI) -> None:
     simple: list[tuple[type[Exception], int]] = [
         (NotFound, 404),
         (Conflict, 409),
+        (Forbidden, 403),
         (BadRequest, 400),
         (UnsupportedMediaType, 415),
         (PayloadTooLarge, 413),
-        (InvalidInput, 422),
+        (InvalidInput, 422),  # a query parameter or body field outside what is accepted
         (UnknownColumn, 422),
     ]
     for exc_class, status in simple:

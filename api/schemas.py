@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from shared.db.models import SWEEP_NAME_MAX
 from shared.domain.metrics import NonFinite
 
 
@@ -22,9 +23,12 @@ class Problem(BaseModel):
 
 # Documented, not validated by pydantic: the routes check these themselves, with messages that
 # name the problem. A sweep file holds no NUL and no lone UTF-16 surrogate (JSON can escape
-# one, UTF-8 cannot encode it); a name no control characters either.
+# one, UTF-8 cannot encode it); a name no control characters either, and it has a length limit
+# (the rule, for the API and the UI alike: shared/domain/submit.py `check_sweep_name`).
 NO_NUL = "^[^\\x00\\ud800-\\udfff]*$"
 PRINTABLE = "^[^\\x00-\\x1f\\ud800-\\udfff]*$"
+# A sweep name's limit, documented on the string itself (as `max_length` would, unchecked).
+SweepName = Annotated[str, WithJsonSchema({"type": "string", "maxLength": SWEEP_NAME_MAX})]
 EXAMPLE_YAML = """\
 matrix:
   lr: [0.1, 0.01]
@@ -52,9 +56,8 @@ class SweepSubmission(BaseModel):
         description="the sweep file's text (nn-experiments YAML)",
         json_schema_extra={"pattern": NO_NUL},
     )
-    name: str | None = Field(
+    name: SweepName | None = Field(
         None,
-        max_length=200,
         description="a name for the sweep",
         json_schema_extra={"pattern": PRINTABLE},
     )

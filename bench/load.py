@@ -206,8 +206,8 @@ def seed(url: str, sweeps: int, runs_per_sweep: int) -> tuple[list[int], list[in
 def _ingest_worker(url: str, run_ids: list[int], batch: int, start: Any) -> int:
     """One worker process: claim each run, push its points through a Reporter, finish it."""
     os.environ["SWEEPS_DATABASE_URL"] = url
-    from shared.db.runs import claim_run
     from shared.db.session import session_scope
+    from shared.domain.runs import claim_run
     from worker.reporter import Reporter
 
     rng = random.Random(run_ids[0])

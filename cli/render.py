@@ -21,13 +21,16 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-FINISHED = {"succeeded", "failed", "cancelled", "reused", "pruned"}
+from shared import metric_keys as mk
+from shared.db.models import FINISHED_STATUSES
+
+FINISHED = {status.value for status in FINISHED_STATUSES}
 PREVIEW_ROWS = 50  # `sweeps preview` lists this many runs unless --all
 # Latest-value keys shown beside each progress bar, with their short labels.
 WATCHED_METRICS = (
-    ("validation_loss", "val loss", "{:.5f}"),
-    ("accuracy_argmax", "acc", "{:.4f}"),
-    ("accuracy_svc", "svc", "{:.4f}"),
+    (mk.VALIDATION_LOSS, "val loss", "{:.5f}"),
+    (mk.ACCURACY_ARGMAX, "acc", "{:.4f}"),
+    (mk.ACCURACY_SVC, "svc", "{:.4f}"),
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import time
 from typing import Annotated, Any
 
@@ -11,6 +12,14 @@ from cli.client import ApiClient, CliError
 from cli.commands import submit_file, watch_sweep
 from cli.common import FileArg, console, err_console, prepare_database_dir, read_sweep
 from cli.render import emit
+
+
+class Role(enum.StrEnum):
+    """shared.db.models.TokenRole, without importing the database layer at the CLI's start."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
 
 
 def up(
@@ -123,14 +132,24 @@ def migrate(
     console.print(f"database at {revision}", highlight=False)
 
 
-def token_create(name: Annotated[str, typer.Argument(help="who or what the token is for")]) -> None:
+def token_create(
+    name: Annotated[str, typer.Argument(help="who or what the token is for")],
+    role: Annotated[
+        Role,
+        typer.Option(
+            help="read: GET routes only; write: submit, and cancel and retry its own sweeps; "
+            "admin: cancel and retry any sweep",
+        ),
+    ] = Role.WRITE,
+) -> None:
     """Create a token and print its secret (shown once; only a hash is stored)."""
+    from shared.db.models import TokenRole
     from shared.db.session import session_scope
     from shared.db.tokens import create_token
 
     prepare_database_dir()
     with session_scope() as session:
-        _, secret = create_token(session, name=name)
+        _, secret = create_token(session, name=name, role=TokenRole(role.value))
     emit(secret)
 
 
@@ -148,7 +167,7 @@ def token_revoke(name: Annotated[str, typer.Argument(help="the token's name")]) 
 
 
 def token_list() -> None:
-    """Live tokens: id, name, created, last used (secrets are never stored)."""
+    """Live tokens: id, name, created, last used, role (secrets are never stored)."""
     from shared.db.session import session_scope
     from shared.db.tokens import list_tokens
 
@@ -157,7 +176,7 @@ def token_list() -> None:
         for token in list_tokens(session):
             used = token.last_used_at.isoformat(timespec="seconds") if token.last_used_at else "-"
             created = token.created_at.isoformat(timespec="seconds")
-            emit(f"{token.id}\t{token.name}\t{created}\t{used}")
+            emit(f"{token.id}\t{token.name}\t{created}\t{used}\t{token.role.value}")
 
 
 def run(

@@ -18,18 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-# Metric keys the engine reports (worker/engine/__init__.py); step = training inputs seen.
-METRIC_KEYS = (
-    "train_loss",
-    "learnrate",
-    "validation_loss",
-    "accuracy_argmax",
-    "accuracy_svc",
-    "accuracy_svc_heldout",
-    "model_params",
-    "train_seconds",
-    "throughput",
-)
+from shared import metric_keys as mk
 
 
 @dataclass(frozen=True)
@@ -73,19 +62,25 @@ class Table:
     offset: int = 0
 
 
-_VALIDATION = "validation_loss"
+_VALIDATION = mk.VALIDATION_LOSS
 # (header, metric key, best direction) after the validation loss column
 _METRIC_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
-    ("accuracy (argmax)", "accuracy_argmax", "max"),
-    ("accuracy (svc)", "accuracy_svc", "max"),
-    ("accuracy (svc held-out)", "accuracy_svc_heldout", "max"),
-    ("model params", "model_params", None),
-    ("train time", "train_seconds", None),
-    ("throughput", "throughput", None),
+    ("accuracy (argmax)", mk.ACCURACY_ARGMAX, "max"),
+    ("accuracy (svc)", mk.ACCURACY_SVC, "max"),
+    ("accuracy (svc held-out)", mk.ACCURACY_SVC_HELDOUT, "max"),
+    ("model params", mk.MODEL_PARAMS, None),
+    ("train time", mk.TRAIN_SECONDS, None),
+    ("throughput", mk.THROUGHPUT, None),
 )
+# A metric column's header by its key.
+METRIC_HEADERS = {key: header for header, key, _ in _METRIC_COLUMNS}
+# Shown only where a run has no validation loss (a file without validation_set).
+_TRAIN = mk.TRAIN_LOSS
 # The metric keys a table shows.
-TABLE_KEYS = (_VALIDATION, *(key for _, key, _ in _METRIC_COLUMNS))
-_FIXED_NAMES = {"run", "sweep", "status", "validation loss"} | {c[0] for c in _METRIC_COLUMNS}
+TABLE_KEYS = (_VALIDATION, _TRAIN, *(key for _, key, _ in _METRIC_COLUMNS))
+_FIXED_NAMES = {"run", "sweep", "status", "validation loss", "train loss"} | {
+    c[0] for c in _METRIC_COLUMNS
+}
 
 
 class UnknownColumn(ValueError):
@@ -154,6 +149,8 @@ def _columns(runs: list[TableRun], param_keys: list[str], common: int | None) ->
         columns.append(Column(name, f"param:{key}", "param"))
     loss = "validation loss" if common is None else f"validation loss ({common:,} steps)"
     columns.append(Column(loss, _VALIDATION, "metric", "min"))
+    if any(_VALIDATION not in r.metrics and _TRAIN in r.metrics for r in runs):
+        columns.append(Column("train loss", _TRAIN, "metric", "min"))
     columns.extend(Column(name, key, "metric", best) for name, key, best in _METRIC_COLUMNS)
     return columns
 
@@ -167,13 +164,13 @@ def _value(run: TableRun, column: Column) -> Any:
         return run.status
     if column.kind == "param":
         return run.params.get(column.key.removeprefix("param:"))
-    if column.key == "train_seconds" and "train_seconds" not in run.metrics:
+    if column.key == mk.TRAIN_SECONDS and mk.TRAIN_SECONDS not in run.metrics:
         return run.train_seconds
     point = run.metrics.get(column.key)
     if point is None:
         return None
     value = point[1]
-    return int(value) if column.key == "model_params" and math.isfinite(value) else value
+    return int(value) if column.key == mk.MODEL_PARAMS and math.isfinite(value) else value
 
 
 def _row(run: TableRun, columns: list[Column]) -> Row:
@@ -251,11 +248,11 @@ def format_cell(column: Column, value: Any) -> str:
         return f"{value:.5f}"
     if column.key.startswith("accuracy"):
         return f"{value:.4f}"
-    if column.key == "model_params":
+    if column.key == mk.MODEL_PARAMS:
         return f"{value:,}"
-    if column.key == "train_seconds":
+    if column.key == mk.TRAIN_SECONDS:
         return format_duration(value)
-    if column.key == "throughput":
+    if column.key == mk.THROUGHPUT:
         return f"{value:,.0f}/s"
     if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value)

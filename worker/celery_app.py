@@ -104,6 +104,21 @@ def _on_child_start(**_: Any) -> None:
     if db_session.get_engine.cache_info().currsize:
         db_session.get_engine().dispose(close=False)
     db_session.get_engine.cache_clear()
+    allow_child_processes()
+
+
+def allow_child_processes() -> None:
+    """Let a run's DataLoader start its worker processes (`num_workers`, FORMAT.md).
+
+    The pool marks its children daemonic, and Python refuses a daemonic process children
+    ("daemonic processes are not allowed to have children"). The rule guards against orphans
+    left when a daemon is killed with its parent; a DataLoader's workers watch their parent and
+    exit when it goes, and each pool child trains one run and exits (worker_max_tasks_per_child).
+    """
+    import multiprocessing
+
+    # The flag lives in the process object's config; its setter refuses a started process.
+    multiprocessing.current_process()._config["daemon"] = False  # type: ignore[attr-defined]
 
 
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:

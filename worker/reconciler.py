@@ -32,9 +32,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from shared.db.runs import expire_leases, stale_queued_runs
-from shared.db.session import commit, enqueue_after_commit, make_engine
-from shared.domain.commands import update_sweep_status
+from shared.db.session import commit, make_engine
+from shared.domain.runs import enqueue_after_commit, expire_leases, stale_queued_runs
+from shared.domain.sweeps import update_sweep_status
 from shared.queue import RUNS_QUEUE, TRAIN_TASK
 from shared.settings import Settings
 

@@ -9,9 +9,9 @@ tells us whether the run was cancelled or taken from us (lease lost), which `sho
 hands to the engine.
 
 With `early_stop`, the same transaction judges each validation that reaches a rung against the
-sweep's stored curves (shared/db/pruning.py). The engine's checkpoint call for that validation
-waits for the judgement (up to RUNG_WAIT_SECONDS), so a pruned run stops at the next poll,
-a few steps after its rung's checkpoint, and `prune_reason` says why.
+sweep's stored curves (`judge_rung`, shared/domain/runs.py). The engine's checkpoint call for
+that validation waits for the judgement (up to RUNG_WAIT_SECONDS), so a pruned run stops at
+the next poll, a few steps after its rung's checkpoint, and `prune_reason` says why.
 """
 
 from __future__ import annotations
@@ -28,17 +28,16 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from shared.db import pruning
+from shared.db.metric_writes import MetricPoint, upsert_metrics
 from shared.db.models import RunStatus
-from shared.db.runs import (
-    MetricPoint,
+from shared.db.session import session_scope
+from shared.domain.runs import (
     finish_run,
+    judge_rung,
     record_progress,
     record_provenance,
     renew_lease,
-    upsert_metrics,
 )
-from shared.db.session import session_scope
 from shared.sweepfile.early_stop import EarlyStop
 
 log = logging.getLogger(__name__)
@@ -267,7 +266,7 @@ class Reporter:
         if rule is None or self.sweep_id is None or self.prune_reason is not None:
             return None
         for rung, value in due:
-            reason = pruning.judge(session, self.run_id, self.sweep_id, rule, rung, value)
+            reason = judge_rung(session, self.run_id, self.sweep_id, rule, rung, value)
             if reason is not None:
                 return reason
         return None

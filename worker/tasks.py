@@ -21,8 +21,8 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 
 from shared.db import pruning
 from shared.db.models import RunStatus
-from shared.db.runs import claim_run
 from shared.db.session import session_scope
+from shared.domain.runs import claim_run
 from shared.settings import Settings, get_settings
 from shared.sweepfile.early_stop import EarlyStop
 from worker.artifacts import join_location

@@ -7,14 +7,15 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from api.deps import SessionDep, require_token
+from api.deps import CurrentToken, SessionDep, require_token
 from api.errors import AUTH_RESPONSES, InvalidInput
 from api.etag import REVALIDATE, is_fresh, make_etag, not_modified
 from api.params import RunId
 from api.schemas import MetricPoint, MetricSeries, Problem, RunCancelOut, RunDetail
-from shared.domain import commands, metrics, reads
+from shared.domain import access, metrics, reads
+from shared.domain import runs as run_state
 from shared.domain.versions import metrics_version
-from shared.table import METRIC_KEYS
+from shared.metric_keys import METRIC_KEYS
 
 router = APIRouter(
     tags=["runs"],
@@ -45,9 +46,10 @@ def get_run(run_id: RunId, session: SessionDep) -> RunDetail:
     response_model=RunCancelOut,
     responses={**_NOT_FOUND, 409: {"model": Problem, "description": "the run has finished"}},
 )
-def cancel_run(run_id: RunId, session: SessionDep) -> RunCancelOut:
+def cancel_run(run_id: RunId, session: SessionDep, token: CurrentToken) -> RunCancelOut:
     """Cancel a queued run now, or ask a running one to stop at its next step (409 if done)."""
-    return RunCancelOut.model_validate(commands.cancel_run(session, run_id))
+    access.check_may_change_run(session, token, run_id)
+    return RunCancelOut.model_validate(run_state.cancel_run(session, run_id))
 
 
 def _split_keys(keys: list[str] | None) -> list[str] | None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ValidationError
 
-from api.deps import SessionDep, SettingsDep, read_body, require_token
+from api.deps import CurrentToken, SessionDep, SettingsDep, read_body, require_token
 from api.errors import AUTH_RESPONSES, BadRequest, InvalidInput, UnsupportedMediaType
 from api.params import SweepId
 from api.schemas import (
@@ -21,6 +21,7 @@ from api.schemas import (
     SweepCancelled,
     SweepCreated,
     SweepDetail,
+    SweepName,
     SweepOut,
     SweepPage,
     SweepPreview,
@@ -28,10 +29,11 @@ from api.schemas import (
     SweepSubmission,
 )
 from shared import queue
-from shared.db.models import RunStatus
-from shared.db.session import commit, enqueue_after_commit
-from shared.domain import commands, reads, retry, submit
-from shared.domain.submit import default_name, parse_submission
+from shared.db.models import RunStatus, SweepStatus
+from shared.db.session import commit
+from shared.domain import access, reads, retry, submit
+from shared.domain import runs as run_state
+from shared.domain.submit import check_sweep_name, parse_submission, sweep_name
 from shared.sweepfile.encoding import NotUtf8, decode_utf8, encodable
 
 router = APIRouter(
@@ -68,8 +70,8 @@ STATUS_LIST = f"^(?:{_ONE_STATUS}(?:,{_ONE_STATUS})*)?$"  # documented; parse_st
 
 
 def NameQuery(**kwargs: Any) -> Any:  # noqa: N802 - used like fastapi.Query
-    """The `name` query parameter; `_check_name` refuses what the pattern documents."""
-    return Query(max_length=200, json_schema_extra={"pattern": PRINTABLE}, **kwargs)
+    """The `name` query parameter; `check_sweep_name` refuses what the pattern documents."""
+    return Query(json_schema_extra={"pattern": PRINTABLE}, **kwargs)
 
 
 def _decode(body: bytes) -> str:
@@ -80,14 +82,6 @@ def _decode(body: bytes) -> str:
             f"the body is not UTF-8: byte 0x{exc.byte:02x} at offset {exc.offset} "
             f"(line {exc.line}); save the file as UTF-8"
         ) from None
-
-
-def _check_name(name: str | None) -> str | None:
-    if name is None:
-        return None
-    if len(name) > 200 or any(ord(ch) < 32 or 0xD800 <= ord(ch) <= 0xDFFF for ch in name):
-        raise InvalidInput("'name' must be at most 200 printable characters")
-    return name.strip() or None
 
 
 @dataclass(frozen=True)
@@ -121,12 +115,12 @@ def read_submission(request: Request, body: bytes, name: str | None) -> Submissi
             raise BadRequest("'yaml' or 'files' hold characters that are not valid UTF-8 text")
         return Submission(
             submission.yaml,
-            _check_name(submission.name) or _check_name(name),
+            check_sweep_name(submission.name) or check_sweep_name(name),
             submission.filename,
             submission.files,
         )
     if media in YAML_TYPES or not media:
-        return Submission(_decode(body), _check_name(name))
+        return Submission(_decode(body), check_sweep_name(name))
     raise UnsupportedMediaType(
         f"Content-Type {media!r} is not supported: send the YAML as application/x-yaml or "
         'text/plain, or JSON {"yaml": ..., "name": ...} as application/json'
@@ -145,23 +139,28 @@ def create_sweep(
     body: Body,
     session: SessionDep,
     settings: SettingsDep,
+    token: CurrentToken,
     force: Annotated[bool, Query(description="train again even where results exist")] = False,
-    name: Annotated[str | None, NameQuery(description="sweep name")] = None,
+    name: Annotated[SweepName | None, NameQuery(description="sweep name")] = None,
 ) -> SweepCreated:
     """Submit a sweep file: store its runs and queue them (results that exist are reused)."""
     submission = read_submission(request, body, name)
     spec = parse_submission(
         submission.text, settings, filename=submission.filename, files=submission.files
     )
-    name = submission.name
-    sweep, runs = submit.create_sweep(session, spec, name=name or default_name(spec), force=force)
-    queued = [r.id for r in runs if r.needs_task]
-    enqueue_after_commit(session, queued, queue.sender(settings.broker_url))
+    submitted = submit.submit_sweep(
+        session,
+        spec,
+        queue.sender(settings.broker_url),
+        name=submission.name,
+        force=force,
+        owner=token,
+    )
     created = SweepCreated(
-        id=sweep.id,
-        name=sweep.name,
-        status=sweep.status.value,
-        runs=[RunBrief.model_validate(r) for r in runs],
+        id=submitted.sweep.id,
+        name=submitted.sweep.name,
+        status=submitted.sweep.status.value,
+        runs=[RunBrief.model_validate(r) for r in submitted.runs],
         enqueued=0,
     )
     # Committed here, not at the end of the request: the reply says what was sent.
@@ -178,14 +177,13 @@ def preview_sweep(
     session: SessionDep,
     settings: SettingsDep,
     force: Annotated[bool, Query(description="as POST /sweeps?force=true")] = False,
-    name: Annotated[str | None, NameQuery()] = None,
+    name: Annotated[SweepName | None, NameQuery()] = None,
 ) -> SweepPreview:
     """Validate and expand a sweep file without storing anything: runs, slugs, hashes, reuse."""
     submission = read_submission(request, body, name)
     spec = parse_submission(
         submission.text, settings, filename=submission.filename, files=submission.files
     )
-    name = submission.name
     plans = submit.plan_runs(session, spec, force=force)
     runs = [
         PreviewRun(
@@ -202,7 +200,7 @@ def preview_sweep(
     ]
     reused = sum(r.would_reuse or r.link_to_id is not None for r in runs)
     return SweepPreview(
-        name=name or default_name(spec),
+        name=sweep_name(spec, submission.name),
         matrix_keys=spec.matrix_keys,
         runs=runs,
         would_train=len(runs) - reused,
@@ -222,7 +220,8 @@ def _summary(summary: reads.SweepSummary) -> dict[str, Any]:
         "run_count": summary.run_count,
         "counts": summary.counts,
         "progress": summary.progress,
-        "hold_reason": sweep.hold_reason,
+        # Kept after a held sweep is cancelled (retry still asks for a file), shown while held.
+        "hold_reason": sweep.hold_reason if sweep.status == SweepStatus.HELD else None,
     }
 
 
@@ -286,9 +285,10 @@ def get_sweep(
     response_model=SweepCancelled,
     responses={404: {"model": Problem}, 409: {"model": Problem, "description": "all finished"}},
 )
-def cancel_sweep(sweep_id: SweepId, session: SessionDep) -> SweepCancelled:
-    """Cancel queued runs now and ask running ones to stop at their next step."""
-    result = commands.cancel_sweep(session, sweep_id)
+def cancel_sweep(sweep_id: SweepId, session: SessionDep, token: CurrentToken) -> SweepCancelled:
+    """Cancel queued runs now and ask running ones to stop at their next step (owner or admin)."""
+    access.check_may_change(session, token, sweep_id)
+    result = run_state.cancel_sweep(session, sweep_id)
     return SweepCancelled(
         sweep_id=sweep_id, cancelled=result.cancelled, cancel_requested=result.cancel_requested
     )
@@ -310,15 +310,16 @@ def retry_sweep(
     body: Body,
     session: SessionDep,
     settings: SettingsDep,
+    token: CurrentToken,
     force: Annotated[
         bool, Query(description="release a held sweep's runs unchanged, without a file")
     ] = False,
 ) -> SweepRetried:
-    """Queue held, failed, cancelled and pruned runs again; they resume from their checkpoints.
-
-    A held sweep needs the fixed file in the body (as for POST /sweeps; it must give the same
-    runs, and replaces the configuration of those that have not trained) or `force=true`.
+    """Queue held, failed, cancelled and pruned runs again, resuming from checkpoints (owner or
+    admin). A held sweep needs the fixed file in the body (as for POST /sweeps; it must give
+    the same runs, and replaces the configuration of those that have not trained) or `force`.
     """
+    access.check_may_change(session, token, sweep_id)
     spec = None
     if body.strip():
         submission = read_submission(request, body, None)
@@ -327,7 +328,7 @@ def retry_sweep(
         )
     refitted = retry.refit(session, sweep_id, spec) if spec is not None else 0
     ids = retry.retry_sweep(session, sweep_id, force=force or spec is not None)
-    enqueue_after_commit(session, ids, queue.sender(settings.broker_url))
+    run_state.enqueue_after_commit(session, ids, queue.sender(settings.broker_url))
     outcome = commit(session)  # here, so that the reply says what was sent
     return SweepRetried(
         sweep_id=sweep_id,

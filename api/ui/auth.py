@@ -3,19 +3,23 @@
 Pages redirect to the login form when the cookie is missing or no longer valid; the UI's JSON
 endpoints answer 401. State-changing requests must also come from our own pages: SameSite=Lax
 keeps the cookie off cross-site POSTs, and the Origin check below also refuses other sites on
-the same host (another port is "same-site" to a browser).
+the same host (another port is "same-site" to a browser). A form post also needs a write or
+admin token (shared/domain/access.py), as the JSON API does.
 """
 
 from __future__ import annotations
 
+from typing import Annotated
 from urllib.parse import quote, urlsplit
 
-from fastapi import HTTPException, Request, Response
+from fastapi import Depends, HTTPException, Request, Response
 from sqlalchemy.orm import Session
 
+from api.deps import SessionDep
 from api.ui import session as ui_session
 from shared.db.models import ApiToken
 from shared.db.tokens import verify_token
+from shared.domain import access
 
 
 def token_from_cookie(request: Request, db: Session) -> ApiToken | None:
@@ -81,3 +85,35 @@ def safe_next(target: str | None) -> str:
     if target and (target == "/ui" or target.startswith("/ui/")):
         return target
     return "/ui/"
+
+
+# ---------------------------------------------------------------- who is asking
+
+
+def page_user(request: Request, db: SessionDep) -> ApiToken:
+    """Pages: the logged-in token, or a redirect to the login form."""
+    token = token_from_cookie(request, db)
+    if token is None:
+        raise login_redirect(request)
+    return token
+
+
+def form_user(request: Request, db: SessionDep) -> ApiToken:
+    """Form posts: logged in with a write or admin token, sent from one of our own pages."""
+    check_same_origin(request)
+    token = page_user(request, db)
+    access.check_method(token, request.method)
+    return token
+
+
+def data_user(request: Request, db: SessionDep) -> ApiToken:
+    """The JSON the pages fetch: 401 rather than a redirect."""
+    token = token_from_cookie(request, db)
+    if token is None:
+        raise HTTPException(401, "log in at /ui/login")
+    return token
+
+
+PageUser = Annotated[ApiToken, Depends(page_user)]
+FormUser = Annotated[ApiToken, Depends(form_user)]
+DataUser = Annotated[ApiToken, Depends(data_user)]

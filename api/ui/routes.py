@@ -12,7 +12,7 @@ import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -21,13 +21,19 @@ from api.errors import InvalidInput
 from api.etag import is_fresh, make_etag, not_modified
 from api.params import RunId, SweepId, parse_ids
 from api.ui import assets, auth, views
+from api.ui.auth import DataUser, FormUser, PageUser
 from api.ui.sweep_page_context import flash_text, sweep_context
 from shared import queue
-from shared.db.models import ApiToken
-from shared.db.session import enqueue_after_commit
-from shared.domain import commands, reads, retry, tables
+from shared.domain import access, reads, retry, tables
+from shared.domain import runs as run_state
 from shared.domain.curves import curves_payload, load_runs, parse_after
-from shared.domain.submit import create_sweep, default_name, parse_submission, plan_runs
+from shared.domain.submit import (
+    check_sweep_name,
+    parse_submission,
+    plan_runs,
+    submit_sweep,
+    sweep_name,
+)
 from shared.domain.versions import metrics_version
 from shared.sweepfile import SpecError
 from shared.table import build_table, to_csv, to_markdown
@@ -45,36 +51,6 @@ CHART_POINT_BUDGET = 20_000
 
 def max_points_for(runs: int) -> int:
     return max(50, min(DEFAULT_MAX_POINTS, CHART_POINT_BUDGET // max(1, runs)))
-
-
-# ---------------------------------------------------------------- who is asking
-
-
-def page_user(request: Request, db: DbSession) -> ApiToken:
-    """Pages: the logged-in token, or a redirect to the login form."""
-    token = auth.token_from_cookie(request, db)
-    if token is None:
-        raise auth.login_redirect(request)
-    return token
-
-
-def form_user(request: Request, db: DbSession) -> ApiToken:
-    """Form posts: logged in, and sent from one of our own pages."""
-    auth.check_same_origin(request)
-    return page_user(request, db)
-
-
-def data_user(request: Request, db: DbSession) -> ApiToken:
-    """The JSON the pages fetch: 401 rather than a redirect."""
-    token = auth.token_from_cookie(request, db)
-    if token is None:
-        raise HTTPException(401, "log in at /ui/login")
-    return token
-
-
-PageUser = Annotated[ApiToken, Depends(page_user)]
-FormUser = Annotated[ApiToken, Depends(form_user)]
-DataUser = Annotated[ApiToken, Depends(data_user)]
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -214,11 +190,12 @@ def sweep_table_file(
 
 
 @router.post("/sweeps/{sweep_id}/cancel")
-def cancel_sweep(db: DbSession, _: FormUser, sweep_id: SweepId) -> Response:
+def cancel_sweep(db: DbSession, user: FormUser, sweep_id: SweepId) -> Response:
+    access.check_may_change(db, user, sweep_id)
     try:
-        result = commands.cancel_sweep(db, sweep_id)
-    except commands.Conflict:  # all finished meanwhile: the page says nothing was cancelled
-        result = commands.CancelResult([], [])
+        result = run_state.cancel_sweep(db, sweep_id)
+    except run_state.Conflict:  # all finished meanwhile: the page says nothing was cancelled
+        result = run_state.CancelResult([], [])
     return RedirectResponse(
         f"/ui/sweeps/{sweep_id}?cancelled={len(result.cancelled)}"
         f"&stopping={len(result.cancel_requested)}",
@@ -230,15 +207,16 @@ def cancel_sweep(db: DbSession, _: FormUser, sweep_id: SweepId) -> Response:
 def retry_sweep(
     db: DbSession,
     settings: SettingsDep,
-    _: FormUser,
+    user: FormUser,
     sweep_id: SweepId,
     force: Annotated[bool, Form()] = False,
 ) -> Response:
+    access.check_may_change(db, user, sweep_id)
     try:
         run_ids = retry.retry_sweep(db, sweep_id, force=force)
-    except commands.Conflict:  # held: the page says how to release it
+    except run_state.Conflict:  # held: the page says how to release it
         return RedirectResponse(f"/ui/sweeps/{sweep_id}?held=1", status_code=303)
-    enqueue_after_commit(db, run_ids, queue.sender(settings.broker_url))
+    run_state.enqueue_after_commit(db, run_ids, queue.sender(settings.broker_url))
     return RedirectResponse(f"/ui/sweeps/{sweep_id}?retried={len(run_ids)}", status_code=303)
 
 
@@ -263,9 +241,10 @@ def run_page(request: Request, db: DbSession, _: PageUser, run_id: RunId) -> HTM
 
 
 @router.post("/runs/{run_id}/cancel")
-def cancel_run(db: DbSession, _: FormUser, run_id: RunId) -> Response:
-    with contextlib.suppress(commands.Conflict):  # finished meanwhile: the page shows it
-        commands.cancel_run(db, run_id)
+def cancel_run(db: DbSession, user: FormUser, run_id: RunId) -> Response:
+    access.check_may_change_run(db, user, run_id)
+    with contextlib.suppress(run_state.Conflict):  # finished meanwhile: the page shows it
+        run_state.cancel_run(db, run_id)
     return RedirectResponse(f"/ui/runs/{run_id}", status_code=303)
 
 
@@ -325,7 +304,7 @@ async def submit(
     request: Request,
     db: DbSession,
     settings: SettingsDep,
-    _: FormUser,
+    user: FormUser,
     yaml: Annotated[str, Form()] = "",
     name: Annotated[str, Form()] = "",
     force: Annotated[bool, Form()] = False,
@@ -353,20 +332,23 @@ async def submit(
         else:  # a base that $extends names: by its name, beside the sweep file
             files[upload.filename] = raw.decode("utf-8", "replace")
     try:
+        check_sweep_name(name)  # the API's rule and message, before the file as there
         spec = parse_submission(source, settings, filename=filename, files=files)
+    except InvalidInput as error:
+        return render(request, "submit.html", 422, **form, error={"message": str(error)})
     except SpecError as error:
         return render(request, "submit.html", 422, **{**form, "error": error.to_dict()})
-    sweep_name = name.strip()[:200] or default_name(spec)
     if action != "submit":
         plans = plan_runs(db, spec, force=force)
         form["preview"] = views.preview(plans)
         form["merged"] = spec.yaml_text if spec.merged_from else None
-        return render(request, "submit.html", **{**form, "error": None, "name": sweep_name})
-    sweep, runs = create_sweep(db, spec, name=sweep_name, force=force)
-    enqueue_after_commit(
-        db, [r.id for r in runs if r.needs_task], queue.sender(settings.broker_url)
+        return render(
+            request, "submit.html", **{**form, "error": None, "name": sweep_name(spec, name)}
+        )
+    submitted = submit_sweep(
+        db, spec, queue.sender(settings.broker_url), name=name, force=force, owner=user
     )
-    return RedirectResponse(f"/ui/sweeps/{sweep.id}", status_code=303)
+    return RedirectResponse(f"/ui/sweeps/{submitted.sweep.id}", status_code=303)
 
 
 # ---------------------------------------------------------------- data for the charts

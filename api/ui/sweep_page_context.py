@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from api.ui import views
-from shared.db.models import RunStatus
+from shared.db.models import LIVE_STATUSES, RETRYABLE_STATUSES, RunStatus
 from shared.domain import reads, tables
 from shared.table import page_of, prepare
 
@@ -30,8 +30,8 @@ def sweep_context(
     table = page_of(prepared, sort=sort, limit=TABLE_PAGE, offset=(page - 1) * TABLE_PAGE)
     summary = reads.summarize(db, [sweep])[0]
     counts = summary.counts
-    live = counts.get(RunStatus.QUEUED.value, 0) + counts.get(RunStatus.RUNNING.value, 0)
-    retryable = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PRUNED, RunStatus.HELD)
+    live = sum(counts.get(status.value, 0) for status in LIVE_STATUSES)
+    retryable = (*RETRYABLE_STATUSES, RunStatus.HELD)
     paged = len(runs) > TABLE_PAGE
     # One ranking serves the "best runs" table and the choice of curves.
     ranked = page_of(prepared, sort=views.BEST_BY, limit=views.CURVE_RUNS)

@@ -13,10 +13,9 @@ import yaml
 from shared.db.models import Run
 from shared.domain.reads import SweepSummary
 from shared.domain.submit import PlannedRun
-from shared.table import Table, TableRun
+from shared.metric_keys import ACCURACY_KEYS
+from shared.table import METRIC_HEADERS, Table, TableRun
 
-# The parallel-coordinates plot colours runs by the first of these that any run has.
-FINAL_ACCURACY_KEYS = ("accuracy_svc", "accuracy_argmax", "accuracy_svc_heldout")
 # A big sweep's page: what a person can read, drawn quickly (BENCHMARKS.md, "Scale").
 BEST_BY = "validation_loss"  # the "best runs" table and the curves drawn are ranked by it
 CURVE_RUNS = 20  # curves of all runs up to this many; above, of the best this many
@@ -100,10 +99,9 @@ def sweep_row(summary: SweepSummary) -> dict[str, Any]:
 def parcoords_spec(runs: list[TableRun], param_keys: list[str]) -> dict[str, Any]:
     """Matrix parameters and final accuracy per run (the PARCOORDS_RUNS most accurate), for
     the parallel-coordinates plot."""
-    key = next((k for k in FINAL_ACCURACY_KEYS if any(k in r.metrics for r in runs)), None)
-    label = {"accuracy_svc": "accuracy (svc)", "accuracy_argmax": "accuracy (argmax)"}.get(
-        key or "", "accuracy (svc held-out)" if key else "accuracy"
-    )
+    # Runs are coloured by the first accuracy that any run has.
+    key = next((k for k in ACCURACY_KEYS if any(k in r.metrics for r in runs)), None)
+    label = METRIC_HEADERS[key] if key else "accuracy"
 
     def accuracy(metrics: dict[str, tuple[int, float]]) -> float | None:
         point = metrics.get(key) if key else None

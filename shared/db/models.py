@@ -88,12 +88,25 @@ FINISHED_STATUSES = frozenset(
         RunStatus.PRUNED,
     }
 )
+# A run in one of these is not over: its sweep stays active.
+LIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+# Those `retry` queues again (a pruned run retried resumes and trains to its full budget).
+RETRYABLE_STATUSES = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PRUNED)
+SWEEP_NAME_MAX = 200  # sweeps.name's length
 
 
 class SweepStatus(enum.StrEnum):
     ACTIVE = "active"  # some run queued or running
     FINISHED = "finished"  # every run ended
-    HELD = "held"  # none queued or running, some held (shared/db/holds.py)
+    HELD = "held"  # none queued or running, some held (shared/domain/holds.py)
+
+
+class TokenRole(enum.StrEnum):
+    """What an API token may do (shared/domain/access.py holds the rules)."""
+
+    READ = "read"  # GET routes only
+    WRITE = "write"  # also submit; cancel and retry its own sweeps
+    ADMIN = "admin"  # also cancel and retry anyone's sweeps
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
@@ -112,7 +125,7 @@ class Sweep(Base):
     __tablename__ = "sweeps"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(SWEEP_NAME_MAX))
     yaml_text: Mapped[str] = mapped_column(Text)
     matrix_keys: Mapped[list[str]] = mapped_column(JSONType, default=list)
     status: Mapped[SweepStatus] = mapped_column(
@@ -120,7 +133,11 @@ class Sweep(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Set while its queued runs are held (shared/db/holds.py); released_at once a person
+    # The token that submitted it; None for sweeps from before roles (admins may change them).
+    owner_token_id: Mapped[int | None] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="SET NULL")
+    )
+    # Set while its queued runs are held (shared/domain/holds.py); released_at once a person
     # released them, after which the sweep is not held again.
     hold_reason: Mapped[str | None] = mapped_column(Text)
     held_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -222,3 +239,4 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    role: Mapped[TokenRole] = mapped_column(_enum(TokenRole, "token_role"), default=TokenRole.WRITE)

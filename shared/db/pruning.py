@@ -1,4 +1,5 @@
-"""Queries behind early stopping (shared/sweepfile/early_stop.py): rung values and prune marks.
+"""Queries behind early stopping (shared/sweepfile/early_stop.py): rung values and prune marks
+(the judgement that writes a mark is `shared.domain.runs.judge_rung`).
 
 A run's value at a rung is its metric at its first validation at or past the rung's inputs,
 read from the stored curves, so the decision holds across workers and hosts. Two runs that
@@ -14,7 +15,6 @@ from sqlalchemy import and_, case, exists, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import Metric, Run, RunStatus
-from shared.sweepfile.early_stop import EarlyStop
 
 # Written when a run is pruned (step and value: the rung's inputs); it stays when the run is
 # retried, and a run that has one is trained to its full budget without being judged again.
@@ -64,21 +64,3 @@ def rung_values(session: Session, sweep_id: int, metric: str, inputs: int) -> di
     for run_id, value, is_nan in session.execute(query):
         first.setdefault(run_id, float("nan") if is_nan else value)
     return {rid: first[src] for rid, src in sources.items() if src in first}
-
-
-def judge(
-    session: Session, run_id: int, sweep_id: int, rule: EarlyStop, rung: int, value: float
-) -> str | None:
-    """None when the run goes on past `rung`, else why it is pruned (and the mark is written)."""
-    inputs = rule.rung_inputs(rung)
-    values = rung_values(session, sweep_id, rule.metric, inputs)
-    values[run_id] = value  # its own point may still be on its way to the table
-    if rule.promotes(value, list(values.values())):
-        return None
-    session.add(Metric(run_id=run_id, key=PRUNED_AT_KEY, step=inputs, value=float(inputs)))
-    session.flush()
-    return (
-        f"pruned at the rung of {inputs:,} inputs: {rule.metric} {value:.6g} is not in the "
-        f"best 1/{rule.reduction_factor} of the {len(values)} runs that reached it "
-        f"({'lower' if rule.mode == 'min' else 'higher'} is better)"
-    )

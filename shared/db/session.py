@@ -1,8 +1,9 @@
 """Engine and session factories, and the unit of work: the one place that commits.
 
-Task messages are tied to the commit: `enqueue_after_commit` records run ids on the session,
-and an after-commit hook sends them, so a worker never receives an id whose row it cannot read
-yet, and a rolled-back transaction sends nothing. The API and the reconciler use the same path.
+Task messages are tied to the commit: `send_after_commit` records run ids on the session, and
+an after-commit hook sends them, so a worker never receives an id whose row it cannot read yet,
+and a rolled-back transaction sends nothing. The API and the reconciler use the same path
+(through `shared.domain.runs.enqueue_after_commit`, which notes the sent runs enqueued).
 Nothing connects at import time.
 """
 
@@ -18,7 +19,6 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.domain.commands import mark_enqueued
 from shared.settings import get_settings
 
 
@@ -74,7 +74,9 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
 
 log = logging.getLogger("sweeps.queue")
 Send = Callable[[int], None]
-_PENDING = "sweeps.enqueue.pending"  # list[(send, run ids)] of the open transaction
+# What to write, in a new transaction, for the ids that were sent.
+AfterSend = Callable[[Session, list[int]], None]
+_PENDING = "sweeps.enqueue.pending"  # list[(send, run ids, then)] of the open transaction
 _OUTCOME = "sweeps.enqueue.outcome"  # Enqueued of the last commit
 SEND_BATCH = 500  # ids per `many` call: what one failure can leave unsent (and unmarked)
 
@@ -85,52 +87,71 @@ class Enqueued:
 
     sent: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    then: list[tuple[AfterSend, list[int]]] = field(default_factory=list)
 
 
-def enqueue_after_commit(session: Session, run_ids: Sequence[int], send: Send) -> None:
-    """Send `send(run_id)` for each id once this transaction commits; nothing if it rolls back."""
+def send_after_commit(
+    session: Session, run_ids: Sequence[int], send: Send, *, then: AfterSend | None = None
+) -> None:
+    """Call `send(run_id)` for each id once this transaction commits (nothing if it rolls
+    back), then `then(session, sent ids)` in a transaction of its own."""
     if run_ids:
         session.connection()  # begin the transaction the ids belong to, if nothing has yet
-        session.info.setdefault(_PENDING, []).append((send, list(run_ids)))
+        session.info.setdefault(_PENDING, []).append((send, list(run_ids), then))
 
 
 def commit(session: Session) -> Enqueued:
-    """Commit; the hook sends the recorded tasks; note the sent runs as enqueued.
+    """Commit; the hook sends the recorded tasks; then write what the senders asked for.
 
-    A run whose message could not be sent stays queued without `enqueued_at`: the
-    reconciler sends it after its grace period.
+    A run whose message could not be sent is left out of `then`: it stays queued without
+    `enqueued_at`, and the reconciler sends it after its grace period.
     """
     session.commit()
     outcome: Enqueued = session.info.pop(_OUTCOME, None) or Enqueued()
-    if outcome.sent:
-        mark_enqueued(session, outcome.sent)
+    for then, sent in outcome.then:
+        then(session, sent)
+    if outcome.then:
         session.commit()
     return outcome
 
 
 @event.listens_for(Session, "after_commit")
 def _send_recorded(session: Session) -> None:
-    pending: list[tuple[Send, list[int]]] = session.info.pop(_PENDING, [])
+    pending: list[tuple[Send, list[int], AfterSend | None]] = session.info.pop(_PENDING, [])
     if not pending:
         return
     outcome: Enqueued = session.info.setdefault(_OUTCOME, Enqueued())
-    total = sum(len(ids) for _, ids in pending)
-    for send, run_ids in pending:
-        # A sender with `many` (shared.queue.Sender) sends a batch in one round trip.
-        many = getattr(send, "many", None)
-        size = SEND_BATCH if many is not None else 1
-        for start in range(0, len(run_ids), size):
-            chunk = run_ids[start : start + size]
-            try:
-                many(chunk) if many is not None else send(chunk[0])
-            except Exception as exc:  # noqa: BLE001 - any broker failure is handled the same way
-                log.warning("enqueue failed for run %s: %s", chunk[0], type(exc).__name__)
-                outcome.warnings.append(
-                    f"the task queue is unreachable ({type(exc).__name__}); "
-                    f"{total - len(outcome.sent)} queued runs will be sent by the reconciler"
-                )
-                return  # the broker is down: the rest would fail the same way
-            outcome.sent.extend(chunk)
+    total = sum(len(ids) for _, ids, _ in pending)
+    for send, run_ids, then in pending:
+        sent: list[int] = []
+        failed = _send_each(send, run_ids, sent)
+        outcome.sent.extend(sent)
+        if then is not None and sent:
+            outcome.then.append((then, sent))
+        if failed is not None:
+            log.warning("enqueue failed for run %s: %s", failed[0], type(failed[1]).__name__)
+            outcome.warnings.append(
+                f"the task queue is unreachable ({type(failed[1]).__name__}); "
+                f"{total - len(outcome.sent)} queued runs will be sent by the reconciler"
+            )
+            return  # the broker is down: the rest would fail the same way
+
+
+def _send_each(send: Send, run_ids: list[int], sent: list[int]) -> tuple[int, Exception] | None:
+    """Send each id, noting it in `sent`; (id, error) of the first send that failed.
+
+    A sender with `many` (shared.queue.Sender) sends SEND_BATCH ids in one round trip; a
+    failed batch counts as unsent as a whole (a duplicate message is refused by the claim)."""
+    many = getattr(send, "many", None)
+    size = SEND_BATCH if many is not None else 1
+    for start in range(0, len(run_ids), size):
+        chunk = run_ids[start : start + size]
+        try:
+            many(chunk) if many is not None else send(chunk[0])
+        except Exception as exc:  # noqa: BLE001 - any broker failure is handled the same way
+            return chunk[0], exc
+        sent.extend(chunk)
+    return None
 
 
 @event.listens_for(Session, "after_soft_rollback")

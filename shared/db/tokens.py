@@ -10,7 +10,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.db.models import ApiToken, utcnow
+from shared.db.models import ApiToken, TokenRole, utcnow
 
 TOKEN_PREFIX = "swp_"
 BOOTSTRAP_NAME = "bootstrap"
@@ -29,10 +29,12 @@ def generate_secret() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-def create_token(session: Session, name: str) -> tuple[ApiToken, str]:
+def create_token(
+    session: Session, name: str, role: TokenRole = TokenRole.WRITE
+) -> tuple[ApiToken, str]:
     """Store a new token; returns the row and the secret, which is not kept anywhere."""
     secret = generate_secret()
-    token = ApiToken(name=name, token_hash=hash_token(secret))
+    token = ApiToken(name=name, token_hash=hash_token(secret), role=role)
     session.add(token)
     session.flush()
     return token, secret
@@ -81,11 +83,14 @@ def list_tokens(session: Session, *, include_revoked: bool = False) -> list[ApiT
 
 
 def ensure_bootstrap_token(session: Session, secret: str, name: str = BOOTSTRAP_NAME) -> ApiToken:
-    """Store SWEEPS_API_TOKEN's hash once; a bootstrap token revoked earlier stays revoked."""
+    """Store SWEEPS_API_TOKEN's hash once; a bootstrap token revoked earlier stays revoked.
+
+    It is an admin token: the stack's own token (`sweeps up`) may do everything, as before roles.
+    """
     digest = hash_token(secret)
     token = session.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).first()
     if token is None:
-        token = ApiToken(name=name, token_hash=digest)
+        token = ApiToken(name=name, token_hash=digest, role=TokenRole.ADMIN)
         session.add(token)
         session.flush()
     return token

@@ -20,14 +20,8 @@ from sqlalchemy.orm import Session
 from shared.db.models import Metric, Run, Sweep
 from shared.domain.metrics import downsample, value_or_null
 from shared.domain.reads import source_of
+from shared.metric_keys import CURVE_KEYS
 
-CURVE_KEYS = (
-    "train_loss",
-    "validation_loss",
-    "accuracy_argmax",
-    "accuracy_svc",
-    "accuracy_svc_heldout",
-)
 MAX_POINTS_LIMIT = 5_000
 # Series up to this many times max_points are read whole and bucketed in Python.
 READ_WHOLE_FACTOR = 8

@@ -1,7 +1,7 @@
 """One run's metrics: latest values, series, and the min-max downsampling rule.
 
 A reused run shows its source's metrics (`reads.source_id`). A NaN is stored as value 0 with
-`is_nan` set (`shared.db.runs.upsert_metrics`); reads give it back as NaN (latest values,
+`is_nan` set (`shared.db.metric_writes.upsert_metrics`); reads give it back as NaN (latest values,
 tables) or as None (series, which become JSON), and `non_finite` names NaN and infinities.
 """
 

@@ -18,7 +18,7 @@ COMPARE_MAX_CANDIDATES = 400
 
 
 def source_of(run_id: int, status: RunStatus | str, reused_from_id: int | None) -> int:
-    """The run whose metrics a run shows: the one it reuses or is linked to (shared/db/links.py,
+    """The run whose metrics a run shows: the one it reuses or is linked to (shared/domain/runs.py,
     a queued run waiting on another's training), or itself."""
     linked = status in (RunStatus.REUSED, RunStatus.QUEUED)  # a StrEnum equals its value
     if linked and reused_from_id is not None:

@@ -16,12 +16,13 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared.db import holds
 from shared.db.models import Run, RunStatus, Sweep
-from shared.domain.commands import retry_runs, update_sweep_status
+from shared.domain import holds
 from shared.domain.errors import Conflict
 from shared.domain.reads import get_sweep
+from shared.domain.runs import retry_runs
 from shared.domain.submit import json_safe, max_inputs_of
+from shared.domain.sweeps import update_sweep_status
 from shared.sweepfile import SpecError, SweepSpec
 
 # Runs a fixed file may change: those that have not trained (nothing to resume).

@@ -15,15 +15,18 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from shared.db import links
-from shared.db.models import Run, RunStatus, Sweep, utcnow
-from shared.domain.commands import update_sweep_status
+from shared.db.chunks import chunked
+from shared.db.models import SWEEP_NAME_MAX, ApiToken, Run, RunStatus, Sweep, utcnow
+from shared.db.session import Send
+from shared.domain.errors import InvalidInput
+from shared.domain.runs import enqueue_after_commit, find_live, needs_message
+from shared.domain.sweeps import update_sweep_status
 from shared.plugins import plugin_modules
 from shared.settings import Settings
 from shared.sweepfile import RunSpec, SpecError, SweepSpec, parse_with_extends
+from shared.sweepfile.document import Locator
 
 MAX_INPUTS = 2**62  # runs.max_inputs and metrics.step are BIGINT
-_CHUNK = 1000  # bound the parameters of one IN (...) list
 
 
 def parse_submission(
@@ -50,15 +53,35 @@ def parse_submission(
         raise SpecError("the matrix gives no runs (an empty list, or a $filter that keeps none)",
                         key="matrix")  # fmt: skip
     for run in spec.runs:
-        check_storable(run)
+        try:
+            check_storable(run)
+        except SpecError as exc:
+            # A merged ($extends) file's lines are not the user's: the key names the place.
+            raise exc if spec.merged_from else Locator(spec.yaml_text).locate(exc) from None
     return spec
 
 
-def default_name(spec: SweepSpec) -> str:
-    """The experiment names' common prefix (the whole name for one run)."""
+def check_sweep_name(name: str | None) -> str | None:
+    """A given sweep name as stored: stripped, None when blank; InvalidInput when it is longer
+    than the column or holds a control character or a lone UTF-16 surrogate."""
+    if name is None:
+        return None
+    if len(name) > SWEEP_NAME_MAX or any(
+        ord(ch) < 32 or 0xD800 <= ord(ch) <= 0xDFFF for ch in name
+    ):
+        raise InvalidInput(f"'name' must be at most {SWEEP_NAME_MAX} printable characters")
+    return name.strip() or None
+
+
+def sweep_name(spec: SweepSpec, name: str | None) -> str:
+    """The name a sweep is stored under: the given one, else the experiment names' common
+    prefix (the whole name for one run)."""
+    given = check_sweep_name(name)
+    if given:
+        return given
     names = [r.experiment_name for r in spec.runs]
     prefix = os.path.commonprefix(names) if names else ""
-    return prefix.rstrip("_-/:. ") or "sweep"
+    return prefix.rstrip("_-/:. ")[:SWEEP_NAME_MAX] or "sweep"
 
 
 def json_safe(value: Any) -> Any:
@@ -116,16 +139,14 @@ def _unstorable(value: Any) -> str | None:
 class PlannedRun:
     spec: RunSpec
     reuse_from_id: int | None  # a succeeded run with the same config_hash, unless forced
-    # else a queued or running run with that hash: linked to it, not trained twice (links.py)
+    # else a queued or running run with that hash: linked to it, not trained twice (runs.py)
     link_to_id: int | None = None
 
 
 def find_reusable(session: Session, hashes: Iterable[str]) -> dict[str, int]:
     """config_hash -> id of the newest succeeded run with that hash."""
     found: dict[str, int] = {}
-    unique = list(dict.fromkeys(hashes))
-    for start in range(0, len(unique), _CHUNK):
-        chunk = unique[start : start + _CHUNK]
+    for chunk in chunked(list(dict.fromkeys(hashes))):
         query = (
             select(Run.config_hash, func.max(Run.id))
             .where(Run.config_hash.in_(chunk), Run.status == RunStatus.SUCCEEDED)
@@ -141,7 +162,7 @@ def plan_runs(session: Session, spec: SweepSpec, *, force: bool = False) -> list
         return [PlannedRun(r, None) for r in spec.runs]
     hashes = [r.config_hash for r in spec.runs]
     reusable = find_reusable(session, hashes)
-    live = links.find_live(session, (h for h in hashes if h not in reusable))
+    live = find_live(session, (h for h in hashes if h not in reusable))
     return [PlannedRun(r, reusable.get(r.config_hash), live.get(r.config_hash)) for r in spec.runs]
 
 
@@ -156,23 +177,55 @@ class CreatedRun:
     config_hash: str
     reused_from_id: int | None
 
-    @property
-    def needs_task(self) -> bool:
-        """Queued and not linked to a run training elsewhere (links.py), so it gets a task."""
-        return self.status == RunStatus.QUEUED and self.reused_from_id is None
+
+@dataclass(frozen=True)
+class Submitted:
+    sweep: Sweep
+    runs: list[CreatedRun]
+    to_enqueue: list[int]  # the queued runs that train themselves, sent after the commit
+
+
+def submit_sweep(
+    session: Session,
+    spec: SweepSpec,
+    send: Send,
+    *,
+    name: str | None,
+    force: bool = False,
+    owner: ApiToken | None = None,
+) -> Submitted:
+    """Store the sweep and its runs, and have `send` carry each run that needs a task message
+    once the transaction commits (a reused or linked run needs none). `owner`: create_sweep."""
+    sweep, runs = create_sweep(session, spec, name=name, force=force, owner=owner)
+    to_enqueue = list(session.scalars(
+        select(Run.id).where(Run.sweep_id == sweep.id, needs_message()).order_by(Run.id)
+    ))  # fmt: skip
+    enqueue_after_commit(session, to_enqueue, send)
+    return Submitted(sweep, runs, to_enqueue)
 
 
 def create_sweep(
-    session: Session, spec: SweepSpec, *, name: str, force: bool = False
+    session: Session,
+    spec: SweepSpec,
+    *,
+    name: str | None,
+    force: bool = False,
+    owner: ApiToken | None = None,
 ) -> tuple[Sweep, list[CreatedRun]]:
     """Store a parsed sweep and its runs; runs already trained elsewhere become `reused`.
 
+    `owner`: the token that submitted it, which may cancel and retry it (shared/domain/access.py).
+
     `spec` comes from `parse_submission`, which has checked that every value is storable.
-    The runs go in as one bulk INSERT (executemany); their ids are then read by matrix_id
-    (RETURNING would make SQLite insert row by row).
+    The runs go in as one bulk INSERT (executemany).
     """
     plans = plan_runs(session, spec, force=force)
-    sweep = Sweep(name=name[:200], yaml_text=spec.yaml_text, matrix_keys=list(spec.matrix_keys))
+    sweep = Sweep(
+        name=sweep_name(spec, name),
+        yaml_text=spec.yaml_text,
+        matrix_keys=list(spec.matrix_keys),
+        owner_token_id=owner.id if owner is not None else None,
+    )
     session.add(sweep)
     session.flush()
     sources = _inputs_seen(session, {p.reuse_from_id for p in plans if p.reuse_from_id})
@@ -180,16 +233,15 @@ def create_sweep(
     rows = [_new_run(sweep.id, plan, sources, now) for plan in plans]
     # Core, not the ORM's bulk insert, and no RETURNING: one executemany, which SQLite and
     # psycopg batch; the ids are then read back by matrix_id, unique within the sweep.
-    session.connection().execute(insert(Run.__table__), rows)
+    session.connection().execute(insert(Run.__table__), rows)  # type: ignore[arg-type]
     stored = session.execute(select(Run.matrix_id, Run.id).where(Run.sweep_id == sweep.id))
     by_matrix_id = {matrix_id: run_id for matrix_id, run_id in stored}
-    ids = [by_matrix_id[row["matrix_id"]] for row in rows]
     if update_sweep_status(session, [sweep.id]):  # every run reused: finished already
         session.refresh(sweep)
     runs = [
-        CreatedRun(run_id, row["matrix_id"], row["slug"], row["status"], row["config_hash"],
-                   row["reused_from_id"])
-        for run_id, row in zip(ids, rows, strict=True)
+        CreatedRun(by_matrix_id[row["matrix_id"]], row["matrix_id"], row["slug"], row["status"],
+                   row["config_hash"], row["reused_from_id"])
+        for row in rows
     ]  # fmt: skip
     return sweep, runs
 

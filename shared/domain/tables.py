@@ -9,13 +9,12 @@ from collections.abc import Sequence
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from shared.db.chunks import chunked
 from shared.db.models import LatestMetric, Run, RunStatus, Sweep
 from shared.domain.errors import NotFound
 from shared.domain.metrics import value_or_null
 from shared.domain.reads import source_of
 from shared.table import TABLE_KEYS, TableRun
-
-_CHUNK = 1000  # bound the parameters of one IN (...) list
 
 
 def table_runs(
@@ -79,13 +78,12 @@ def _require(
 
 def _latest_by_run(session: Session, run_ids: set[int]) -> dict[int, dict[str, tuple[int, float]]]:
     found: dict[int, dict[str, tuple[int, float]]] = defaultdict(dict)
-    ids = sorted(run_ids)
-    for start in range(0, len(ids), _CHUNK):
+    for chunk in chunked(sorted(run_ids)):
         # Plain tuples, not ORM objects: a large table reads several per run.
         query = select(
             LatestMetric.run_id, LatestMetric.key, LatestMetric.step, value_or_null(LatestMetric)
         ).where(
-            LatestMetric.run_id.in_(ids[start : start + _CHUNK]),
+            LatestMetric.run_id.in_(chunk),
             LatestMetric.key.in_(TABLE_KEYS),
         )
         for run_id, key, step, value in session.execute(query):

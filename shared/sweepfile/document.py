@@ -6,21 +6,18 @@ from typing import Any
 
 import yaml
 
+from .bounded import Budget, compose_bounded, load_bounded
 from .errors import SpecError
 
-LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-# libyaml's composer recurses in C: a few ten thousand nested brackets crash the process, and
-# its scanner slows quadratically with depth long before that. Real files nest a few levels.
-MAX_YAML_DEPTH = 100
-# Values visited when walking a loaded document (aliases count each time they are reached).
-MAX_YAML_NODES = 1_000_000
 
+def load_document(text: str, budget: Budget | None = None) -> dict[str, Any]:
+    """The file as a YAML map; SpecError for invalid, empty, too deep or too large YAML.
 
-def load_document(text: str) -> dict[str, Any]:
-    """The file as a YAML map; SpecError for invalid, empty, too deep or too large YAML."""
+    Every load of a sweep file goes through the bounded loader (bounded.py); `budget` is shared
+    by the loads of one sweep.
+    """
     try:
-        _check_depth(text)
-        document = yaml.load(text, Loader=LOADER)
+        document = load_bounded(text, budget)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = ", ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
@@ -44,76 +41,7 @@ def load_document(text: str) -> dict[str, Any]:
         raise SpecError("the file is empty: expected a map with experiment_name, model, ...")
     if not isinstance(document, dict):
         raise SpecError(f"the file must be a YAML map of keys, not a {type(document).__name__}")
-    _check_size(document)
     return document
-
-
-def _check_depth(text: str) -> None:
-    """Refuse deep nesting from libyaml's (non-recursive) event stream, before composing."""
-    depth = 0
-    starts = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
-    ends = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
-    for event in yaml.parse(text, Loader=LOADER):
-        if isinstance(event, starts):
-            depth += 1
-            if depth > MAX_YAML_DEPTH:
-                mark = event.start_mark
-                raise SpecError(
-                    f"invalid YAML: nested more than {MAX_YAML_DEPTH} levels deep",
-                    line=mark.line + 1,
-                    column=mark.column + 1,
-                )
-        elif isinstance(event, ends):
-            depth -= 1
-
-
-def _check_size(document: Any) -> None:
-    """Refuse alias bombs and self-referencing aliases, which expand without bound.
-
-    Sizes and depths are computed once per distinct container (aliases share objects), so a
-    billion-value bomb is measured in the time it takes to visit its few hundred nodes.
-    """
-    sizes: dict[int, tuple[int, int]] = {}  # id -> (values when expanded, depth)
-    on_path: set[int] = set()
-    stack: list[tuple[Any, bool]] = [(document, False)]
-    while stack:
-        node, done = stack.pop()
-        children = _children(node)
-        if children is None:
-            continue
-        key = id(node)
-        if done:
-            on_path.discard(key)
-            measured = [sizes.get(id(c), (1, 0)) for c in children]
-            size = 1 + sum(m[0] for m in measured)
-            depth = 1 + max((m[1] for m in measured), default=0)
-            sizes[key] = (size, depth)
-            if size > MAX_YAML_NODES:
-                raise SpecError(
-                    f"invalid YAML: the document expands to more than {MAX_YAML_NODES:,} "
-                    "values (anchors and aliases repeat their content)"
-                )
-            if depth > MAX_YAML_DEPTH:
-                raise SpecError(
-                    f"invalid YAML: nested more than {MAX_YAML_DEPTH} levels deep "
-                    "once aliases are expanded"
-                )
-            continue
-        if key in sizes:
-            continue
-        if key in on_path:
-            raise SpecError("invalid YAML: an alias refers to the value that contains it")
-        on_path.add(key)
-        stack.append((node, True))
-        stack.extend((c, False) for c in children if _children(c) is not None)
-
-
-def _children(node: Any) -> list[Any] | None:
-    if isinstance(node, dict):
-        return [item for pair in node.items() for item in pair]
-    if isinstance(node, list | tuple | set | frozenset):
-        return list(node)
-    return None
 
 
 class Locator:
@@ -126,8 +54,8 @@ class Locator:
     def _node(self, path: tuple[str, ...]) -> tuple[yaml.Node, yaml.Node] | None:
         if self._root is None:
             try:
-                self._root = yaml.compose(self._text, Loader=LOADER)
-            except yaml.YAMLError:
+                self._root = compose_bounded(self._text)
+            except (yaml.YAMLError, SpecError):
                 return None
         node: Any = self._root
         pair = None

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..metric_keys import VALIDATION_LOSS
 from . import names
 from .errors import SpecError
 
@@ -90,7 +91,7 @@ def _parse(value: Any, *, trainer: str, config: dict[str, Any]) -> EarlyStop:
             )
     metric = value.get("metric")
     # A plugin's trainer is known only to the workers: the loss is what every trainer reports.
-    reported = names.TRAINER_METRICS.get(trainer, ("validation_loss",))
+    reported = names.TRAINER_METRICS.get(trainer, (VALIDATION_LOSS,))
     if not isinstance(metric, str) or metric not in reported:
         later = " (the SVC scores arrive after the validation, too late to decide on)"
         raise SpecError(

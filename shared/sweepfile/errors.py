@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -43,18 +44,38 @@ class SpecError(ValueError):
         return f"{self.location}: {self.message}" if self.location else self.message
 
     def to_dict(self) -> dict[str, Any]:
-        value = (
-            self.value
-            if isinstance(self.value, (int, float, bool, type(None)))
-            else str(self.value)
-        )
+        """The error as JSON can carry it, whatever its value (NaN, infinities, huge numbers)."""
         return {
             "message": self.message,
             "line": self.line,
             "column": self.column,
             "key": self.key,
-            "value": value if not isinstance(value, str) else value[:200],
+            "value": reportable(self.value),
             "run": self.run,
             "file": self.file,
             "location": self.location,
         }
+
+
+# JSON numbers that every client reads exactly (JavaScript's safe integers).
+_SAFE_INT = 2**53
+
+
+def reportable(value: Any) -> Any:
+    """`value` as a JSON-safe scalar: NaN, infinities and huge integers become text."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if -_SAFE_INT <= value <= _SAFE_INT:
+            return value
+        try:
+            return f"an integer of {len(str(abs(value))):,} digits"
+        except ValueError:  # past Python's limit on converting integers to text
+            return f"an integer of about {math.floor(math.log10(abs(value))) + 1:,} digits"
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)  # 'nan', 'inf', '-inf'
+    try:
+        text = str(value)
+    except ValueError:  # e.g. a container holding a huge integer
+        text = f"a {type(value).__name__}"
+    return text[:200]

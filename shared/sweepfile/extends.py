@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from .bounded import compose_bounded
 from .errors import SpecError
 from .parse import SweepSpec, parse_sweep
 
@@ -27,7 +28,6 @@ MAX_CHAIN = 20  # files in one chain of $extends (a base of a base of ...)
 
 # A file's text by its name (names are joined and normalised as POSIX paths), None if absent.
 Loader = Callable[[str], str | None]
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def merge_extends(text: str, name: str, load: Loader) -> Merged | None:
 def _blocks(text: str, name: str) -> tuple[list[tuple[Any, int, int]], str | None]:
     """(key, first offset, end offset) of each top-level key's text, and the `$extends` value."""
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        root = compose_bounded(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise SpecError(
@@ -98,6 +98,9 @@ def _blocks(text: str, name: str) -> tuple[list[tuple[Any, int, int]], str | Non
         ) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", file=name) from None
+    except SpecError as exc:
+        exc.file = name
+        raise
     if not isinstance(root, yaml.MappingNode):
         raise SpecError("the file must be a YAML map of keys", file=name)
     if root.flow_style:

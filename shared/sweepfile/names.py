@@ -1,5 +1,7 @@
 """Names the engine supports, kept here without importing torch (a worker test checks them)."""
 
+from shared import metric_keys as mk
+
 KNOWN_KEYS = {
     "matrix": "the parameter matrix",
     "experiment_name": "run name, usually with ${matrix_slug}",
@@ -46,8 +48,8 @@ TRAINERS = (
     "src.train.train_autoencoder.TrainAutoencoder",
 )
 # The metrics each trainer reports at every validation (early_stop compares one of them).
-_LOSS = ("validation_loss",)
-_CLASSIFY = ("validation_loss", "accuracy_argmax")
+_LOSS = (mk.VALIDATION_LOSS,)
+_CLASSIFY = (mk.VALIDATION_LOSS, mk.ACCURACY_ARGMAX)
 TRAINER_METRICS = {
     "Trainer": _LOSS,
     "experiments.trainer.Trainer": _LOSS,

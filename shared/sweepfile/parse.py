@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .bounded import Budget
 from .document import Locator, load_document
 from .encoding import NotUtf8, decode_utf8
 from .errors import SpecError
@@ -108,7 +109,8 @@ def parse_sweep(
     is accepted here and resolved by the worker.
     """
     text = _decode(text)
-    document = load_document(text)
+    budget = Budget()  # one for every reading of the file: the first, then one per run
+    document = load_document(text, budget)
     locator = Locator(text)
     matrix = _check_top_matrix(document, locator, max_combinations)
     keys = [k for k in (matrix or {}) if k != FILTER_KEY]
@@ -135,10 +137,12 @@ def parse_sweep(
             line=locator.key_line("matrix"),
         )
     # Per run, each top-level key's substituted text is loaded once across runs (sections.py).
-    sections = SectionLoader.of(template) if matrix is not None and len(entries) > 1 else None
+    sections = (
+        SectionLoader.of(template, budget) if matrix is not None and len(entries) > 1 else None
+    )
     runs = [
         _build_run(template, entry, matrix=document.get("matrix"), plugins=plugins,
-                   sections=sections)
+                   budget=budget, sections=sections)
         for entry in entries
     ]  # fmt: skip
     total = count_combinations(matrix) if matrix is not None else 1
@@ -185,7 +189,10 @@ def _decode(text: str | bytes) -> str:
             raise SpecError(
                 f"the file is not valid Unicode at offset {exc.start}", line=line
             ) from None
-    return text.removeprefix("\ufeff")
+    text = text.removeprefix("\ufeff")
+    # A `|` block on the last line keeps its line break only if the file has one; without it
+    # a one-line block would read as plain text, not code (FORMAT.md: a block is code).
+    return text if not text or text.endswith("\n") else text + "\n"
 
 
 def _without_matrix_block(text: str, locator: Locator) -> str:
@@ -210,6 +217,7 @@ def _build_run(
     *,
     matrix: Any,
     plugins: tuple[str, ...] = (),
+    budget: Budget | None = None,
     sections: SectionLoader | None = None,
 ) -> RunSpec:
     label = f"{entry.matrix_id} ({entry.slug})" if entry.slug else None
@@ -220,7 +228,7 @@ def _build_run(
         else:
             no_matrix = matrix is None or matrix == {}
             text = template if no_matrix else substitute(template, entry.variables())
-            config = load_document(text)
+            config = load_document(text, budget)
         if "matrix" in config:
             config["matrix"] = matrix
         validate(config, Locator(text), plugins)

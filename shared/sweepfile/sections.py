@@ -21,10 +21,13 @@ from typing import Any
 
 import yaml
 
-from .document import LOADER, load_document
+from .bounded import Budget
+from .document import load_document
 from .errors import SpecError
 from .matrix import substitute
 
+# Only scanning and composing the template, which the bounded loader has already read whole.
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 _TIES = (yaml.AnchorToken, yaml.AliasToken, yaml.DirectiveToken, yaml.DocumentStartToken,
          yaml.DocumentEndToken)  # fmt: skip
@@ -34,13 +37,16 @@ MAX_CACHED = 50_000  # distinct section texts kept; past it, sections load witho
 class SectionLoader:
     """`load(variables)` -> (the run's substituted text, its document), or None."""
 
-    def __init__(self, prefix: str, sections: list[tuple[str, tuple[str, ...]]]) -> None:
+    def __init__(
+        self, prefix: str, sections: list[tuple[str, tuple[str, ...]]], budget: Budget | None
+    ) -> None:
+        self._budget = budget  # the sweep's, shared with its other loads (bounded.py)
         self._prefix = prefix  # comments before the first key (substituted, never loaded)
         self._sections = sections  # (text, the ${names} it uses)
         self._cache: dict[tuple[int, tuple[str, ...]], tuple[str, dict[str, Any]]] = {}
 
     @classmethod
-    def of(cls, template: str) -> SectionLoader | None:
+    def of(cls, template: str, budget: Budget | None = None) -> SectionLoader | None:
         """A loader for `template`, or None when its top level cannot be cut safely."""
         try:
             if any(isinstance(t, _TIES) for t in yaml.scan(template, Loader=LOADER)):
@@ -58,7 +64,7 @@ class SectionLoader:
             (part, tuple(dict.fromkeys(m.strip() for m in _PLACEHOLDER.findall(part))))
             for part in (template[start:end] for start, end in zip(starts, ends, strict=True))
         ]
-        return cls(template[: starts[0]], sections)
+        return cls(template[: starts[0]], sections, budget)
 
     def load(self, variables: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
         texts = [substitute(self._prefix, variables)] if self._prefix else []
@@ -69,7 +75,7 @@ class SectionLoader:
             if found is None:
                 text = substitute(part, variables) if names else part
                 try:
-                    found = (text, load_document(text))
+                    found = (text, load_document(text, self._budget))
                 except SpecError:
                     return None
                 if len(self._cache) < MAX_CACHED:

@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from shared.db.models import Metric, Run, RunStatus
-from shared.db.runs import claim_run
 from shared.domain.metrics import downsample
+from shared.domain.runs import claim_run
 from worker.reporter import Reporter
 
 from .conftest import finish_run, post_yaml

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.db.models import LatestMetric, Metric, RunStatus
-from shared.db.runs import claim_run
+from shared.domain.runs import claim_run
 from worker.reporter import Reporter
 
 from .conftest import post_yaml
@@ -65,7 +65,7 @@ def test_nan_is_stored_flagged_and_infinity_as_it_is(client: TestClient, session
 
 
 def test_a_nan_rewritten_as_a_number_loses_its_flag(client: TestClient, session: Session) -> None:
-    from shared.db.runs import upsert_metrics
+    from shared.db.metric_writes import upsert_metrics
 
     run_id = _reported_run(client, session)
     upsert_metrics(session, run_id, [("train_loss", 32, 0.4), ("validation_loss", 64, 0.3)])

@@ -9,9 +9,9 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from shared.db.holds import error_signature
 from shared.db.models import Run, RunStatus
-from shared.db.runs import claim_run, finish_run
+from shared.domain.holds import error_signature
+from shared.domain.runs import claim_run, finish_run
 
 from .conftest import finish_run as store_result
 from .conftest import post_yaml, queued_run_ids

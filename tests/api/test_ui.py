@@ -6,6 +6,7 @@ session cookie, redirects, pages, downloads, cancel/retry/submit forms, the curv
 
 from __future__ import annotations
 
+import html
 import math
 import random
 import re
@@ -18,8 +19,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.ui import session as ui_session
+from shared.db.metric_writes import upsert_metrics
 from shared.db.models import ApiToken, Metric, Run, RunStatus, Sweep
-from shared.db.runs import upsert_metrics
 from shared.db.session import make_engine
 from shared.db.tokens import revoke_token
 from shared.domain.curves import READ_WHOLE_FACTOR
@@ -463,3 +464,21 @@ def test_submit_refuses_an_upload_over_the_body_limit(logged_in: TestClient) -> 
     )
     assert response.status_code == 413
     assert "huge.yaml is larger than 2,000,000 bytes" in response.text
+
+
+def test_submit_refuses_a_bad_name_as_the_api_does(logged_in: TestClient, db_url: str) -> None:
+    text = sweep_text("tiny.yaml")
+    for bad in ("tab\there", "x" * 201):
+        api = logged_in.post(
+            "/sweeps",
+            params={"name": bad},
+            content=text.encode(),
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/plain"},
+        )
+        page = logged_in.post(
+            "/ui/submit", data={"yaml": text, "name": bad, "action": "submit"}, headers=SAME_ORIGIN
+        )
+        assert (api.status_code, page.status_code) == (422, 422)
+        error = re.search(r'id="spec-error">\s*(.*?)\s*</div>', page.text, re.S)
+        assert error is not None and html.unescape(error.group(1)) == api.json()["detail"]
+    assert _count(db_url, Sweep) == 0

@@ -18,8 +18,8 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from shared.db.metric_writes import upsert_metrics
 from shared.db.models import Run, RunStatus, Sweep
-from shared.db.runs import upsert_metrics
 from shared.db.session import make_engine
 from tests.api.ui_support import CURVE_KEYS, TOKEN, add_points, finish_runs, seed_sweep
 from tests.support.db import sweep_text

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from shared.db.metric_writes import upsert_metrics
 from shared.db.models import RunStatus
-from shared.db.runs import claim_run, finish_run, upsert_metrics
+from shared.domain.runs import claim_run, finish_run
 from tests.cli.conftest import cli_env, sweeps
 from tests.support.db import insert_runs
 from tests.support.stack import stack_env, start_api

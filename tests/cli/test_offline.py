@@ -44,6 +44,24 @@ def test_preview_names_the_problem_in_one_line(tmp_path: Path) -> None:
     assert missing.stderr.strip() == f"error: no such file: {tmp_path / 'nope.yaml'}"
 
 
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("yaml_merge_key_bomb.yaml", "line 26, column 18, key 'globals.b14.<<'"),
+        ("huge_integer_5000_digits.yaml", "line 12, column 13, key 'max_inputs'"),
+        ("nonfinite_learnrate_nan.yaml", "line 10, key 'learnrate'"),
+    ],
+)
+def test_preview_refuses_hostile_files_with_line_and_key(
+    tmp_path: Path, name: str, words: str
+) -> None:
+    corpus = Path(__file__).resolve().parent.parent / "corpus"
+    result = sweeps("preview", str(corpus / name), cwd=tmp_path)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], result.stderr
+
+
 def test_missing_fashion_mnist_says_how_to_get_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

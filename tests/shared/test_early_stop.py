@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy.orm import Session
 
 from shared.db.models import Metric
-from shared.db.pruning import PRUNED_AT_KEY, judge, prune_state, rung_values
+from shared.db.pruning import PRUNED_AT_KEY, prune_state, rung_values
+from shared.domain.runs import judge_rung
 from shared.sweepfile import SpecError, parse_sweep
 from shared.sweepfile.early_stop import EarlyStop
 from tests.shared.sweepfile_support import BASE
@@ -105,8 +106,8 @@ def test_rule_reads_the_sweeps_stored_curves(session: Session) -> None:
     assert rung_values(session, sweep_id, "validation_loss", 1_000) == {a: 0.5, b: 0.3}
     rule = EarlyStop("validation_loss", "min", 1_000, 3)
     # c at 0.2 is the best of three: goes on; d at 0.6 is not: pruned, and marked so.
-    assert judge(session, c, sweep_id, rule, 0, 0.2) is None
-    reason = judge(session, d, sweep_id, rule, 0, 0.6)
+    assert judge_rung(session, c, sweep_id, rule, 0, 0.2) is None
+    reason = judge_rung(session, d, sweep_id, rule, 0, 0.6)
     session.commit()
     # c's point is not stored (judged only): the competitors are a, b and d itself.
     assert reason is not None and "rung of 1,000 inputs" in reason and "of the 3 runs" in reason

@@ -124,3 +124,36 @@ def test_upgrade_is_repeatable_and_usable(empty_db: str) -> None:
     finally:
         engine.dispose()
     migrate.downgrade(empty_db)
+
+
+def test_tokens_from_before_roles_become_admin(empty_db: str) -> None:
+    """0003_door: tokens that exist keep doing everything; their sweeps have no owner."""
+    migrate.upgrade(empty_db, "0002")
+    engine = create_engine(empty_db)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO api_tokens (name, token_hash, created_at) "
+                    "VALUES ('old', :hash, CURRENT_TIMESTAMP)"
+                ),
+                {"hash": "a" * 64},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO sweeps (name, yaml_text, matrix_keys, status, created_at) "
+                    "VALUES ('s', 'x: 1', '[]', 'active', CURRENT_TIMESTAMP)"
+                )
+            )
+        migrate.upgrade(empty_db)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT role FROM api_tokens")).scalar_one() == "admin"
+            assert conn.execute(text("SELECT owner_token_id FROM sweeps")).scalar_one() is None
+        with engine.begin() as conn, pytest.raises(Exception, match="(?i)check|constraint"):
+            conn.execute(text("UPDATE api_tokens SET role = 'root'"))
+        migrate.downgrade(empty_db, "0002")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT name FROM api_tokens")).scalar_one() == "old"
+    finally:
+        engine.dispose()
+    migrate.downgrade(empty_db)

@@ -108,7 +108,8 @@ def test_alias_bomb_is_refused() -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
     err = error_of(BASE + "\n".join(lines) + "\n")
-    assert "expands to more than 1,000,000 values" in err.message
+    assert "expands to more than 100,000 values" in err.message
+    assert (err.line, err.key) == (BASE.count("\n") + 5, "a4")
 
 
 def test_alias_bomb_smuggled_through_a_matrix_string_is_refused() -> None:
@@ -119,6 +120,18 @@ def test_alias_bomb_smuggled_through_a_matrix_string_is_refused() -> None:
     err = error_of(text)
     assert "expands to more than" in err.message
     assert err.run == "1 (v:" + err.run.split("(v:")[1]
+
+
+def test_alias_expansion_is_budgeted_over_every_run_of_a_sweep() -> None:
+    # ~11,000 values added by aliases per reading: allowed in one file, not 300 times over
+    aliases = "  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+    aliases += "".join(f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in (1, 2, 3))
+    one_run = BASE + "globals:\n" + aliases
+    assert len(parse_sweep(one_run).runs) == 1
+    matrix = "matrix:\n  seed: [" + ", ".join(map(str, range(300))) + "]\n"
+    err = error_of(matrix + one_run.replace("experiment_name: ", "experiment_name: ${seed}_"))
+    assert "expand to more than 1,000,000 values over the sweep's" in err.message
+    assert err.key is not None and err.key.startswith("globals.a") and err.run is not None
 
 
 def test_self_referencing_alias_is_refused() -> None:

@@ -9,8 +9,8 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from shared.db.models import Run, RunStatus, utcnow
-from shared.db.runs import claim_run, renew_lease
 from shared.db.session import make_engine
+from shared.domain.runs import claim_run, renew_lease
 from tests.worker.conftest import MakeRuns
 
 

@@ -1,5 +1,6 @@
-"""Task messages tied to the commit (shared/db/session.py): recorded on the session, sent by
-the after-commit hook, never for a rolled-back transaction; sent runs are marked enqueued."""
+"""Task messages tied to the commit (shared/db/session.py, through shared/domain/runs.py):
+recorded on the session, sent by the after-commit hook, never for a rolled-back transaction;
+sent runs are marked enqueued."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared.db.models import Run
-from shared.db.session import commit, enqueue_after_commit
+from shared.db.session import commit
+from shared.domain.runs import enqueue_after_commit
 from tests.worker.conftest import MakeRuns
 
 

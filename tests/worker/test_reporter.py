@@ -12,8 +12,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from shared.db.models import Metric, Run, RunStatus
-from shared.db.runs import claim_run
 from shared.db.session import make_engine
+from shared.domain.runs import claim_run
 from tests.support.stack import wait_until
 from tests.worker.conftest import MakeRuns
 from worker.reporter import Reporter

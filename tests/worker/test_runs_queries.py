@@ -9,18 +9,19 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from shared.db.metric_writes import upsert_metrics
 from shared.db.models import LatestMetric, Metric, Run, RunStatus, Sweep, SweepStatus, utcnow
-from shared.db.runs import (
+from shared.domain.runs import (
     claim_run,
     expire_leases,
     finish_run,
+    mark_enqueued,
     record_progress,
     record_provenance,
     renew_lease,
     stale_queued_runs,
-    upsert_metrics,
 )
-from shared.domain.commands import mark_enqueued, update_sweep_status
+from shared.domain.sweeps import update_sweep_status
 from tests.worker.conftest import MakeRuns
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared.db.models import LatestMetric, Metric, Run, RunStatus, Sweep, SweepStatus, utcnow
-from shared.db.runs import claim_run
+from shared.domain.runs import claim_run
 from shared.settings import Settings
 from tests.support.db import sweep_configs
 from tests.support.stack import wait_until

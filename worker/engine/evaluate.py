@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from shared.metric_keys import ACCURACY_SVC, ACCURACY_SVC_HELDOUT
+
 from .datasets import tensors_of, to_device_compact
 from .phases import Phases
 
@@ -259,11 +261,11 @@ class SvcPool:
     def submit(self, step: int, payload: dict[str, np.ndarray]) -> None:
         job = SvcJob(step)
         val_x, val_y = payload["val_x"], payload["val_y"]
-        job.futures["accuracy_svc"] = self.executor.submit(
+        job.futures[ACCURACY_SVC] = self.executor.submit(
             self._timed_score, "svc_fit", val_x, val_y, val_x, val_y
         )
         if "heldout_x" in payload:
-            job.futures["accuracy_svc_heldout"] = self.executor.submit(
+            job.futures[ACCURACY_SVC_HELDOUT] = self.executor.submit(
                 self._timed_score, "svc_fit_heldout",
                 payload["heldout_x"], payload["heldout_y"], val_x, val_y,
             )  # fmt: skip

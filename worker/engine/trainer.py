@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from shared import metric_keys as mk
 from worker import plugins
 
 from . import checkpoint as ckpt
@@ -100,7 +101,7 @@ class Context:
     folder: ckpt.Folder | None  # local or object storage (checkpoint.py)
     report: Report
     autocast: Callable[[], AbstractContextManager]
-    val_batches: EvalBatches
+    val_batches: EvalBatches | None  # None without a validation_set: train curves only
     heldout: EvalBatches | None
     params: int
     phases: Phases  # where the time goes, reported as the "phases" event at the end
@@ -141,7 +142,7 @@ def flush(ctx: Context, out: Reported, svc: SvcPool, progress: Progress) -> None
         values = torch.stack([v for _, v, _ in out.pending]).tolist()
         points = []
         for (step, _, lr), value in zip(out.pending, values, strict=True):
-            points += [("train_loss", step, value), ("learnrate", step, lr)]
+            points += [(mk.TRAIN_LOSS, step, value), (mk.LEARNRATE, step, lr)]
         out.pending.clear()
         emit(ctx, out, points)
     collect_svc(ctx, out, svc, wait=False)
@@ -150,22 +151,29 @@ def flush(ctx: Context, out: Reported, svc: SvcPool, progress: Progress) -> None
 
 
 def validate(ctx: Context, out: Reported, svc: SvcPool, progress: Progress, seconds: float) -> None:
-    """Validation loss (and accuracy), timing, and the SVC probes started in the background."""
+    """Validation loss (and accuracy), timing, and the SVC probes started in the background.
+
+    Without a validation set only the timing is reported here (the train loss is reported as
+    training goes).
+    """
     since = progress.inputs - max(progress.last_validation, 0)
     progress.train_seconds += seconds
     flush(ctx, out, svc, progress)
+    step = progress.inputs
+    points = [(mk.MODEL_PARAMS, step, ctx.params), (mk.TRAIN_SECONDS, step, progress.train_seconds),
+              (mk.THROUGHPUT, step, since / seconds if seconds > 0 else 0.0)]  # fmt: skip
+    progress.last_validation = step
+    if ctx.val_batches is None:
+        emit(ctx, out, points)
+        return
     model = ctx.run.model
     with ctx.phases.timed("validation"):
         result = run_validation(model, ctx.val_batches, ctx.run.loss_fn, ctx.autocast,
                                 representation=ctx.trainer.representation)  # fmt: skip
-    step = progress.inputs
-    points = [("validation_loss", step, result.loss), ("model_params", step, ctx.params),
-              ("train_seconds", step, progress.train_seconds),
-              ("throughput", step, since / seconds if seconds > 0 else 0.0)]  # fmt: skip
+    points.insert(0, (mk.VALIDATION_LOSS, step, result.loss))
     if result.accuracy_argmax is not None:
-        points.append(("accuracy_argmax", step, result.accuracy_argmax))
+        points.append((mk.ACCURACY_ARGMAX, step, result.accuracy_argmax))
     emit(ctx, out, points)
-    progress.last_validation = step
     if result.embeddings is not None:
         payload = {"val_x": result.embeddings, "val_y": result.labels}
         with ctx.phases.timed("embed_heldout"):
@@ -281,12 +289,14 @@ def train_run(
     report("provenance", info=provenance(config, run.seed, device))
     batches = TrainBatches(run.train_set, s.batch_size, device, s.num_workers)
     eval_size = s.validation_batch_size or EVAL_BATCH_SIZE
-    val_batches = EvalBatches(
-        run.validation_set, eval_size, device, freeze=s.freeze_validation_set,
-        num_workers=s.num_workers,
-    )  # fmt: skip
+    val_batches = None
+    if run.validation_set is not None:
+        val_batches = EvalBatches(
+            run.validation_set, eval_size, device, freeze=s.freeze_validation_set,
+            num_workers=s.num_workers,
+        )  # fmt: skip
     heldout = None
-    if trainer.representation:
+    if trainer.representation and val_batches is not None:  # the probes score on validation
         heldout = EvalBatches(
             run.train_set, eval_size, device, indices=heldout_indices(len(run.train_set)),
             num_workers=s.num_workers, device_tensors=batches.tensors,

@@ -71,6 +71,16 @@ def test_validation_every_epoch_and_once_at_the_end() -> None:
     assert rec.steps("validation_loss") == [256, 512, 768, 928]
 
 
+@pytest.mark.parametrize("trainer", ["Trainer", "RepresentationClassTrainer"])
+def test_without_a_validation_set_the_train_curves_are_reported(trainer: str) -> None:
+    summary, rec = train(tiny_config(validation_set=None, trainer=trainer, max_inputs=2000))
+    assert summary["inputs"] == 2016
+    keys = set(rec.series())
+    assert keys == {"train_loss", "learnrate", "model_params", "train_seconds", "throughput"}
+    assert rec.steps("train_seconds") == [256 * n for n in range(1, 8)] + [2016]
+    assert all(math.isfinite(v) for v in rec.series()["train_loss"].values())
+
+
 def test_validation_every_n_epochs_and_every_n_inputs() -> None:
     _, rec = train(tiny_config(max_inputs=900, num_epochs_between_validations=2))
     assert rec.steps("validation_loss") == [512, 928]

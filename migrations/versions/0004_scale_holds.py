@@ -1,11 +1,11 @@
 """Held sweeps: the `held` run and sweep statuses and the sweep's hold columns.
 
-Revision ID: 0003_scale
-Revises: 0002
+Revision ID: 0004_scale
+Revises: 0003_door
 Create Date: 2026-12-05
 
 - run status `held`: a queued run of a sweep whose first runs all failed the same way;
-  workers do not start it until `retry` releases it (shared/db/holds.py).
+  workers do not start it until `retry` releases it (shared/domain/holds.py).
 - sweep status `held`: no run is queued or running, and some are held.
 - sweeps.hold_reason / held_at: why and when the sweep was held (NULL once released);
   sweeps.released_at: when a person released it (a released sweep is not held again).
@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_scale"
-down_revision: str | None = "0002"
+revision: str = "0004_scale"
+down_revision: str | None = "0003_door"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
