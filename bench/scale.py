@@ -248,6 +248,10 @@ def drain(repo: Path, env: dict[str, str], base: str, runs: int, folder: Path) -
     training, from the phases the worker records and the gaps between runs."""
     text = TINY.replace("hidden: [4, 8]", f"hidden: [{', '.join(map(str, range(4, 4 + runs)))}]")
     text = text.replace("max_inputs: 2_048", "max_inputs: 64").replace("tiny/", "drain/")
+    import redis
+
+    # The 10,000 messages of the cancelled sweep would each cost the worker a process.
+    redis.Redis.from_url(env["SWEEPS_BROKER_URL"]).delete("runs")
     worker_env = {**env, "SWEEPS_ARTIFACT_DIR": str(folder / "artifacts"),
                   "SWEEPS_TORCH_THREADS": "1"}  # fmt: skip
     code = (

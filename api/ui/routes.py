@@ -43,6 +43,7 @@ templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templat
 templates.env.globals.update(static_url=assets.static_url, plotly_url=assets.plotly_url)
 
 DbSession = SessionDep
+TablePage = Annotated[int, Query(ge=1, le=2**31 - 1, description="page of the sweep's table")]
 SWEEPS_PER_PAGE = 50
 DEFAULT_MAX_POINTS = 400
 # Points per chart the browser is asked to draw at most: many runs get fewer points each.
@@ -138,7 +139,7 @@ def sweep_page(
     _: PageUser,
     sweep_id: SweepId,
     sort: str | None = None,
-    page: Annotated[int, Query(ge=1, le=2**31 - 1)] = 1,
+    page: TablePage = 1,
     curves: str | None = None,
     cancelled: int | None = None,
     stopping: int | None = None,
@@ -166,7 +167,7 @@ def sweep_live(
     _: DataUser,
     sweep_id: SweepId,
     sort: str | None = None,
-    page: Annotated[int, Query(ge=1, le=2**31 - 1)] = 1,
+    page: TablePage = 1,
 ) -> HTMLResponse:
     """The status block and table, re-fetched by the page while runs are unfinished."""
     return render(request, "_sweep_live.html", **sweep_context(db, sweep_id, sort, page))
