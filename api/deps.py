@@ -68,8 +68,8 @@ def require_token(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiToken:
-    """401 unless the request carries `Authorization: Bearer <live token>`; 403 for a POST
-    with a read token."""
+    """401 unless the request carries `Authorization: Bearer <live token>`; 403 for a change
+    asked with a read token."""
     if credentials is None:
         raise HTTPException(
             401,
@@ -84,7 +84,7 @@ def require_token(
             "invalid or revoked token",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
-    access.check_method(token, request.method)
+    access.check_method(token, request.method, request.url.path)
     return token
 
 

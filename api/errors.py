@@ -14,6 +14,7 @@ from shared.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from shared.sweepfile import SpecError
 from shared.sweepfile.errors import reportable
 from shared.table import UnknownColumn
+from shared.table_average import TableOptionError
 
 log = logging.getLogger("sweeps.api")
 
@@ -80,6 +81,7 @@ def install(app: FastAPI) -> None:
         (PayloadTooLarge, 413),
         (InvalidInput, 422),  # a query parameter or body field outside what is accepted
         (UnknownColumn, 422),
+        (TableOptionError, 422),
     ]
     for exc_class, status in simple:
         app.add_exception_handler(exc_class, _handler(status))

@@ -19,8 +19,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
 from api.deps import bootstrap_at_start
-from api.routes import compare, health, runs, sweeps
+from api.routes import compare, health, reports, runs, sweeps
 from api.schemas import SweepSubmission
+from api.ui import results as ui_results
 from api.ui import routes as ui_routes
 from shared.db.session import make_engine
 from shared.settings import Settings, get_settings
@@ -94,7 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sweeps.router,
         runs.router,
         compare.router,
+        reports.router,
         ui_routes.router,
+        ui_results.router,
     ):
         app.include_router(router)
     return app

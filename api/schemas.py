@@ -104,6 +104,11 @@ class PreviewRun(BaseModel):
 class SweepPreview(BaseModel):
     name: str
     matrix_keys: list[str]
+    search: str | None = Field(
+        None,
+        description="with `search`: 'tpe, 40 trials over lr ∈ [1e-4, 1e-2] log, ...'; `runs` "
+        "are then its first sampled trials",
+    )
     runs: list[PreviewRun]
     would_train: int
     would_reuse: int
@@ -152,10 +157,32 @@ class RunSummary(_Model):
     error: str | None
 
 
+class BestSoFar(BaseModel):
+    trial: int = Field(description="1-based, in the order the trials were sampled")
+    run_id: int
+    value: float | None = Field(description="the trial's metric once it succeeded")
+    best: float | None = Field(description="the best value of trials 1..trial")
+
+
+class SearchOut(BaseModel):
+    method: str
+    trials: int
+    metric: str | None
+    mode: str
+    in_flight: int
+    seed: int
+    description: str
+    started: int = Field(description="trials started so far")
+    best_run_id: int | None
+    best_value: float | None
+    best_so_far: list[BestSoFar]
+
+
 class SweepDetail(SweepOut):
     matrix_keys: list[str]
     yaml_text: str
     held_at: datetime | None = None
+    search: SearchOut | None = Field(None, description="a sweep with `search`: its trials")
     runs: list[RunSummary] = Field(
         description="one page of runs by id (`limit`, `offset`, `status`); `runs_total` counts "
         "every run that matches"
@@ -258,10 +285,43 @@ class TableRow(BaseModel):
     best: list[str]
 
 
+class Stat(BaseModel):
+    mean: float | None
+    std: float | None = Field(description="sample std (ddof=1); null for fewer than 2 values")
+    n: int = Field(description="how many values the mean is of")
+
+
+class AveragedRow(BaseModel):
+    """One configuration of an averaged table (`average=trial`)."""
+
+    run_ids: list[int] = Field(description="the runs averaged (finished ones)")
+    params: dict[str, Any] = Field(description="the matrix values, the average key left out")
+    n: int
+    left_out: dict[str, list[int]] = Field(description="status -> runs not averaged")
+    validation_inputs: int | None
+    values: dict[str, Any]
+    stats: dict[str, Stat]
+    cells: dict[str, str]
+    best: list[str]
+
+
+class TableOptionsOut(BaseModel):
+    include: list[str]
+    exclude: list[str]
+    sort: list[str]
+    average: str | None
+    average_std: list[str]
+
+
 class TableOut(BaseModel):
     columns: list[TableColumn]
-    rows: list[TableRow] = Field(description="one page of rows (`limit`, `offset`)")
-    sort: str | None
+    rows: list[TableRow] | list[AveragedRow] = Field(
+        description="one page of rows (`limit`, `offset`)"
+    )
+    sort: str | None = Field(description="the first sort column, if any")
+    options: TableOptionsOut | None = None
+    average: str | None = Field(default=None, description="the matrix key averaged over")
+    std_columns: list[str] | None = None
     total: int = Field(description="rows in the whole table")
     offset: int
 

@@ -161,6 +161,30 @@ class ApiClient:
         clean = {k: v for k, v in params.items() if v is not None}
         return self.request("GET", path, params=clean).text
 
+    def download(self, path: str, target: Path, **params: Any) -> int:
+        """Stream a GET's body into `target` (whole or absent); returns the bytes written."""
+        clean = {k: v for k, v in params.items() if v is not None}
+        partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+        try:
+            with self._http.stream("GET", path, params=clean) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise CliError(self._failure_line(response))
+                written = 0
+                with open(partial, "wb") as fh:
+                    for chunk in response.iter_bytes():
+                        written += fh.write(chunk)
+            partial.replace(target)
+        except httpx.ConnectError:
+            raise CliError(f"cannot reach the sweeps API at {self.url}") from None
+        except httpx.HTTPError as exc:
+            raise CliError(f"download of {self.url}{path} failed: {exc}") from None
+        except OSError as exc:
+            raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
+        finally:
+            partial.unlink(missing_ok=True)
+        return written
+
     def post(self, path: str, **kwargs: Any) -> Any:
         response = self.request("POST", path, **kwargs)
         return response.json() if response.content else None

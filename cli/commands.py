@@ -14,6 +14,7 @@ from cli.common import (
     SweepArg,
     TableFormat,
     console,
+    parse_options_here,
     read_sweep,
 )
 from cli.render import (
@@ -24,6 +25,14 @@ from cli.render import (
     print_sweep,
     print_sweep_list,
     series_lines,
+)
+from cli.table_opts import (
+    AverageOpt,
+    AverageStdOpt,
+    ExcludeOpt,
+    IncludeOpt,
+    SortOpt,
+    table_query,
 )
 from cli.watch import watch_sweep
 
@@ -73,13 +82,12 @@ def preview(
     ] = False,
 ) -> None:
     """Expand FILE locally (no server): matrix_id, slug, params, experiment_name, config_hash."""
-    from shared.plugins import plugin_modules
+    from shared.domain.search import preview_specs
     from shared.settings import get_settings
 
     settings = get_settings()
-    sweep = read_sweep(file).parse(
-        max_runs=settings.max_runs, plugins=plugin_modules(settings.plugins)
-    )
+    options = parse_options_here(settings)
+    sweep = read_sweep(file).parse(max_runs=settings.max_runs, **options)
     runs = [
         {
             "matrix_id": r.matrix_id,
@@ -88,12 +96,13 @@ def preview(
             "experiment_name": r.experiment_name,
             "config_hash": r.config_hash,
         }
-        for r in sweep.runs
+        for r in preview_specs(sweep, **options)
     ]
+    search = sweep.search.describe() if sweep.search else None
     if json_out:
-        print_json(console, runs)
+        print_json(console, {"search": search, "runs": runs} if search else runs)
     else:
-        print_preview(console, runs, every=every)
+        print_preview(console, runs, search=search, every=every)
 
 
 def inspect(
@@ -102,15 +111,14 @@ def inspect(
     summary: Annotated[bool, typer.Option(help="also print each model's structure")] = False,
 ) -> None:
     """Build each run's model locally and count its parameters (runs the file's model code)."""
-    from shared.plugins import plugin_modules
     from shared.settings import get_settings
     from shared.sweepfile import SpecError
     from worker.engine.inspect import inspect_sweep
 
-    configured = get_settings().plugins
-    sweep = read_sweep(file).parse(plugins=plugin_modules(configured))
+    settings = get_settings()
+    sweep = read_sweep(file).parse(**parse_options_here(settings))
     try:
-        rows = inspect_sweep(sweep.yaml_text, plugins=configured)  # with $extends: merged
+        rows = inspect_sweep(sweep.yaml_text, settings)  # with $extends: merged
     except SpecError as exc:
         raise CliError(f"{file}: {exc}") from None
     if json_out:
@@ -178,11 +186,16 @@ def table(
     format: Annotated[TableFormat, typer.Option("--format", "-f", help="md, csv or json")] = (
         TableFormat.md
     ),
-    sort: Annotated[str | None, typer.Option(help="column to sort by")] = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    sort: SortOpt = None,
+    average: AverageOpt = None,
+    average_std: AverageStdOpt = None,
 ) -> None:
-    """The comparison table of SWEEP (like the seed's)."""
+    """The comparison table of SWEEP (like the seed's), with nn-experiments' table options."""
+    options = table_query(include, exclude, sort, average, average_std)
     with ApiClient.from_settings() as client:
-        _print_table(client, f"/sweeps/{sweep}/table", format, sort=sort)
+        _print_table(client, f"/sweeps/{sweep}/table", format, **options)
 
 
 def _print_table(client: ApiClient, path: str, format: TableFormat, **params: Any) -> None:
@@ -200,13 +213,18 @@ def compare(
     format: Annotated[TableFormat, typer.Option("--format", "-f", help="md, csv or json")] = (
         TableFormat.md
     ),
-    sort: Annotated[str | None, typer.Option(help="column to sort by")] = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    sort: SortOpt = None,
+    average: AverageOpt = None,
+    average_std: AverageStdOpt = None,
 ) -> None:
-    """One comparison table across runs and sweeps."""
+    """One comparison table across runs and sweeps, with the table options of `table`."""
     if not runs and not sweeps:
         raise CliError("give --runs and/or --sweeps (comma-separated ids)")
+    options = table_query(include, exclude, sort, average, average_std)
     with ApiClient.from_settings() as client:
-        _print_table(client, "/compare", format, runs=runs, sweeps=sweeps, sort=sort)
+        _print_table(client, "/compare", format, runs=runs, sweeps=sweeps, **options)
 
 
 def metrics(

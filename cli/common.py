@@ -13,6 +13,7 @@ from rich.console import Console
 from cli.client import CliError
 
 if TYPE_CHECKING:
+    from shared.settings import Settings
     from shared.sweepfile import SpecError, SweepSpec
 
 console = Console(highlight=False, soft_wrap=True)
@@ -70,6 +71,19 @@ class SweepFile:
 
     def describe(self, exc: SpecError) -> str:
         return str(exc) if exc.file is not None else f"{self.path}: {exc}"
+
+
+def parse_options_here(settings: Settings | None = None) -> dict[str, Any]:
+    """This machine's plugins and project (SWEEPS_PROJECT_ROOT), for parsing a file here;
+    CliError for a project root that is no folder."""
+    from shared.plugins import parse_options
+    from shared.settings import get_settings
+    from shared.sweepfile import SpecError
+
+    try:
+        return parse_options(settings or get_settings())
+    except SpecError as exc:
+        raise CliError(str(exc)) from None
 
 
 def read_sweep(path: Path) -> SweepFile:

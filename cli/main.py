@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from cli import commands, services
+from cli import commands, results, services
 from cli.client import CliError
 
 
@@ -84,3 +84,8 @@ app.command()(commands.compare)
 app.command()(commands.metrics)
 app.command()(commands.cancel)
 app.command()(commands.retry)
+
+# What a researcher publishes: the write-up, the trained model, TensorBoard curves.
+app.command()(results.report)
+app.command()(results.pull)
+app.command()(results.export)

@@ -67,7 +67,13 @@ def _name_is_redundant(rows: list[dict[str, Any]]) -> bool:
     return all(r.get("slug") and r["slug"] in str(r.get("experiment_name", "")) for r in rows)
 
 
-def print_preview(console: Console, runs: list[dict[str, Any]], *, every: bool = False) -> None:
+def print_preview(
+    console: Console,
+    runs: list[dict[str, Any]],
+    *,
+    search: str | None = None,
+    every: bool = False,
+) -> None:
     """A table of the runs; above PREVIEW_ROWS, the first ones and a line saying how many more
     (`every`: all of them, as plain tab-separated lines, which print fast)."""
     if every and len(runs) > PREVIEW_ROWS:
@@ -78,7 +84,11 @@ def print_preview(console: Console, runs: list[dict[str, Any]], *, every: bool =
         ]
         emit("\n".join(lines))
         return
-    table = Table(title=f"{len(runs):,} run(s)", title_justify="left")
+    title = f"{len(runs):,} run(s)"
+    if search is not None:
+        console.print(f"search: {search}", highlight=False, soft_wrap=True)
+        title = f"its first {len(runs)} sampled trial(s)" if runs and runs[0]["params"] else title
+    table = Table(title=title, title_justify="left")
     show_name = not _name_is_redundant(runs)
     names = ["matrix_id", "slug"] + (["experiment_name"] if show_name else []) + ["config_hash"]
     for name in names:
@@ -159,6 +169,16 @@ def print_sweep(console: Console, sweep: dict[str, Any]) -> None:
     )
     if sweep.get("hold_reason"):
         console.print(hold_text(sweep), highlight=False)
+    if search := sweep.get("search"):
+        best = search.get("best_value")
+        console.print(
+            f"search: {search['description']}; {search['started']} of {search['trials']} "
+            "trials started"
+            + (f"; best {search['metric']} {best:.6g} (run {search['best_run_id']})"
+               if best is not None else ""),
+            highlight=False,
+            soft_wrap=True,
+        )  # fmt: skip
     table = Table()
     for name in ("run", "matrix_id", "slug", "status", "inputs", "error"):
         table.add_column(name, overflow="fold")

@@ -10,7 +10,14 @@ import typer
 
 from cli.client import ApiClient, CliError
 from cli.commands import submit_file, watch_sweep
-from cli.common import FileArg, console, err_console, prepare_database_dir, read_sweep
+from cli.common import (
+    FileArg,
+    console,
+    err_console,
+    parse_options_here,
+    prepare_database_dir,
+    read_sweep,
+)
 from cli.render import emit
 
 
@@ -113,7 +120,7 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level")] = "info",
 ) -> None:
     """A Celery worker that trains runs from the queue."""
-    from worker.artifacts import ArtifactStoreError
+    from shared.artifacts import ArtifactStoreError
     from worker.celery_app import run_worker
 
     try:
@@ -200,7 +207,7 @@ def run(
 
     sweep_file = read_sweep(file)
     yaml_text, bases = sweep_file.text, sweep_file.bases
-    problem = missing_data_message(sweep_file.parse().yaml_text)
+    problem = missing_data_message(sweep_file.parse(**parse_options_here()).yaml_text)
     if problem:
         raise CliError(problem, exit_code=2)
 

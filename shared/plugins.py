@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from functools import cache
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 ENTRY_POINT_GROUP = "sweeps.plugins"
 
@@ -30,3 +34,16 @@ def _entry_point_modules() -> tuple[str, ...]:
 def provided_by(name: str, modules: tuple[str, ...]) -> str | None:
     """The plugin module a dotted name lives under (`pkg.sub.Thing` under `pkg`), or None."""
     return next((m for m in modules if name == m or name.startswith(m + ".")), None)
+
+
+def parse_options(settings: Settings) -> dict[str, Any]:
+    """What parsing a sweep needs to know of the workers' code: the plugin modules and the
+    user's project (SpecError when SWEEPS_PROJECT_ROOT names no folder)."""
+    from shared.project import ProjectError, project_at
+    from shared.sweepfile.errors import SpecError
+
+    try:
+        project = project_at(settings.project_root)
+    except ProjectError as exc:
+        raise SpecError(str(exc)) from None
+    return {"plugins": plugin_modules(settings.plugins), "project": project}

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
         default="",
         description="comma-separated modules whose names runs may use (docs/FORMAT.md, Plugins)",
     )
+    # A checkout of the user's own project (e.g. nn-experiments): its trainers, schedulers and
+    # helpers are what runs see (docs/FORMAT.md, "Your own project"); `${PATH}` in a file.
+    project_root: Path | None = None
 
     # CORS is closed unless origins are listed.
     cors_origins: list[str] = []

@@ -15,7 +15,7 @@ import csv
 import io
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shared import metric_keys as mk
@@ -51,6 +51,7 @@ class Row:
     validation_inputs: int | None
     cells: dict[str, str] = field(default_factory=dict)  # column name -> text (no bold)
     best: tuple[str, ...] = ()  # columns where this row holds the best value
+    group: Any = None  # an averaged row's runs and statistics (shared/table_average.py)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Table:
     sort: str | None = None
     total: int | None = None  # rows before paging (build_table's limit/offset)
     offset: int = 0
+    average: str | None = None  # the matrix key the rows average over (shared/table_average.py)
 
 
 _VALIDATION = mk.VALIDATION_LOSS
@@ -117,8 +119,14 @@ def prepare(runs: list[TableRun], param_keys: list[str]) -> Prepared:
     steps = [r.metrics[_VALIDATION][0] for r in runs if _VALIDATION in r.metrics]
     common = _most_common(steps)
     columns = _columns(runs, param_keys, common)
-    rows = _mark_best([_row(run, columns) for run in runs], columns)
+    rows = mark_best([_row(run, columns) for run in runs], columns)
     return Prepared(columns, rows, common)
+
+
+def page_rows(table: Table, limit: int | None, offset: int = 0) -> Table:
+    """One page of a built table's rows (its cells already formatted), with the total."""
+    end = None if limit is None else offset + limit
+    return replace(table, rows=table.rows[offset:end], total=len(table.rows), offset=offset)
 
 
 def page_of(
@@ -187,12 +195,13 @@ def _with_cells(row: Row, columns: list[Column], common: int | None) -> Row:
     return Row(row.run, row.values, row.validation_inputs, cells, row.best)
 
 
-def _mark_best(rows: list[Row], columns: list[Column]) -> list[Row]:
+def mark_best(rows: list[Row], columns: list[Column]) -> list[Row]:
+    """Each row with the columns where it holds the best value (lowest loss, highest accuracy)."""
     best: dict[int, list[str]] = {id(row): [] for row in rows}
     for column in columns:
         if column.best is None:
             continue
-        numbers = [r.values[column.name] for r in rows if _is_number(r.values[column.name])]
+        numbers = [r.values[column.name] for r in rows if is_number(r.values[column.name])]
         numbers = [v for v in numbers if math.isfinite(v)]
         if not numbers:
             continue
@@ -200,7 +209,7 @@ def _mark_best(rows: list[Row], columns: list[Column]) -> list[Row]:
         for row in rows:
             if row.values[column.name] == target:
                 best[id(row)].append(column.name)
-    return [Row(r.run, r.values, r.validation_inputs, r.cells, tuple(best[id(r)])) for r in rows]
+    return [replace(r, best=tuple(best[id(r)])) for r in rows]
 
 
 def sortable_columns(columns: list[Column]) -> list[str]:
@@ -231,12 +240,12 @@ def _sorted(rows: list[Row], columns: list[Column], sort: str) -> list[Row]:
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
-    if _is_number(value):
+    if is_number(value):
         return (0, value)
     return (1, str(value))
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -244,7 +253,7 @@ def format_cell(column: Column, value: Any) -> str:
     """The text of one cell, as the seed's table writes it (no bold)."""
     if value is None:
         return ""
-    if column.key == _VALIDATION:
+    if column.key == _VALIDATION or (column.key.endswith("_loss") and is_number(value)):
         return f"{value:.5f}"
     if column.key.startswith("accuracy"):
         return f"{value:.4f}"
@@ -256,6 +265,8 @@ def format_cell(column: Column, value: Any) -> str:
         return f"{value:,.0f}/s"
     if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value)
+    if column.kind == "metric" and isinstance(value, float):
+        return f"{value:.6g}"
     return str(value)
 
 
@@ -275,7 +286,7 @@ def _right_aligned(table: Table, column: Column) -> bool:
     if column.kind == "metric" or column.key in ("run", "sweep"):
         return True
     values = [r.values[column.name] for r in table.rows if r.values[column.name] is not None]
-    return bool(values) and all(_is_number(v) for v in values)
+    return bool(values) and all(is_number(v) for v in values)
 
 
 def _md_escape(text: str) -> str:
@@ -305,12 +316,12 @@ def to_csv(table: Table) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([c.name for c in table.columns] + ["validation inputs"])
     for row in table.rows:
-        values = [_csv_value(row.values[c.name]) for c in table.columns]
-        writer.writerow([*values, _csv_value(row.validation_inputs)])
+        values = [csv_value(row.values[c.name]) for c in table.columns]
+        writer.writerow([*values, csv_value(row.validation_inputs)])
     return buffer.getvalue()
 
 
-def _csv_value(value: Any) -> Any:
+def csv_value(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, list | tuple | dict):
@@ -340,7 +351,7 @@ def to_json(table: Table) -> dict[str, Any]:
                 "status": r.run.status,
                 "reused_from_id": r.run.reused_from_id,
                 "validation_inputs": r.validation_inputs,
-                "values": {name: _json_value(v) for name, v in r.values.items()},
+                "values": {name: json_value(v) for name, v in r.values.items()},
                 "cells": r.cells,
                 "best": list(r.best),
             }
@@ -352,7 +363,7 @@ def to_json(table: Table) -> dict[str, Any]:
     }
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     # NaN/inf are not JSON; a diverged run's loss is shown as null plus its cell text.
     if isinstance(value, float) and not math.isfinite(value):
         return None

@@ -19,11 +19,11 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
+from shared.artifacts import check_location
 from shared.plugins import plugin_modules
 from shared.queue import RUNS_QUEUE, TRAIN_TASK
 from shared.settings import Settings, get_settings
 from worker import tasks
-from worker.artifacts import check_location
 from worker.plugins import check_importable
 
 log = logging.getLogger(__name__)
@@ -188,6 +188,21 @@ def warm_imports(modules: tuple[str, ...] = WARM_MODULES) -> float:
     return time.perf_counter() - started
 
 
+def report_unimportable(settings: Settings) -> None:
+    """Name, once, each plugin or project module that cannot be imported here: the worker runs
+    on, and only the runs that need one fail. A project root that is no folder stops it."""
+    from shared.project import ProjectError
+    from worker.project import check_at_start
+
+    try:
+        problems = check_importable(plugin_modules(settings.plugins))
+        problems += check_at_start(settings.project_root)
+    except ProjectError as exc:
+        raise SystemExit(f"sweeps worker: {exc}") from None
+    for problem in problems:
+        print(f"sweeps worker: {problem}", file=sys.stderr, flush=True)
+
+
 def run_worker(
     gpu: str | int | None = None, runs_per_gpu: int | None = None, loglevel: str = "info"
 ) -> None:
@@ -199,9 +214,7 @@ def run_worker(
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     settings = get_settings()
-    problem = check_importable(plugin_modules(settings.plugins))
-    if problem:
-        raise SystemExit(f"sweeps worker: {problem}")
+    report_unimportable(settings)
     concurrency = runs_per_gpu or settings.runs_per_gpu
     if concurrency < 1:
         raise ValueError(f"runs per GPU must be at least 1, not {concurrency}")

@@ -18,14 +18,16 @@ from typing import Any
 from shared.plugins import plugin_modules, provided_by
 
 _loaded: dict[str, ModuleType] = {}
+_failed: dict[str, str] = {}  # module -> why it cannot be imported
 
 
-def check_importable(modules: tuple[str, ...]) -> str | None:
-    """One line saying which plugin fails to import and why, or None when all import.
+def check_importable(modules: tuple[str, ...]) -> list[str]:
+    """One line per plugin that fails to import, saying why (empty when all import).
 
     Each is imported in a throwaway interpreter: the worker's parent must not load torch
     (its forked children would inherit it), and most plugins import torch.
     """
+    problems = []
     for module in modules:
         done = subprocess.run(
             [sys.executable, "-c", f"import importlib; importlib.import_module({module!r})"],
@@ -34,18 +36,20 @@ def check_importable(modules: tuple[str, ...]) -> str | None:
         if done.returncode != 0:
             lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
             reason = lines[-1] if lines else f"exit status {done.returncode}"
-            return f"plugin {module!r} (SWEEPS_PLUGINS or entry point) cannot be imported: {reason}"
-    return None
+            problems.append(f"plugin {module!r} (SWEEPS_PLUGINS or entry point) cannot be "
+                            f"imported: {reason}; runs that use it will fail")  # fmt: skip
+    return problems
 
 
 def load(configured: str) -> dict[str, ModuleType]:
-    """Import the plugins (once per process); ImportError names the plugin."""
+    """Import the plugins (once per process). One that fails is remembered, not raised: only
+    a run that names it fails (resolve() says why)."""
     for module in plugin_modules(configured):
-        if module not in _loaded:
+        if module not in _loaded and module not in _failed:
             try:
                 _loaded[module] = importlib.import_module(module)
             except Exception as exc:
-                raise ImportError(f"plugin {module!r} cannot be imported: {exc}") from exc
+                _failed[module] = f"{type(exc).__name__}: {exc}"
     return dict(_loaded)
 
 
@@ -62,8 +66,16 @@ def exported_names() -> dict[str, Any]:
     return names
 
 
+def provides(name: str) -> bool:
+    """Whether `name` lives under one of the worker's plugins (imported or failed)."""
+    return provided_by(name, (*_loaded, *_failed)) is not None
+
+
 def resolve(name: str) -> Any:
     """The object a dotted name gives in a loaded plugin; ValueError saying why not."""
+    failed = provided_by(name, tuple(_failed))
+    if failed is not None:
+        raise ValueError(f"{name!r}: plugin {failed!r} cannot be imported: {_failed[failed]}")
     owner = provided_by(name, tuple(_loaded))
     if owner is None:
         exported = exported_names()
@@ -81,10 +93,15 @@ def resolve(name: str) -> Any:
 
 
 def trainer_class(name: str, base: type) -> type:
-    """A plugin's trainer class; it must subclass the engine's Trainer."""
+    """A plugin's trainer class: a subclass of the engine's Trainer, or a class written against
+    nn-experiments' Trainer API (one with `train()`; worker/engine/project_trainer.py)."""
     found = resolve(name)
-    if not (isinstance(found, type) and issubclass(found, base)):
+    if not (
+        isinstance(found, type)
+        and (issubclass(found, base) or callable(getattr(found, "train", None)))
+    ):
         raise ValueError(
-            f"trainer {name!r} from a plugin must be a subclass of worker.engine.trainer.Trainer"
+            f"trainer {name!r} from a plugin must be a subclass of worker.engine.trainer.Trainer "
+            "or a trainer class with a train() method (nn-experiments' Trainer API)"
         )
     return found

@@ -34,6 +34,7 @@ from sqlalchemy.pool import NullPool
 
 from shared.db.session import commit, make_engine
 from shared.domain.runs import enqueue_after_commit, expire_leases, stale_queued_runs
+from shared.domain.search import continue_searches, sweeps_of
 from shared.domain.sweeps import update_sweep_status
 from shared.queue import RUNS_QUEUE, TRAIN_TASK
 from shared.settings import Settings
@@ -79,6 +80,8 @@ def reconcile_once(
     if stale:
         present = ids_in_broker()
         report.reenqueued_lost = [run_id for run_id in stale if run_id not in present]
+    if report.failed:  # a failed trial counts: its search asks for the next ones
+        continue_searches(session, sweeps_of(session, report.failed))
     report.finished_sweeps = update_sweep_status(session)
     enqueue_after_commit(session, report.requeued_expired + report.reenqueued_lost, enqueue)
     commit(session)

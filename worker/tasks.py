@@ -19,13 +19,13 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from shared.artifacts import run_location
 from shared.db import pruning
 from shared.db.models import RunStatus
 from shared.db.session import session_scope
 from shared.domain.runs import claim_run
 from shared.settings import Settings, get_settings
 from shared.sweepfile.early_stop import EarlyStop
-from worker.artifacts import join_location
 from worker.reporter import Reporter, is_transient
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ CLAIM_PATIENCE_SECONDS = 60.0
 def run_dir(run_id: int, settings: Settings | None = None) -> Path | str:
     """Checkpoints of one run (a Path, or an s3:// URL); a re-claimed run resumes from here."""
     location = (settings or get_settings()).artifact_location
-    return join_location(location, "runs", str(run_id))
+    return run_location(location, run_id)
 
 
 def lease_owner() -> str:
@@ -118,14 +118,18 @@ def _train(
     train_fn: TrainFn | None,
 ) -> tuple[RunStatus, dict[str, Any]]:
     imports_started = time.perf_counter()
-    from worker import plugins
-    from worker.engine import RunCancelled, train_run
+    from worker import plugins, project
+    from worker.engine import RunCancelled
+    from worker.engine.project_trainer import engine_for
 
     # ~0 in a warm child (the worker's parent imported the engine before forking it).
     reporter.phases["imports"] = round(time.perf_counter() - imports_started, 3)
     try:
         plugins.load(settings.plugins)  # checked at the worker's start; here for its names
-        summary = (train_fn or train_run)(
+        project.load(settings.project_root)  # the same for the user's project
+        # The trainer is found (or refused) here, before anything is built.
+        run_fn, config = (train_fn, config) if train_fn else engine_for(config)
+        summary = run_fn(
             config,
             report=reporter,
             checkpoint_dir=run_dir(run_id, settings),

@@ -11,8 +11,11 @@ from api.deps import SessionDep, require_token
 from api.errors import AUTH_RESPONSES, InvalidInput
 from api.params import IdsQuery, SweepId, parse_ids
 from api.schemas import Problem, TableOut
-from shared.domain.tables import table_runs
-from shared.table import build_table, to_csv, to_json, to_markdown
+from api.table_params import table_options
+from shared.domain.results import options_table
+from shared.table import page_rows
+from shared.table_options import TableOptions
+from shared.table_options import render as render_table
 
 router = APIRouter(
     tags=["tables"],
@@ -21,10 +24,7 @@ router = APIRouter(
 )
 
 Format = Annotated[Literal["json", "md", "csv"], Query(description="json, md or csv")]
-Sort = Annotated[
-    str | None,
-    Query(max_length=200, description="a column name or metric key; prefix '-' for descending"),
-]
+Options = Annotated[TableOptions, Depends(table_options)]
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {
@@ -34,7 +34,11 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "the table; JSON unless format=md or format=csv",
     },
     404: {"model": Problem, "description": "a sweep or run does not exist"},
-    422: {"model": Problem, "description": "unknown sort column or malformed ids"},
+    422: {
+        "model": Problem,
+        "description": "an unknown column, an average key not in the matrix, a std column "
+        "that is not numeric, or malformed ids",
+    },
 }
 
 
@@ -53,50 +57,56 @@ JSON_PAGE = 500
 def render(
     session: SessionDep,
     fmt: str,
-    sort: str | None,
+    options: TableOptions,
     *,
     sweep_ids: list[int] = (),  # type: ignore[assignment]
     run_ids: list[int] = (),  # type: ignore[assignment]
     limit: int | None = None,
     offset: int = 0,
 ) -> Response:
-    runs, keys = table_runs(session, sweep_ids=sweep_ids, run_ids=run_ids)
+    table = options_table(session, options, sweep_ids=sweep_ids, run_ids=run_ids)
     if limit is None and fmt == "json":
         limit = JSON_PAGE
-    table = build_table(runs, keys, sort=sort, limit=limit, offset=offset)
+    page = page_rows(table, limit, offset)
+    out = render_table(page, fmt, options)
     if fmt == "md":
-        return PlainTextResponse(to_markdown(table), media_type="text/markdown; charset=utf-8")
+        return PlainTextResponse(out, media_type="text/markdown; charset=utf-8")
     if fmt == "csv":
-        return PlainTextResponse(to_csv(table), media_type="text/csv; charset=utf-8")
+        return PlainTextResponse(out, media_type="text/csv; charset=utf-8")
     # Built by to_json in TableOut's shape; returned as is, since validating a 1,000-row
     # table again would cost more than building it.
-    return JSONResponse(to_json(table))
+    assert isinstance(out, dict)
+    out.update(total=page.total, offset=offset)  # an averaged table's document too
+    return JSONResponse(out)
 
 
 @router.get("/sweeps/{sweep_id}/table", response_model=TableOut, responses=_RESPONSES)
 def sweep_table(
     sweep_id: SweepId,
     session: SessionDep,
+    options: Options,
     format: Format = "json",
-    sort: Sort = None,
     limit: Limit = None,
     offset: Offset = 0,
 ) -> Any:
     """The seed's comparison table for one sweep: parameters, losses, accuracies, size, time.
 
-    Paged by `limit`/`offset` after sorting; best values are the whole sweep's."""
-    return render(session, format, sort, sweep_ids=[sweep_id], limit=limit, offset=offset)
+    With `average=trial`: one row per configuration, the mean (and, for `average_std`
+    columns, the std) over the trials that finished; JSON rows carry mean, std and n. Paged by
+    `limit`/`offset` after sorting; best values are the whole table's.
+    """
+    return render(session, format, options, sweep_ids=[sweep_id], limit=limit, offset=offset)
 
 
 @router.get("/compare", response_model=TableOut, responses=_RESPONSES)
 def compare(
     session: SessionDep,
+    options: Options,
     runs: Annotated[str | None, IdsQuery(description="run ids, e.g. 1,2,3")] = None,
     sweeps_: Annotated[
         str | None, IdsQuery(alias="sweeps", description="sweep ids, e.g. 4,5")
     ] = None,
     format: Format = "json",
-    sort: Sort = None,
     limit: Limit = None,
     offset: Offset = 0,
 ) -> Any:
@@ -106,5 +116,5 @@ def compare(
     if not run_ids and not sweep_ids:
         raise InvalidInput("give runs=1,2 and/or sweeps=3 to compare")
     return render(
-        session, format, sort, sweep_ids=sweep_ids, run_ids=run_ids, limit=limit, offset=offset
+        session, format, options, sweep_ids=sweep_ids, run_ids=run_ids, limit=limit, offset=offset
     )

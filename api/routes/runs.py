@@ -1,4 +1,4 @@
-"""One run: its details, cancelling it, and its learning curves."""
+"""One run: its details, cancelling it, its learning curves and its trained model."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
-from api.deps import CurrentToken, SessionDep, require_token
+from api.deps import CurrentToken, SessionDep, SettingsDep, require_token
 from api.errors import AUTH_RESPONSES, InvalidInput
 from api.etag import REVALIDATE, is_fresh, make_etag, not_modified
 from api.params import RunId
 from api.schemas import MetricPoint, MetricSeries, Problem, RunCancelOut, RunDetail
 from shared.domain import access, metrics, reads
 from shared.domain import runs as run_state
+from shared.domain.model_files import open_model_file
 from shared.domain.versions import metrics_version
 from shared.metric_keys import METRIC_KEYS
 
@@ -120,3 +122,34 @@ def run_metrics(
     )
     headers = {"ETag": etag, "Cache-Control": REVALIDATE}
     return Response(body, media_type="application/json", headers=headers)
+
+
+_CHUNK = 1 << 20
+
+
+@router.get(
+    "/runs/{run_id}/checkpoint",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+            "description": "a torch file: {state_dict, config, format}; "
+            "`worker.engine.load_model` rebuilds the model from it",
+        },
+        404: {"model": Problem, "description": "no such run, or it has no trained model (why)"},
+    },
+)
+def run_checkpoint(run_id: RunId, session: SessionDep, settings: SettingsDep) -> StreamingResponse:
+    """The trained model of a run that succeeded: weights and resolved configuration."""
+    found = open_model_file(session, run_id, settings.artifact_location)
+
+    def chunks() -> Any:
+        with found.stream as stream:
+            while chunk := stream.read(_CHUNK):
+                yield chunk
+
+    headers = {
+        "Content-Disposition": f'attachment; filename="{found.filename}"',
+        "X-Sweeps-Source-Run": str(found.source_id),
+    }
+    return StreamingResponse(chunks(), media_type="application/octet-stream", headers=headers)

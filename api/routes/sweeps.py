@@ -18,6 +18,7 @@ from api.schemas import (
     Problem,
     RunBrief,
     RunSummary,
+    SearchOut,
     SweepCancelled,
     SweepCreated,
     SweepDetail,
@@ -31,9 +32,10 @@ from api.schemas import (
 from shared import queue
 from shared.db.models import RunStatus, SweepStatus
 from shared.db.session import commit
-from shared.domain import access, reads, retry, submit
+from shared.domain import access, reads, retry, search, submit, trials
 from shared.domain import runs as run_state
 from shared.domain.submit import check_sweep_name, parse_submission, sweep_name
+from shared.plugins import parse_options
 from shared.sweepfile.encoding import NotUtf8, decode_utf8, encodable
 
 router = APIRouter(
@@ -184,7 +186,8 @@ def preview_sweep(
     spec = parse_submission(
         submission.text, settings, filename=submission.filename, files=submission.files
     )
-    plans = submit.plan_runs(session, spec, force=force)
+    first = search.preview_specs(spec, **parse_options(settings))
+    plans = submit.plan_specs(session, first, force=force)
     runs = [
         PreviewRun(
             matrix_id=p.spec.matrix_id,
@@ -202,6 +205,7 @@ def preview_sweep(
     return SweepPreview(
         name=sweep_name(spec, submission.name),
         matrix_keys=spec.matrix_keys,
+        search=spec.search.describe() if spec.search else None,
         runs=runs,
         would_train=len(runs) - reused,
         would_reuse=reused,
@@ -268,11 +272,13 @@ def get_sweep(
     statuses = parse_statuses(status)
     rows = reads.sweep_runs(session, sweep_id, limit=limit, offset=offset, statuses=statuses)
     total = sum(summary.counts.get(s.value, 0) for s in statuses) if statuses else summary.run_count
+    progress = trials.search_progress(session, sweep_id, sweep.search)
     return SweepDetail(
         **_summary(summary),
         matrix_keys=sweep.matrix_keys,
         yaml_text=sweep.yaml_text,
         held_at=sweep.held_at,
+        search=SearchOut.model_validate(progress.to_json()) if progress else None,
         runs=[RunSummary.model_validate(r) for r in rows],
         runs_total=total,
         runs_limit=limit,

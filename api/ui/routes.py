@@ -12,7 +12,7 @@ import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -20,23 +20,26 @@ from api.deps import SessionDep, SettingsDep, ensure_bootstrap
 from api.errors import InvalidInput
 from api.etag import is_fresh, make_etag, not_modified
 from api.params import RunId, SweepId, parse_ids
+from api.table_params import table_options
 from api.ui import assets, auth, views
 from api.ui.auth import DataUser, FormUser, PageUser
 from api.ui.sweep_page_context import flash_text, sweep_context
 from shared import queue
-from shared.domain import access, reads, retry, tables
+from shared.domain import access, reads, retry, search, tables, trials
 from shared.domain import runs as run_state
 from shared.domain.curves import curves_payload, load_runs, parse_after
 from shared.domain.submit import (
     check_sweep_name,
     parse_submission,
-    plan_runs,
+    plan_specs,
     submit_sweep,
     sweep_name,
 )
 from shared.domain.versions import metrics_version
+from shared.plugins import parse_options
 from shared.sweepfile import SpecError
-from shared.table import build_table, to_csv, to_markdown
+from shared.table import build_table
+from shared.table_options import TableOptions
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
@@ -52,6 +55,9 @@ CHART_POINT_BUDGET = 20_000
 
 def max_points_for(runs: int) -> int:
     return max(50, min(DEFAULT_MAX_POINTS, CHART_POINT_BUDGET // max(1, runs)))
+
+
+Options = Annotated[TableOptions, Depends(table_options)]
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -138,7 +144,7 @@ def sweep_page(
     db: DbSession,
     _: PageUser,
     sweep_id: SweepId,
-    sort: str | None = None,
+    options: Options,
     page: TablePage = 1,
     curves: str | None = None,
     cancelled: int | None = None,
@@ -146,14 +152,21 @@ def sweep_page(
     retried: int | None = None,
     held: int | None = None,
 ) -> HTMLResponse:
-    context = sweep_context(db, sweep_id, sort, page, all_curves=curves == "all")
-    context["parcoords"] = views.parcoords_spec(context["runs"], context["param_keys"])
+    context = sweep_context(db, sweep_id, options, page, all_curves=curves == "all")
+    averaged = context["raw_table"].average is not None  # rows are configurations, not runs
+    context["parcoords"] = (
+        {"params": []} if averaged else views.parcoords_spec(context["runs"], context["param_keys"])
+    )
+    progress = trials.search_progress(db, sweep_id, context["sweep"].search)
+    context["search"] = progress.to_json() if progress else None
     flash = flash_text(cancelled, stopping, retried)
     if held:
         flash = "This sweep is held: release its runs below, or retry with the fixed file."
     return render(
         request,
         "sweep.html",
+        # Options that do not fit: the plain table, the form and the reason, as a 422.
+        status_code=422 if context["options_form"].error else 200,
         max_points=max_points_for(len(context["curves"]["run_ids"]) or len(context["runs"])),
         flash=flash,
         **context,
@@ -166,28 +179,11 @@ def sweep_live(
     db: DbSession,
     _: DataUser,
     sweep_id: SweepId,
-    sort: str | None = None,
+    options: Options,
     page: TablePage = 1,
 ) -> HTMLResponse:
     """The status block and table, re-fetched by the page while runs are unfinished."""
-    return render(request, "_sweep_live.html", **sweep_context(db, sweep_id, sort, page))
-
-
-@router.get("/sweeps/{sweep_id}/table.{fmt}")
-def sweep_table_file(
-    db: DbSession, _: PageUser, sweep_id: SweepId, fmt: str, sort: str | None = None
-) -> Response:
-    if fmt not in ("md", "csv"):
-        raise HTTPException(404, f"no table format {fmt!r}; use table.md or table.csv")
-    runs, param_keys = tables.table_runs(db, sweep_ids=[sweep_id])
-    table = build_table(runs, param_keys, sort=sort)
-    body, media = (
-        (to_markdown(table), "text/markdown") if fmt == "md" else (to_csv(table), "text/csv")
-    )
-    disposition = f'attachment; filename="sweep-{sweep_id}.{fmt}"'
-    return Response(
-        body, media_type=f"{media}; charset=utf-8", headers={"Content-Disposition": disposition}
-    )
+    return render(request, "_sweep_live.html", **sweep_context(db, sweep_id, options, page))
 
 
 @router.post("/sweeps/{sweep_id}/cancel")
@@ -340,15 +336,19 @@ async def submit(
     except SpecError as error:
         return render(request, "submit.html", 422, **{**form, "error": error.to_dict()})
     if action != "submit":
-        plans = plan_runs(db, spec, force=force)
-        form["preview"] = views.preview(plans)
+        first = search.preview_specs(spec, **parse_options(settings))
+        form["preview"] = views.preview(plan_specs(db, first, force=force), spec.search)
         form["merged"] = spec.yaml_text if spec.merged_from else None
         return render(
             request, "submit.html", **{**form, "error": None, "name": sweep_name(spec, name)}
         )
-    submitted = submit_sweep(
-        db, spec, queue.sender(settings.broker_url), name=name, force=force, owner=user
-    )
+    try:
+        submitted = submit_sweep(
+            db, spec, queue.sender(settings.broker_url), name=name, force=force, owner=user
+        )
+    except SpecError as error:  # a search whose first trials cannot be sampled
+        db.rollback()
+        return render(request, "submit.html", 422, **{**form, "error": error.to_dict()})
     return RedirectResponse(f"/ui/sweeps/{submitted.sweep.id}", status_code=303)
 
 

@@ -12,34 +12,43 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from api.ui import views
+from api.ui.table_form import table_with_options
 from shared.db.models import LIVE_STATUSES, RETRYABLE_STATUSES, RunStatus
 from shared.domain import reads, tables
-from shared.table import page_of, prepare
+from shared.table import page_of, page_rows, prepare
+from shared.table_options import TableOptions
 
 TABLE_PAGE = 100  # rows of a sweep's table per page
 BEST_ROWS = 10  # the "best runs" table above a paged one
 
 
 def sweep_context(
-    db: Session, sweep_id: int, sort: str | None, page: int = 1, all_curves: bool = False
+    db: Session,
+    sweep_id: int,
+    options: TableOptions,
+    page: int = 1,
+    *,
+    all_curves: bool = False,
 ) -> dict[str, Any]:
     sweep = reads.get_sweep(db, sweep_id)
-    runs, param_keys = tables.table_runs(db, sweep_ids=[sweep_id])
+    runs, param_keys = tables.table_runs(db, sweep_ids=[sweep_id], extra_keys=options.metric_keys())
+    table, form = table_with_options(runs, param_keys, options)
     page = max(1, page)
-    prepared = prepare(runs, param_keys)
-    table = page_of(prepared, sort=sort, limit=TABLE_PAGE, offset=(page - 1) * TABLE_PAGE)
+    shown = page_rows(table, TABLE_PAGE, (page - 1) * TABLE_PAGE)
     summary = reads.summarize(db, [sweep])[0]
     counts = summary.counts
     live = sum(counts.get(status.value, 0) for status in LIVE_STATUSES)
     retryable = (*RETRYABLE_STATUSES, RunStatus.HELD)
-    paged = len(runs) > TABLE_PAGE
     # One ranking serves the "best runs" table and the choice of curves.
-    ranked = page_of(prepared, sort=views.BEST_BY, limit=views.CURVE_RUNS)
+    ranked = page_of(prepare(runs, param_keys), sort=views.BEST_BY, limit=views.CURVE_RUNS)
+    paged = len(table.rows) > TABLE_PAGE
     best = replace(ranked, rows=ranked.rows[:BEST_ROWS]) if paged else None
     return {
         "sweep": sweep,
-        "table": views.table_view(table),
-        "pager": views.pager(table, page, TABLE_PAGE, sort),
+        "table": views.table_view(shown),
+        "raw_table": table,
+        "options_form": form,
+        "pager": views.pager(shown, page, TABLE_PAGE, form.query),
         "best": views.table_view(best) if best is not None else None,
         "runs": runs,
         "param_keys": param_keys,

@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 import yaml
 
@@ -14,6 +13,7 @@ from shared.db.models import Run
 from shared.domain.reads import SweepSummary
 from shared.domain.submit import PlannedRun
 from shared.metric_keys import ACCURACY_KEYS
+from shared.sweepfile.search import Search
 from shared.table import METRIC_HEADERS, Table, TableRun
 
 # A big sweep's page: what a person can read, drawn quickly (BENCHMARKS.md, "Scale").
@@ -63,7 +63,8 @@ def table_view(table: Table) -> TableView:
                     best=column.name in row.best,
                 )
             )
-        rows.append(TableRow(run_id=row.run.run_id, cells=cells))
+        # An averaged row stands for several runs: no link to one of them.
+        rows.append(TableRow(run_id=row.run.run_id if row.group is None else 0, cells=cells))
     return TableView(columns=[c.name for c in table.columns], rows=rows)
 
 
@@ -126,20 +127,20 @@ def parcoords_spec(runs: list[TableRun], param_keys: list[str]) -> dict[str, Any
     }
 
 
-def pager(table: Table, page: int, size: int, sort: str | None) -> dict[str, Any]:
-    """Where this page of a table sits: rows shown, total, and the neighbouring pages."""
+def pager(table: Table, page: int, size: int, query: str) -> dict[str, Any]:
+    """Where this page of a table sits: rows shown, total, and links to the neighbouring pages
+    (`query`: the table options' '?...' or '', kept in the links)."""
     total = table.total if table.total is not None else len(table.rows)
     pages = max(1, -(-total // size))
-    query = f"&sort={quote(sort)}" if sort else ""
+    join = "&" if query else "?"
     return {
         "first": table.offset + 1 if table.rows else 0,
         "last": table.offset + len(table.rows),
         "total": total,
         "page": page,
         "pages": pages,
-        "prev": f"?page={page - 1}{query}" if page > 1 else None,
-        "next": f"?page={page + 1}{query}" if page < pages else None,
-        "sort": sort,
+        "prev": f"{query}{join}page={page - 1}" if page > 1 else None,
+        "next": f"{query}{join}page={page + 1}" if page < pages else None,
     }
 
 
@@ -243,8 +244,9 @@ def run_phases(run: Run) -> list[tuple[str, str, str]]:
     return rows
 
 
-def preview(plans: list[PlannedRun]) -> dict[str, Any]:
+def preview(plans: list[PlannedRun], search: Search | None = None) -> dict[str, Any]:
     return {
+        "search": search.describe() if search else None,
         "runs": [
             {
                 "matrix_id": p.spec.matrix_id,
@@ -256,5 +258,5 @@ def preview(plans: list[PlannedRun]) -> dict[str, Any]:
                 else (f"linked to run #{p.link_to_id} (training)" if p.link_to_id else ""),
             }
             for p in plans
-        ]
+        ],
     }

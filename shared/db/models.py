@@ -137,6 +137,9 @@ class Sweep(Base):
     owner_token_id: Mapped[int | None] = mapped_column(
         ForeignKey("api_tokens.id", ondelete="SET NULL")
     )
+    # The file's `search` (shared/sweepfile/search.py, as Search.to_json), or None for a
+    # sweep that enumerates its whole matrix up front.
+    search: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     # Set while its queued runs are held (shared/domain/holds.py); released_at once a person
     # released them, after which the sweep is not held again.
     hold_reason: Mapped[str | None] = mapped_column(Text)

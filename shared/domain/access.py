@@ -15,6 +15,9 @@ from shared.domain.errors import Forbidden, NotFound
 
 # Methods that change nothing: the only ones a `read` token may use.
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# POSTs that store and run nothing (a file is judged, not executed): a CI job holding a read
+# token may check files before anyone submits them.
+READ_ONLY_POSTS = frozenset({"/sweeps/preview"})
 _CREATE_HINT = "`sweeps token create NAME --role write`"
 
 
@@ -30,13 +33,14 @@ def may_change(token: ApiToken, sweep: Sweep) -> bool:
     return may_write(token) and sweep.owner_token_id == token.id
 
 
-def check_method(token: ApiToken, method: str) -> None:
+def check_method(token: ApiToken, method: str, path: str = "") -> None:
     """Forbidden when a `read` token asks for anything but a read."""
-    if method.upper() not in READ_METHODS and not may_write(token):
-        raise Forbidden(
-            f"token '{token.name}' has role read: it may only read (GET); submitting, "
-            f"cancelling and retrying need a write or admin token ({_CREATE_HINT})"
-        )
+    if may_write(token) or method.upper() in READ_METHODS or path in READ_ONLY_POSTS:
+        return
+    raise Forbidden(
+        f"token '{token.name}' has role read: it may only read (GET) and preview; submitting, "
+        f"cancelling and retrying need a write or admin token ({_CREATE_HINT})"
+    )
 
 
 def check_may_change(session: Session, token: ApiToken, sweep_id: int) -> None:

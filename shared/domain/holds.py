@@ -1,12 +1,14 @@
 """Holding a sweep whose first runs all fail the same way, instead of failing every run.
 
-The rule: when a run of a sweep ends failed, and the sweep has not succeeded once (no run
-succeeded or was pruned), and its first HOLD_AFTER failed runs (by finish time) share one
-error signature, the sweep is held: its queued runs become `held`, which workers do not start,
-and the sweep records why. A file whose model is wrong thus costs three runs, not ten thousand.
+The rule (applied by finish_run, shared/domain/runs.py): when a run of a sweep ends failed,
+and the sweep has not succeeded once (no run succeeded or was pruned), and its first HOLD_AFTER
+failed runs (by finish time) share one error signature, the sweep is held: its queued runs
+become `held`, which workers do not start, and the sweep records why. A file whose model is
+wrong thus costs three runs, not ten thousand. These state changes live here rather than in
+runs.py only to keep that module under 400 lines.
 
-Runs already running carry on. Runs linked to another sweep's training (links.py) are left
-as they are. `release` (POST /sweeps/{id}/retry) queues the held runs again; a released
+Runs already running carry on. Runs linked to another sweep's training are left as they
+are. `release` (POST /sweeps/{id}/retry) queues the held runs again; a released
 sweep is not held again, since a person has decided to run it.
 """
 
@@ -34,8 +36,10 @@ def error_signature(error: str | None) -> str:
     return _NUMBERS.sub("N", lines[0] if lines else "")[:500]
 
 
-def hold_if_failing(session: Session, sweep_id: int) -> bool:
-    """Apply the rule to a sweep after one of its runs failed; True if it is now held."""
+def hold_if_failing(session: Session, sweep_id: int, ended: RunStatus) -> bool:
+    """Apply the rule to a sweep after one of its runs ended `ended`; True if it is now held."""
+    if ended is not RunStatus.FAILED:
+        return False
     sweep = session.execute(
         select(Sweep.hold_reason, Sweep.released_at).where(Sweep.id == sweep_id)
     ).one_or_none()

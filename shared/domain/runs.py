@@ -36,7 +36,7 @@ from shared.db.session import Send, send_after_commit
 from shared.domain.errors import Conflict
 from shared.domain.holds import hold_if_failing
 from shared.domain.reads import get_run, get_sweep
-from shared.domain.sweeps import update_sweep_status
+from shared.domain.sweeps import runs_ended, update_sweep_status
 from shared.sweepfile.early_stop import EarlyStop
 
 
@@ -208,9 +208,9 @@ def finish_run(
     ).scalar()
     if sweep_id is None:
         return False
-    if status is RunStatus.FAILED:  # the first failures alike hold the sweep (holds.py)
-        hold_if_failing(session, sweep_id)
-    update_sweep_status(session, [sweep_id, *settle_links(session, [run_id])])
+    hold_if_failing(session, sweep_id, status)
+    sweep_ids = [sweep_id, *settle_links(session, [run_id])]
+    runs_ended(session, sweep_ids, ask_next=status is not RunStatus.CANCELLED)
     return True
 
 

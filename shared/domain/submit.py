@@ -7,7 +7,7 @@ import json
 import math
 import os.path
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +21,7 @@ from shared.db.session import Send
 from shared.domain.errors import InvalidInput
 from shared.domain.runs import enqueue_after_commit, find_live, needs_message
 from shared.domain.sweeps import update_sweep_status
-from shared.plugins import plugin_modules
+from shared.plugins import parse_options
 from shared.settings import Settings
 from shared.sweepfile import RunSpec, SpecError, SweepSpec, parse_with_extends
 from shared.sweepfile.document import Locator
@@ -47,12 +47,12 @@ def parse_submission(
     bases = {posixpath.normpath(k): v for k, v in (files or {}).items()}
     spec = parse_with_extends(
         text, filename, bases.get,
-        max_runs=settings.max_runs, plugins=plugin_modules(settings.plugins),
+        max_runs=settings.max_runs, **parse_options(settings),
     )  # fmt: skip
-    if not spec.runs:
+    if not spec.runs and not (spec.search and spec.search.samples):
         raise SpecError("the matrix gives no runs (an empty list, or a $filter that keeps none)",
                         key="matrix")  # fmt: skip
-    for run in spec.runs:
+    for run in [*spec.runs, *spec.probes]:
         try:
             check_storable(run)
         except SpecError as exc:
@@ -79,7 +79,7 @@ def sweep_name(spec: SweepSpec, name: str | None) -> str:
     given = check_sweep_name(name)
     if given:
         return given
-    names = [r.experiment_name for r in spec.runs]
+    names = [r.experiment_name for r in spec.runs or spec.probes]
     prefix = os.path.commonprefix(names) if names else ""
     return prefix.rstrip("_-/:. ")[:SWEEP_NAME_MAX] or "sweep"
 
@@ -158,12 +158,19 @@ def find_reusable(session: Session, hashes: Iterable[str]) -> dict[str, int]:
 
 def plan_runs(session: Session, spec: SweepSpec, *, force: bool = False) -> list[PlannedRun]:
     """Each run of the spec with the earlier run it would reuse (none when `force`)."""
+    return plan_specs(session, spec.runs, force=force)
+
+
+def plan_specs(
+    session: Session, specs: Sequence[RunSpec], *, force: bool = False
+) -> list[PlannedRun]:
+    """`plan_runs` for some runs (a search's trials, as they are asked)."""
     if force:
-        return [PlannedRun(r, None) for r in spec.runs]
-    hashes = [r.config_hash for r in spec.runs]
+        return [PlannedRun(r, None) for r in specs]
+    hashes = [r.config_hash for r in specs]
     reusable = find_reusable(session, hashes)
     live = find_live(session, (h for h in hashes if h not in reusable))
-    return [PlannedRun(r, reusable.get(r.config_hash), live.get(r.config_hash)) for r in spec.runs]
+    return [PlannedRun(r, reusable.get(r.config_hash), live.get(r.config_hash)) for r in specs]
 
 
 @dataclass(frozen=True)
@@ -176,6 +183,11 @@ class CreatedRun:
     status: RunStatus
     config_hash: str
     reused_from_id: int | None
+
+    @classmethod
+    def of(cls, run: Run) -> CreatedRun:
+        return cls(run.id, run.matrix_id, run.slug, run.status, run.config_hash,
+                   run.reused_from_id)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -219,31 +231,52 @@ def create_sweep(
     `spec` comes from `parse_submission`, which has checked that every value is storable.
     The runs go in as one bulk INSERT (executemany).
     """
-    plans = plan_runs(session, spec, force=force)
     sweep = Sweep(
         name=sweep_name(spec, name),
         yaml_text=spec.yaml_text,
         matrix_keys=list(spec.matrix_keys),
         owner_token_id=owner.id if owner is not None else None,
     )
+    if spec.search is not None:  # its first trials are asked now, the others as trials end
+        sweep.search = json_safe({**spec.search.to_json(), "force": force})
     session.add(sweep)
     session.flush()
-    sources = _inputs_seen(session, {p.reuse_from_id for p in plans if p.reuse_from_id})
-    now = utcnow()
-    rows = [_new_run(sweep.id, plan, sources, now) for plan in plans]
-    # Core, not the ORM's bulk insert, and no RETURNING: one executemany, which SQLite and
-    # psycopg batch; the ids are then read back by matrix_id, unique within the sweep.
-    session.connection().execute(insert(Run.__table__), rows)  # type: ignore[arg-type]
-    stored = session.execute(select(Run.matrix_id, Run.id).where(Run.sweep_id == sweep.id))
-    by_matrix_id = {matrix_id: run_id for matrix_id, run_id in stored}
+    if spec.search is not None:
+        from shared.domain.search import ask_trials
+
+        runs = [CreatedRun.of(run) for run in ask_trials(session, sweep.id, at_submit=True)]
+    else:
+        runs = insert_runs(session, sweep.id, plan_runs(session, spec, force=force))
     if update_sweep_status(session, [sweep.id]):  # every run reused: finished already
         session.refresh(sweep)
-    runs = [
-        CreatedRun(by_matrix_id[row["matrix_id"]], row["matrix_id"], row["slug"], row["status"],
+    return sweep, runs
+
+
+def insert_runs(session: Session, sweep_id: int, plans: list[PlannedRun]) -> list[CreatedRun]:
+    """Store planned runs as `add_runs` does, in one bulk INSERT (10,000 runs of a matrix):
+    Core's executemany without RETURNING, which SQLite and psycopg batch; the ids are then
+    read back by matrix_id, unique within the sweep."""
+    sources = _inputs_seen(session, {p.reuse_from_id for p in plans if p.reuse_from_id})
+    now = utcnow()
+    rows = [_new_run(sweep_id, plan, sources, now) for plan in plans]
+    session.connection().execute(insert(Run.__table__), rows)  # type: ignore[arg-type]
+    stored = session.execute(select(Run.matrix_id, Run.id).where(Run.sweep_id == sweep_id))
+    ids = {matrix_id: run_id for matrix_id, run_id in stored}
+    return [
+        CreatedRun(ids[row["matrix_id"]], row["matrix_id"], row["slug"], row["status"],
                    row["config_hash"], row["reused_from_id"])
         for row in rows
     ]  # fmt: skip
-    return sweep, runs
+
+
+def add_runs(session: Session, sweep_id: int, plans: list[PlannedRun]) -> list[Run]:
+    """Store planned runs in a sweep: queued, linked (queued, no task) or reused."""
+    sources = _inputs_seen(session, {p.reuse_from_id for p in plans if p.reuse_from_id})
+    now = utcnow()
+    runs = [Run(**_new_run(sweep_id, plan, sources, now)) for plan in plans]
+    session.add_all(runs)
+    session.flush()
+    return runs
 
 
 def max_inputs_of(spec: RunSpec) -> int | None:

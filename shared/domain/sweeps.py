@@ -1,6 +1,8 @@
 """A sweep's status: active, held (holds.py), or finished once none of its runs is live.
 
 Applied after every change of a run's state (shared/domain/runs.py) and by the reconciler.
+When a trial of a searching sweep ends, the search first asks its next trials
+(shared/domain/search.py), so the sweep stays active until `trials` were started.
 """
 
 from __future__ import annotations
@@ -44,3 +46,14 @@ def update_sweep_status(session: Session, sweep_ids: Sequence[int] | None = None
         .execution_options(synchronize_session=False)
     ).all()
     return sorted(finished)
+
+
+def runs_ended(session: Session, sweep_ids: Sequence[int], *, ask_next: bool) -> list[int]:
+    """Runs of these sweeps ended: a searching sweep asks its next trials (not after a
+    cancel), then the status rule; returns the ids it finished."""
+    if ask_next:
+        # Imported here: search imports runs (through submit), which imports this module.
+        from shared.domain.search import continue_searches
+
+        continue_searches(session, sweep_ids)
+    return update_sweep_status(session, sweep_ids)

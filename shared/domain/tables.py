@@ -18,9 +18,15 @@ from shared.table import TABLE_KEYS, TableRun
 
 
 def table_runs(
-    session: Session, *, sweep_ids: Sequence[int] = (), run_ids: Sequence[int] = ()
+    session: Session,
+    *,
+    sweep_ids: Sequence[int] = (),
+    run_ids: Sequence[int] = (),
+    extra_keys: Sequence[str] = (),
 ) -> tuple[list[TableRun], list[str]]:
     """Rows for the comparison table (by sweep, then run id) and the matrix keys, in order.
+
+    `extra_keys`: metrics to read beside the table's own (`--include-column train_loss`).
 
     Raises NotFound naming any requested sweep or run that does not exist.
     """
@@ -38,7 +44,7 @@ def table_runs(
     query = select(*columns).where(or_(*conditions)).order_by(Run.sweep_id, Run.id)
     rows = list(session.execute(query))
     source = {r.id: source_of(r.id, r.status, r.reused_from_id) for r in rows}
-    metrics = _latest_by_run(session, set(source.values()))
+    metrics = _latest_by_run(session, set(source.values()), (*TABLE_KEYS, *extra_keys))
     train_seconds = {r.id: r.train_seconds for r in rows}
     missing = set(source.values()) - set(train_seconds)
     if missing:
@@ -76,7 +82,9 @@ def _require(
         raise NotFound(f"{what}{'s' if len(missing) > 1 else ''} {names} {verb}")
 
 
-def _latest_by_run(session: Session, run_ids: set[int]) -> dict[int, dict[str, tuple[int, float]]]:
+def _latest_by_run(
+    session: Session, run_ids: set[int], keys: Sequence[str]
+) -> dict[int, dict[str, tuple[int, float]]]:
     found: dict[int, dict[str, tuple[int, float]]] = defaultdict(dict)
     for chunk in chunked(sorted(run_ids)):
         # Plain tuples, not ORM objects: a large table reads several per run.
@@ -84,7 +92,7 @@ def _latest_by_run(session: Session, run_ids: set[int]) -> dict[int, dict[str, t
             LatestMetric.run_id, LatestMetric.key, LatestMetric.step, value_or_null(LatestMetric)
         ).where(
             LatestMetric.run_id.in_(chunk),
-            LatestMetric.key.in_(TABLE_KEYS),
+            LatestMetric.key.in_(list(keys)),
         )
         for run_id, key, step, value in session.execute(query):
             found[run_id][key] = (step, math.nan if value is None else value)

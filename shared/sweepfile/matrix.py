@@ -17,7 +17,7 @@ RESERVED = ("matrix_slug", "matrix_id")
 FILTER_KEY = "$filter"
 SLUG_VALUE_CHARS = 96
 _SLUG_KEEP = set(".,-_:")
-_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 # A safety net for filters that are cheap each but many: the API answers within this.
 FILTER_TIME_LIMIT_S = 20.0
 
@@ -51,13 +51,13 @@ def substitute(text: str, variables: dict[str, Any], *, what: str = "the file") 
             raise unknown_name(text, match, variables, what=what)
         return str(variables[name])
 
-    return _PLACEHOLDER.sub(replace, text)
+    return PLACEHOLDER.sub(replace, text)
 
 
 def check_names(text: str, variables: Iterable[str], *, what: str = "the file") -> None:
     """Raise for the first `${name}` in `text` that is not among `variables`."""
     known = dict.fromkeys(variables)
-    for match in _PLACEHOLDER.finditer(text):
+    for match in PLACEHOLDER.finditer(text):
         if match.group(1).strip() not in known:
             raise unknown_name(text, match, known, what=what)
 
@@ -135,6 +135,11 @@ def expand_matrix(matrix: dict[str, Any] | None) -> list[MatrixEntry]:
         if _keep(filter_text, entry, evaluator):
             entries.append(entry)
     return entries
+
+
+def keeps(filter_text: str, entry: MatrixEntry) -> bool:
+    """Whether `$filter` keeps one entry (a sampled trial); SpecError if it cannot say."""
+    return _keep(filter_text, entry, make_evaluator())
 
 
 def _keep(filter_text: str, entry: MatrixEntry, evaluator: Any) -> bool:

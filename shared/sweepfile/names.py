@@ -24,12 +24,17 @@ KNOWN_KEYS = {
     "max_epoch": "stop after this many epochs",
     "seed": "seed torch, numpy and random",
     "num_workers": "DataLoader workers",
+    "gradient_clipping": "clip each gradient value to +-this before the optimizer step",
+    "gradient_accumulation": "step the optimizer every N batches",
+    "dataloader_collate_fn": "code giving the DataLoader's collate function",
+    "load": "start the model from the weights of a checkpoint file or folder",
     # sweeps' own switches (off by default so the seed's numbers stay comparable)
     "precision": "fp32 (default) or bf16 autocast",
     "compile": "torch.compile the model",
     "step_graph": "the whole training step as one CUDA graph",
     "description": "free text shown with the sweep",
     "early_stop": "stop runs early by successive halving (metric, mode, min_inputs, ...)",
+    "search": "sample the matrix: method, trials, metric, mode, in_flight, seed",
 }
 REQUIRED_KEYS = ("experiment_name", "model", "train_set", "batch_size", "learnrate", "optimizer")
 # Keys whose value is always Python code (`model`, `train_set*`, `validation_set*`); other keys
@@ -58,6 +63,20 @@ TRAINER_METRICS = {
     "TrainAutoencoder": _LOSS,
     "src.train.TrainAutoencoder": _LOSS,
     "src.train.train_autoencoder.TrainAutoencoder": _LOSS,
+}
+# Every metric each trainer reports (a search can learn from any of them); a plugin's trainer
+# is known only to the workers, so only what every trainer reports is accepted for it.
+BASE_REPORTS = ("validation_loss", "train_loss", "model_params", "train_seconds", "throughput")
+_CLASSIFY_REPORTS = (
+    *BASE_REPORTS[:1],
+    "accuracy_argmax",
+    "accuracy_svc",
+    "accuracy_svc_heldout",
+    *BASE_REPORTS[1:],
+)
+TRAINER_REPORTS = {
+    name: _CLASSIFY_REPORTS if "accuracy_argmax" in metrics else BASE_REPORTS
+    for name, metrics in TRAINER_METRICS.items()
 }
 OPTIMIZERS = (
     "ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax",

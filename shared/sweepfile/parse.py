@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
+
+from shared.project import PATH_PLACEHOLDER, Project
 
 from .bounded import Budget
 from .document import Locator, load_document
@@ -23,6 +27,7 @@ from .matrix import (
     substitute,
 )
 from .run_config import RunSettings
+from .search import Search, parse_search, probe_points
 from .sections import SectionLoader
 from .validate import is_code, validate
 
@@ -32,8 +37,9 @@ DEFAULT_MAX_COMBINATIONS = 100_000
 # Every run re-parses the file after substitution: runs x file size is the work to validate.
 DEFAULT_MAX_EXPANDED_CHARS = 32 * 2**20
 # Left out of config_hash: they name or describe a run but do not change what it trains.
-# early_stop too: it decides whether a run goes on, not what a finished run trained.
-_UNHASHED_KEYS = ("matrix", "description", "early_stop")
+# early_stop and search too: they decide which runs train and whether a run goes on, not
+# what a finished run trained (a sampled trial equal to a finished run reuses it).
+_UNHASHED_KEYS = ("matrix", "description", "early_stop", "search")
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,10 @@ class SweepSpec:
     runs: list[RunSpec] = field(default_factory=list)
     # With $extends: the files merged into yaml_text, the extending one first.
     merged_from: tuple[str, ...] = ()
+    # With `search`: how trials are asked. Sampled (random, tpe) sweeps have no `runs` up
+    # front; `probes` are the points built and validated at submit (search.py).
+    search: Search | None = None
+    probes: list[RunSpec] = field(default_factory=list)
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -102,21 +112,36 @@ def parse_sweep(
     max_combinations: int = DEFAULT_MAX_COMBINATIONS,
     max_expanded_chars: int = DEFAULT_MAX_EXPANDED_CHARS,
     plugins: tuple[str, ...] = (),
+    project: Project | None = None,
 ) -> SweepSpec:
     """Validate and expand a sweep file into its runs. Raises SpecError naming what is wrong.
 
     `plugins`: modules the workers offer (shared/plugins.py); a `trainer` under one of them
-    is accepted here and resolved by the worker.
+    is accepted here and resolved by the worker. `project`: the user's checkout
+    (shared/project.py); `${PATH}` stays in the runs' configurations for the worker to fill in.
     """
     text = _decode(text)
     budget = Budget()  # one for every reading of the file: the first, then one per run
     document = load_document(text, budget)
     locator = Locator(text)
+    try:
+        search = parse_search(document)
+    except SpecError as exc:  # keys: search.<name>, matrix.<key>[.<name>], or $filter
+        raise locator.locate(exc, parent="matrix" if exc.key == FILTER_KEY else None) from None
+    if search is not None and search.samples:
+        return _parse_sampled(text, document, locator, search, plugins, project)
     matrix = _check_top_matrix(document, locator, max_combinations)
     keys = [k for k in (matrix or {}) if k != FILTER_KEY]
+    keeps_path = "PATH" not in keys
+    if keeps_path and project is None and PATH_PLACEHOLDER in text:
+        line = text.count("\n", 0, text.index(PATH_PLACEHOLDER)) + 1
+        raise SpecError(
+            "${PATH} stands for your project's root: set SWEEPS_PROJECT_ROOT to its checkout",
+            line=line,
+        )
     if matrix is not None:
         # Names do not depend on the entry: check every ${...} of the file once, comments too.
-        check_names(text, [*keys, *RESERVED])
+        check_names(text, [*keys, *RESERVED, *(["PATH"] if keeps_path else [])])
     try:
         entries = expand_matrix(matrix)
     except SpecError as exc:
@@ -136,17 +161,70 @@ def parse_sweep(
             key="matrix",
             line=locator.key_line("matrix"),
         )
+    if search is not None:  # grid: the first `trials` entries, in enumeration order
+        search = dataclasses.replace(
+            search, trials=min(search.trials or len(entries), len(entries))
+        )
+        entries = entries[: search.trials]
     # Per run, each top-level key's substituted text is loaded once across runs (sections.py).
     sections = (
         SectionLoader.of(template, budget) if matrix is not None and len(entries) > 1 else None
     )
     runs = [
-        _build_run(template, entry, matrix=document.get("matrix"), plugins=plugins,
-                   budget=budget, sections=sections)
+        _build_run(
+            template,
+            entry,
+            matrix=document.get("matrix"),
+            plugins=plugins,
+            project=project,
+            budget=budget,
+            sections=sections,
+        )  # fmt: skip
         for entry in entries
     ]  # fmt: skip
     total = count_combinations(matrix) if matrix is not None else 1
-    return SweepSpec(yaml_text=text, matrix_keys=keys, combinations=total, runs=runs)
+    return SweepSpec(yaml_text=text, matrix_keys=keys, combinations=total, runs=runs, search=search)
+
+
+def _parse_sampled(
+    text: str,
+    document: dict[str, Any],
+    locator: Locator,
+    search: Search,
+    plugins: tuple[str, ...],
+    project: Project | None,
+) -> SweepSpec:
+    """A random or tpe sweep: no runs up front; a few points are built to validate the file."""
+    check_names(text, [*search.space, *RESERVED])
+    template = _without_matrix_block(text, locator)
+    matrix = document.get("matrix")
+    probes = [
+        _build_run(template, search.entry(n, p), matrix=matrix, plugins=plugins, project=project)
+        for n, p in enumerate(probe_points(search), start=1)
+    ]
+    return SweepSpec(
+        yaml_text=text, matrix_keys=list(search.space), combinations=0, search=search,
+        probes=probes,
+    )  # fmt: skip
+
+
+def build_trial(
+    text: str, entry: MatrixEntry, *, plugins: tuple[str, ...] = (), project: Project | None = None
+) -> RunSpec:
+    """One trial of a stored search sweep (SpecError when this point breaks a rule)."""
+    template, matrix = _template(text)
+    return _build_run(template, entry, matrix=matrix, plugins=plugins, project=project)
+
+
+def grid_entries(text: str) -> list[MatrixEntry]:
+    """The matrix entries of a stored sweep, `$filter` applied, in enumeration order."""
+    return expand_matrix(_template(text)[1])
+
+
+@lru_cache(maxsize=16)
+def _template(text: str) -> tuple[str, Any]:
+    """A stored sweep's text with the matrix blanked, and its matrix (kept across trials)."""
+    return _without_matrix_block(text, Locator(text)), load_document(text).get("matrix")
 
 
 def _check_top_matrix(
@@ -217,21 +295,24 @@ def _build_run(
     *,
     matrix: Any,
     plugins: tuple[str, ...] = (),
+    project: Project | None = None,
     budget: Budget | None = None,
     sections: SectionLoader | None = None,
 ) -> RunSpec:
     label = f"{entry.matrix_id} ({entry.slug})" if entry.slug else None
-    loaded = sections.load(entry.variables()) if sections is not None else None
+    # ${PATH} is left for the worker: its checkout may live elsewhere than the API's.
+    variables = {"PATH": PATH_PLACEHOLDER, **entry.variables()}
+    loaded = sections.load(variables) if sections is not None else None
     try:
         if loaded is not None:
             text, config = loaded
         else:
             no_matrix = matrix is None or matrix == {}
-            text = template if no_matrix else substitute(template, entry.variables())
+            text = template if no_matrix else substitute(template, variables)
             config = load_document(text, budget)
         if "matrix" in config:
             config["matrix"] = matrix
-        validate(config, Locator(text), plugins)
+        validate(config, Locator(text), plugins, project)
     except SpecError as exc:
         exc.run = exc.run or label
         raise

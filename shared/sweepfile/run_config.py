@@ -8,6 +8,7 @@ configuration with `RunSettings.from_config`, which applies the same rules. Pure
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +25,23 @@ INT_KEYS = {
     "max_epoch": 1,
     "seed": 0,
     "num_workers": 0,
+    "gradient_accumulation": 1,
 }
 BOOL_KEYS = ("freeze_validation_set", "compile", "step_graph")
+# Integer keys a file may write as code (a multi-line string), as nn-experiments allows: the
+# worker evaluates them; until then they take their default. The others decide what the
+# service plans (the stop, early_stop's rungs), so they must be numbers in the file.
+CODE_INT_KEYS = (
+    "seed", "num_workers", "validation_batch_size",
+    "num_epochs_between_validations", "num_inputs_between_validations",
+)  # fmt: skip
+
+
+def is_code_value(key: str, value: Any) -> bool:
+    """A scalar key written as code (see CODE_INT_KEYS)."""
+    return key in CODE_INT_KEYS and isinstance(value, str) and "\n" in value
+
+
 # FORMAT.md's defaults for keys a file may leave out.
 DEFAULTS: dict[str, Any] = {
     "trainer": "Trainer",
@@ -35,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "compile": False,
     "step_graph": False,
     "freeze_validation_set": False,
+    "gradient_accumulation": 1,
 }
 
 
@@ -58,14 +75,19 @@ class RunSettings:
     precision: str
     compile: bool
     step_graph: bool
+    gradient_clipping: float | None = None
+    gradient_accumulation: int = 1
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> RunSettings:
-        """Typed settings of a stored configuration; SpecError naming a rule it breaks."""
+    def from_config(cls, config: dict[str, Any], *, own_schedulers: bool = False) -> RunSettings:
+        """Typed settings of a stored configuration; SpecError naming a rule it breaks.
+
+        `own_schedulers`: the user's project may provide the scheduler (the caller resolves it).
+        """
         check_stop(config)
         check_scalars(config)
         check_choice(config, "precision", names.PRECISIONS, "precisions")
-        check_schedule(config)
+        check_schedule(config, own_schedulers=own_schedulers)
         return cls.of_checked(config)
 
     @classmethod
@@ -74,11 +96,11 @@ class RunSettings:
 
         def opt_int(key: str) -> int | None:
             value = config.get(key)
-            return None if value is None else int(value)
+            return None if value is None or is_code_value(key, value) else int(value)
 
         def default(key: str) -> Any:
             value = config.get(key)
-            return DEFAULTS[key] if value is None else value
+            return DEFAULTS[key] if value is None or is_code_value(key, value) else value
 
         return cls(
             batch_size=int(config["batch_size"]),
@@ -97,6 +119,8 @@ class RunSettings:
             precision=str(default("precision")),
             compile=bool(default("compile")),
             step_graph=bool(default("step_graph")),
+            gradient_clipping=_opt_float(config.get("gradient_clipping")),
+            gradient_accumulation=int(default("gradient_accumulation")),
         )
 
     @property
@@ -104,6 +128,10 @@ class RunSettings:
         """A scheduler's length in optimizer steps: max_inputs // batch_size."""
         assert self.max_inputs is not None, "check_schedule requires max_inputs"
         return self.max_inputs // self.batch_size
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def check_stop(config: dict[str, Any]) -> None:
@@ -117,7 +145,7 @@ def check_stop(config: dict[str, Any]) -> None:
 def check_scalars(config: dict[str, Any]) -> None:
     for key, minimum in INT_KEYS.items():
         value = config.get(key)
-        if value is None:
+        if value is None or is_code_value(key, value):
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise SpecError(
@@ -128,11 +156,31 @@ def check_scalars(config: dict[str, Any]) -> None:
             raise SpecError(
                 f"'{key}' must be true or false, got {config[key]!r}", key=key, value=config[key]
             )
+    _check_gradient_keys(config)
 
 
-def check_schedule(config: dict[str, Any]) -> None:
+def _check_gradient_keys(config: dict[str, Any]) -> None:
+    clip = config.get("gradient_clipping")
+    if clip is not None and (
+        isinstance(clip, bool) or not isinstance(clip, int | float) or not 0 < clip < math.inf
+    ):
+        raise SpecError(f"'gradient_clipping' must be a positive number, got {clip!r}",
+                        key="gradient_clipping", value=clip)  # fmt: skip
+    if config.get("step_graph") is True and clip is not None:
+        raise SpecError("'gradient_clipping' is not supported with 'step_graph'",
+                        key="gradient_clipping")  # fmt: skip
+    for switch in ("step_graph", "compile"):
+        # A compiled step's gradients may live in CUDA graph buffers the next step overwrites.
+        if config.get(switch) is True and config.get("gradient_accumulation") not in (None, 1):
+            raise SpecError(f"'gradient_accumulation' is not supported with '{switch}'",
+                            key="gradient_accumulation")  # fmt: skip
+
+
+def check_schedule(config: dict[str, Any], *, own_schedulers: bool = False) -> None:
+    """`own_schedulers`: a name that is not torch's is left to the caller (a project's)."""
     if config.get("scheduler") is not None:
-        check_choice(config, "scheduler", names.SCHEDULERS, "torch.optim.lr_scheduler")
+        if not (own_schedulers and isinstance(config["scheduler"], str)):
+            check_choice(config, "scheduler", names.SCHEDULERS, "torch.optim.lr_scheduler")
         if not config.get("max_inputs"):
             raise SpecError("'scheduler' needs 'max_inputs' to know its length", key="scheduler")
 

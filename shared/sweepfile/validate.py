@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from shared.plugins import provided_by
+from shared.project import Project
 
 from . import names
 from .document import Locator
@@ -30,14 +31,23 @@ def is_code(key: str, value: Any) -> bool:
     return isinstance(value, str) and "\n" in value
 
 
-def validate(config: dict[str, Any], locator: Locator, plugins: tuple[str, ...] = ()) -> None:
+def validate(
+    config: dict[str, Any],
+    locator: Locator,
+    plugins: tuple[str, ...] = (),
+    project: Project | None = None,
+) -> None:
     """SpecError, located in the YAML, for the first rule of FORMAT.md the run breaks.
 
     `plugins`: a `trainer` under one of these modules is left for the worker to resolve.
+    `project`: the user's checkout; its trainers take keys (and its schedulers names) that only
+    the worker can check, so they are accepted here where its files do not refute them.
     """
+    own = trainer_source(config, plugins, project) != "engine"
     try:
-        _check_keys(config)
-        _check_values(config, plugins)
+        _check_trainer(config, plugins, project)  # first: it decides which keys are known
+        _check_keys(config, pass_through=own)
+        _check_values(config, plugins, project)
     except SpecError as exc:
         raise locator.locate(exc) from None
     for key, value in config.items():
@@ -57,11 +67,27 @@ def validate(config: dict[str, Any], locator: Locator, plugins: tuple[str, ...] 
             _check_code(value, key=key, locator=locator, path=(key,))
 
 
-def _check_keys(config: dict[str, Any]) -> None:
+def trainer_source(
+    config: dict[str, Any], plugins: tuple[str, ...], project: Project | None
+) -> str:
+    """Who provides the run's trainer: "engine" (built in), "plugin" or "project"."""
+    trainer = config.get("trainer")
+    if not isinstance(trainer, str) or trainer in names.TRAINERS:
+        return "engine"
+    if provided_by(trainer, plugins):
+        return "plugin"
+    return "project" if project is not None else "engine"
+
+
+def _check_keys(config: dict[str, Any], *, pass_through: bool = False) -> None:
+    """Known keys only, unless the trainer is the user's (the original passes the rest to its
+    constructor, which the worker checks)."""
     for key in config:
         if not isinstance(key, str):
             raise SpecError(f"top-level key {key!r} must be a name", value=key)
         if key in names.KNOWN_KEYS or key.startswith(names.ALWAYS_CODE_PREFIXES):
+            continue
+        if pass_through and key.isidentifier():
             continue
         if key == "$extends":
             raise SpecError(
@@ -78,15 +104,15 @@ def _check_keys(config: dict[str, Any]) -> None:
     check_stop(config)
 
 
-def _check_values(config: dict[str, Any], plugins: tuple[str, ...] = ()) -> None:
+def _check_values(
+    config: dict[str, Any], plugins: tuple[str, ...] = (), project: Project | None = None
+) -> None:
     check_scalars(config)
     _check_learnrate(config["learnrate"])
     check_choice(config, "optimizer", names.OPTIMIZERS, "torch.optim")
-    trainer = config.get("trainer")
-    if not (isinstance(trainer, str) and provided_by(trainer, plugins)):
-        check_choice(config, "trainer", names.TRAINERS, "the engine's trainers")
     check_choice(config, "precision", names.PRECISIONS, "precisions")
-    check_schedule(config)
+    _check_project_scheduler(config, project)
+    check_schedule(config, own_schedulers=project is not None)
     _check_loss(config.get("loss_function"))
     if not isinstance(config["experiment_name"], str):
         raise SpecError(
@@ -96,9 +122,50 @@ def _check_values(config: dict[str, Any], plugins: tuple[str, ...] = ()) -> None
         )
     if config.get("description") is not None and not isinstance(config["description"], str):
         raise SpecError("'description' must be text", key="description")
+    if config.get("load") is not None and not isinstance(config["load"], str):
+        raise SpecError("'load' must be the path of a checkpoint file or folder", key="load")
+    collate = config.get("dataloader_collate_fn")
+    if collate is not None and not is_code("dataloader_collate_fn", collate):
+        raise SpecError(
+            "'dataloader_collate_fn' must be code giving a function (a YAML '|' block)",
+            key="dataloader_collate_fn",
+            value=collate,
+        )
     if "globals" in config and config["globals"] is not None:
         _check_globals(config["globals"])
     check_early_stop(config)
+
+
+def _check_trainer(
+    config: dict[str, Any], plugins: tuple[str, ...], project: Project | None
+) -> None:
+    source = trainer_source(config, plugins, project)
+    if source == "engine":
+        where = "the engine's trainers" + (
+            ""
+            if project
+            else "; or set SWEEPS_PROJECT_ROOT to the checkout of your project that has it"
+        )
+        check_choice(config, "trainer", names.TRAINERS, where)  # fmt: skip
+    elif source == "project" and project is not None:
+        problem = project.trainer_problem(str(config["trainer"]))
+        if problem:
+            raise SpecError(problem, key="trainer", value=config["trainer"])
+
+
+def _check_project_scheduler(config: dict[str, Any], project: Project | None) -> None:
+    """A scheduler that is not torch's must be in the project's src/scheduler.py."""
+    value = config.get("scheduler")
+    if project is None or not isinstance(value, str) or value in names.SCHEDULERS:
+        return
+    problem = project.scheduler_problem(value)
+    if problem:
+        raise SpecError(
+            f"'scheduler' {value!r} is not one of torch.optim.lr_scheduler's "
+            f"({', '.join(names.SCHEDULERS)}), and {problem}",
+            key="scheduler",
+            value=value,
+        )
 
 
 def _check_learnrate(value: Any) -> None:
@@ -142,9 +209,17 @@ def _check_globals(value: Any) -> None:
             raise SpecError(f"globals name {name!r} is not a Python identifier", key="globals")
 
 
+def gives_value(statement: ast.stmt) -> bool:
+    """A code block's last statement gives its value: an expression, or an assignment (whose
+    right-hand side is the value, as nn-experiments takes it)."""
+    if isinstance(statement, ast.AnnAssign):
+        return statement.value is not None
+    return isinstance(statement, ast.Expr | ast.Assign)
+
+
 @lru_cache(maxsize=512)
 def _compile_check(code: str) -> tuple[str, int, int] | None:
-    """None when `code` compiles and ends in an expression, else (message, line, column)."""
+    """None when `code` compiles and ends in a value, else (message, line, column)."""
     try:
         tree = ast.parse(code)
         compile(tree, "<sweep>", "exec")
@@ -154,9 +229,10 @@ def _compile_check(code: str) -> tuple[str, int, int] | None:
         return (f"invalid Python source: {exc}", 1, 0)
     except (RecursionError, MemoryError):
         return ("the Python code is nested too deeply to compile", 1, 0)
-    if not tree.body or not isinstance(tree.body[-1], ast.Expr):
+    if not tree.body or not gives_value(tree.body[-1]):
         last = tree.body[-1].lineno if tree.body else 1
-        return ("the last statement must be an expression giving the value", last, 0)
+        return ("the last statement must be an expression giving the value (or assign it)",
+                last, 0)  # fmt: skip
     return None
 
 

@@ -86,8 +86,9 @@ def _positive(case: Any) -> bool:
 def _depends_on_stored_data(case: Any) -> str | None:
     """Why a schema-valid request may still be refused, or None when it must be accepted."""
     query = case.query or {}
-    if "sort" in query:
-        return "sort names a column, and the columns are the stored runs' parameters and metrics"
+    named = {"sort", "include", "exclude", "average", "average_std"} & set(query)
+    if named:
+        return f"{sorted(named)} name columns or matrix keys of the stored runs"
     if "keys" in query:
         return "metric keys are whatever the run recorded"
     if case.path == "/compare" and not (query.get("runs") or query.get("sweeps")):

@@ -39,6 +39,15 @@ loss_function: l2
 max_inputs: 512
 """
 
+# The plugin run's data without the test plugin's helper.
+SQUARES = """
+globals:
+  _squares: |
+    lambda n, seed=0: torch.utils.data.TensorDataset(
+        torch.rand(n, 1, 4, 4, generator=torch.Generator().manual_seed(seed)),
+        torch.rand(n, 2, generator=torch.Generator().manual_seed(seed + 1)))
+"""
+
 AUTOENCODER_SWEEP = """\
 experiment_name: ae/tiny
 trainer: src.train.train_autoencoder.TrainAutoencoder
@@ -128,10 +137,47 @@ def test_autoencoder_trainer_learns_to_reconstruct(
     assert points[-1][1] < 0.7 * points[0][1]
 
 
-def test_a_plugin_that_cannot_be_imported_stops_the_worker_at_start(
+def test_a_plugin_that_cannot_be_imported_fails_only_the_runs_that_use_it(
+    api_env: dict[str, str], db_url: str, broker_url: str, tmp_path: Path, session: Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from api.main import create_app
+
+    monkeypatch.setenv("SWEEPS_PLUGINS", "sweeps_broken_plugin")
+    get_settings.cache_clear()
+    text = PLUGIN_SWEEP.replace("sweeps_test_plugin.MarkedLossTrainer", "Trainer").replace(
+        "sweeps_test_plugin.NoSuchTrainer", "sweeps_broken_plugin.SomeTrainer"
+    )
+    with TestClient(create_app(), headers={"Authorization": f"Bearer {API_TOKEN}"}) as client:
+        created = post_yaml(client, text.replace("bright_squares", "_squares") + SQUARES)
+    assert created.status_code == 201, created.text
+    plain, broken = (r["id"] for r in created.json()["runs"])
+    env = _env(db_url, broker_url, tmp_path, "sweeps_broken_plugin")
+    with start_worker(env, log_path=tmp_path / "worker.log") as worker:
+        wait_for_runs(db_url, [plain, broken], {"succeeded", "failed"}, timeout=120,
+                      diagnostics=worker.log_tail)  # fmt: skip
+        log = worker.log()
+    # reported once, at the worker's start; the worker runs on
+    line = (
+        "plugin 'sweeps_broken_plugin' (SWEEPS_PLUGINS or entry point) cannot be imported: "
+        "ModuleNotFoundError: No module named 'a_module_that_is_not_installed'; runs that use "
+        "it will fail"
+    )
+    assert log.count(line) == 1
+    session.expire_all()
+    assert session.get_one(Run, plain).status.value == "succeeded"
+    failed = session.get_one(Run, broken)
+    assert failed.status.value == "failed" and failed.inputs_seen == 0
+    assert "plugin 'sweeps_broken_plugin' cannot be imported: ModuleNotFoundError" in (
+        failed.error or ""
+    )
+
+
+def test_a_project_root_that_is_no_folder_stops_the_worker_at_start(
     db_url: str, broker_url: str, tmp_path: Path
 ) -> None:
-    env = _env(db_url, broker_url, tmp_path, "sweeps_broken_plugin")
+    env = _env(db_url, broker_url, tmp_path, "")
+    env["SWEEPS_PROJECT_ROOT"] = str(tmp_path / "no-such-checkout")
     code = "from worker.celery_app import run_worker; run_worker()"
     log = tmp_path / "worker.log"
     with spawn("worker", [sys.executable, "-c", code], env, log) as proc:
@@ -139,6 +185,6 @@ def test_a_plugin_that_cannot_be_imported_stops_the_worker_at_start(
         assert proc.popen.returncode != 0
     lines = [line for line in log.read_text().splitlines() if line.strip()]
     assert lines == [
-        "sweeps worker: plugin 'sweeps_broken_plugin' (SWEEPS_PLUGINS or entry point) cannot "
-        "be imported: ModuleNotFoundError: No module named 'a_module_that_is_not_installed'"
+        f"sweeps worker: SWEEPS_PROJECT_ROOT={tmp_path / 'no-such-checkout'} does not exist; "
+        "name a checkout of your project"
     ]

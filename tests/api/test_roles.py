@@ -55,7 +55,7 @@ def test_bootstrap_token_is_admin_and_new_tokens_are_write(
     assert token.role is TokenRole.WRITE
 
 
-def test_read_token_reads_but_gets_403_on_every_post(
+def test_read_token_reads_and_previews_but_gets_403_on_every_change(
     client: TestClient, anon: TestClient, bearer: Bearer
 ) -> None:
     sweep = _submit(client, {})
@@ -63,7 +63,11 @@ def test_read_token_reads_but_gets_403_on_every_post(
     reader = bearer(TokenRole.READ)
     for path in ("/sweeps", f"/sweeps/{sweep['id']}", f"/runs/{run_id}", "/compare?runs=1"):
         assert anon.get(path, headers=reader).status_code == 200, path
-    posts = ["/sweeps", "/sweeps/preview", f"/sweeps/{sweep['id']}/cancel",
+    # A preview judges the file and stores nothing: a CI job with a read token may check files.
+    preview = anon.post("/sweeps/preview", content=TINY_YAML, headers={**YAML, **reader})
+    assert preview.status_code == 200, preview.text
+    assert len(preview.json()["runs"]) == 2
+    posts = ["/sweeps", f"/sweeps/{sweep['id']}/cancel",
              f"/sweeps/{sweep['id']}/retry", f"/runs/{run_id}/cancel"]  # fmt: skip
     for path in posts:
         response = anon.post(path, content=TINY_YAML, headers={**YAML, **reader})

@@ -35,7 +35,7 @@ def test_a_big_sweeps_page_shows_the_best_runs_a_page_and_the_best_curves(
     assert f"succeeded {runs}" in page
     assert _row_ids(page, "best") == seeded.run_ids[::-1][:BEST_ROWS]
     assert _row_ids(page, "comparison") == seeded.run_ids[:TABLE_PAGE]
-    assert f"runs 1–{TABLE_PAGE} of {runs}" in page and 'href="?page=2"' in page
+    assert f"rows 1–{TABLE_PAGE} of {runs}" in page and 'href="?page=2"' in page
     curves = re.search(r'data-curves-url="([^"]+)"', page)
     assert curves is not None
     best = ",".join(map(str, seeded.run_ids[::-1][:CURVE_RUNS]))

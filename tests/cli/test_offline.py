@@ -9,7 +9,7 @@ import pytest
 
 from cli import datacheck
 from shared.settings import get_settings
-from tests.cli.conftest import TINY_SWEEP, sweeps
+from tests.cli.conftest import TINY_SWEEP, cli_env, sweeps
 
 
 def test_preview_lists_runs_without_a_server(tmp_path: Path) -> None:
@@ -115,3 +115,26 @@ def test_migrate_then_tokens_on_a_fresh_database(tmp_path: Path) -> None:
     assert listed.returncode == 0
     assert [line.split("\t")[1] for line in listed.stdout.splitlines()] == ["laptop"]
     assert created.stdout.strip() not in listed.stdout  # only hashes are stored
+
+
+def test_preview_of_a_file_for_the_users_checkout(tmp_path: Path) -> None:
+    checkout = Path(__file__).resolve().parents[1] / "support" / "nnexp_project"
+    sweep = tmp_path / "denoise.yml"
+    sweep.write_text(
+        "experiment_name: denoise/x\ntrainer: experiments.denoise.trainer.TrainDenoising\n"
+        "train_set: |\n  ds = blob_images(64)\nmodel: |\n  EncoderConv2d(1, 1)\n"
+        "batch_size: 8\nlearnrate: 0.01\noptimizer: AdamW\nscheduler: CosineAnnealingWarmupLR\n"
+        "max_inputs: 64\nnoise_amount: 0.1\n"
+    )
+    env = {**cli_env(), "SWEEPS_PROJECT_ROOT": str(checkout)}
+    result = sweeps("preview", str(sweep), "--json", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert [r["experiment_name"] for r in json.loads(result.stdout)] == ["denoise/x"]
+
+    env["SWEEPS_PROJECT_ROOT"] = str(tmp_path / "elsewhere")
+    result = sweeps("preview", str(sweep), cwd=tmp_path, env=env)
+    assert result.returncode != 0
+    assert result.stderr.strip() == (
+        f"error: SWEEPS_PROJECT_ROOT={tmp_path / 'elsewhere'} does not exist; "
+        "name a checkout of your project"
+    )

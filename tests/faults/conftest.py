@@ -264,7 +264,7 @@ def stack(
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
     """A real S3-compatible server (moto) with one bucket; this process's botocore uses it."""
-    from worker.artifacts import _s3_in
+    from shared.artifacts import _s3_in
 
     server = S3Server()
     server.start()

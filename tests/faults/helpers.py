@@ -150,7 +150,7 @@ def checkpoint_inputs(artifacts: Path | str, run_id: int) -> int | None:
     `artifacts` is the artifact location: a local folder or an s3:// URL.
     """
     # The test process only reads a checkpoint; torch is heavy, so imported here.
-    from worker.artifacts import join_location
+    from shared.artifacts import join_location
     from worker.engine.checkpoint import load_checkpoint
 
     state = load_checkpoint(join_location(artifacts, "runs", str(run_id)))

@@ -12,10 +12,10 @@ import pytest
 import torch
 from botocore.exceptions import EndpointConnectionError
 
+from shared.artifacts import ObjectFolder, _s3_in, check_location, open_folder
 from tests.cli.conftest import SWEEPS, cli_env
 from tests.faults.s3 import BUCKET, CuttingRelay, S3Server
 from tests.support.stack import free_port
-from worker.artifacts import ObjectFolder, _s3_in, check_location, open_folder
 from worker.engine import checkpoint as ckpt
 
 pytestmark = pytest.mark.timeout(120)

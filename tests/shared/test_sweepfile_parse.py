@@ -214,7 +214,7 @@ def test_is_code(key: str, value: object, expected: bool) -> None:
 
 
 def test_extra_dataset_keys_are_known_and_compiled() -> None:
-    text = BASE + "validation_set_heldout: |\n  ds = 1\n"
+    text = BASE + "validation_set_heldout: |\n  import os\n"
     with pytest.raises(SpecError) as err:
         parse_sweep(text)
     assert err.value.key == "validation_set_heldout"

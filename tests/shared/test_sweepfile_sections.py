@@ -48,7 +48,7 @@ def _runs(text: str, *, cut: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 class _NoSections:
     @staticmethod
-    def of(_template: str) -> None:
+    def of(_template: str, _budget: object = None) -> None:
         return None
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.db.models import Run, RunStatus, Sweep, utcnow
+from shared.db.models import Metric, Run, RunStatus, Sweep, utcnow
 from shared.sweepfile import parse_sweep
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -49,3 +50,9 @@ def insert_runs(
         )
     session.commit()
     return [run.id for run in sweep.runs]
+
+
+def stored_steps(session: Session, run_id: int, key: str) -> list[int]:
+    """The steps of a run's stored points of one metric, in order."""
+    query = select(Metric.step).where(Metric.run_id == run_id, Metric.key == key)
+    return list(session.scalars(query.order_by(Metric.step)))

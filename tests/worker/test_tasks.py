@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared.db.models import LatestMetric, Metric, Run, RunStatus, Sweep, SweepStatus, utcnow
+from shared.db.models import LatestMetric, Run, RunStatus, Sweep, SweepStatus, utcnow
 from shared.domain.runs import claim_run
 from shared.settings import Settings
-from tests.support.db import sweep_configs
+from tests.support.db import stored_steps, sweep_configs
 from tests.support.stack import wait_until
 from tests.worker.conftest import MakeRuns
 from worker.tasks import run_dir, train
@@ -24,16 +24,6 @@ def _run(session: Session, run_id: int) -> Run:
     run = session.get(Run, run_id, populate_existing=True)
     assert run is not None
     return run
-
-
-def _steps(session: Session, run_id: int, key: str) -> list[int]:
-    return list(
-        session.scalars(
-            select(Metric.step)
-            .where(Metric.run_id == run_id, Metric.key == key)
-            .order_by(Metric.step)
-        )
-    )
 
 
 def _in_thread(fn: Callable[[], str]) -> tuple[threading.Thread, list[str]]:
@@ -74,8 +64,8 @@ def test_train_records_metrics_provenance_and_outcome(
     assert run.device is not None and run.device.split()[0] in ("cpu", "cuda")
     assert run.provenance is not None and run.provenance.get("seed") == 1
     assert run.lease_expires_at is None and run.finished_at is not None
-    assert _steps(session, run_id, "validation_loss") == [512, 1024, 1536, 2048]
-    assert _steps(session, run_id, "accuracy_svc") == [512, 1024, 1536, 2048]
+    assert stored_steps(session, run_id, "validation_loss") == [512, 1024, 1536, 2048]
+    assert stored_steps(session, run_id, "accuracy_svc") == [512, 1024, 1536, 2048]
     latest = dict(
         session.execute(
             select(LatestMetric.key, LatestMetric.step).where(LatestMetric.run_id == run_id)
@@ -118,7 +108,7 @@ def test_duplicate_delivery_does_nothing(
     assert train(run_id) == "skipped"
     run = _run(session, run_id)
     assert (run.status, run.lease_owner, run.attempts) == (RunStatus.RUNNING, "another-worker", 1)
-    assert _steps(session, run_id, "validation_loss") == []
+    assert stored_steps(session, run_id, "validation_loss") == []
 
 
 def test_finished_run_is_not_trained_again(fast_settings: Settings, make_runs: MakeRuns) -> None:
@@ -176,9 +166,9 @@ def test_cancel_stops_the_run_and_retry_resumes_from_its_checkpoint(
     assert (run.status, run.attempts, run.inputs_seen) == (RunStatus.SUCCEEDED, 2, 120_000)
     assert first_steps[1] > 2_048, first_steps  # not from scratch
     # One point per stretch of >= 1,000 inputs (63 batches of 16), none missing or doubled.
-    steps = _steps(session, run_id, "train_loss")
+    steps = stored_steps(session, run_id, "train_loss")
     assert steps == list(range(1_008, 120_001, 1_008))
-    assert _steps(session, run_id, "validation_loss")[-1] == 120_000
+    assert stored_steps(session, run_id, "validation_loss")[-1] == 120_000
 
 
 def test_a_run_taken_over_stops_and_records_nothing(

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from .augment import TrivialAugmentWideOnDevice, TrivialAugmentWidePerSample
 from .datasets import ClassLogitsDataset, fmnist_dataset, mnist_dataset
+from .export import load_model, read_model_file
 from .inspect import inspect_config, inspect_sweep
 from .models import EncoderConv2d
 from .trainer import RepresentationClassTrainer, RunCancelled, Trainer, train_run
@@ -54,6 +55,8 @@ __all__ = [
     "fmnist_dataset",
     "inspect_config",
     "inspect_sweep",
+    "load_model",
     "mnist_dataset",
+    "read_model_file",
     "train_run",
 ]

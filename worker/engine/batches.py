@@ -32,6 +32,7 @@ class TrainBatches:
                 shuffle=True,
                 num_workers=num_workers,
                 pin_memory=device.type == "cuda",
+                collate_fn=getattr(dataset, "collate_fn", None),  # datasets.Collated
             )
             self.num_batches = len(self.loader)
 

@@ -13,10 +13,12 @@ import torch
 from torch import nn
 
 from shared.sweepfile.run_config import RunSettings
+from worker import project
 
 from . import losses, namespace
 from .augment import device_twin
-from .checkpoint import seed_everything
+from .checkpoint import load_weights, seed_everything
+from .datasets import Collated
 
 
 @dataclass
@@ -54,13 +56,21 @@ def build_run(
     config: dict[str, Any], device: torch.device, data_dir: Path | str | None = None
 ) -> BuiltRun:
     """Everything a run trains with; its settings follow the spec's rules and defaults."""
-    settings = RunSettings.from_config(config)
+    config = namespace.resolve_code_scalars(config, data_dir)
+    settings = RunSettings.from_config(config, own_schedulers=project.current() is not None)
     seed = settings.seed if settings.seed is not None else random.SystemRandom().randrange(2**31)
     seed_everything(seed)
     model, ns = build_model(config, data_dir)
     model.to(device)
+    if config.get("load"):
+        loaded = project.current()
+        load_weights(model, str(config["load"]), loaded.project.root if loaded else None)
     train_set = namespace.config_value(config, "train_set", ns)
     validation_set = namespace.config_value(config, "validation_set", ns)
+    collate = namespace.config_value(config, "dataloader_collate_fn", ns)
+    if collate is not None:
+        train_set = Collated(train_set, collate)
+        validation_set = Collated(validation_set, collate) if validation_set is not None else None
     loss_fn = losses.make_loss(namespace.config_value(config, "loss_function", ns))
     transforms = namespace.config_value(config, "train_input_transforms", ns) or []
     if callable(transforms):
@@ -109,9 +119,14 @@ def make_optimizer(settings: RunSettings, model: nn.Module) -> torch.optim.Optim
 def make_scheduler(settings: RunSettings, optimizer: torch.optim.Optimizer) -> Any:
     if not settings.scheduler:
         return None
-    cls = getattr(torch.optim.lr_scheduler, settings.scheduler, None)
+    cls = project.scheduler_class(settings.scheduler) or getattr(
+        torch.optim.lr_scheduler, settings.scheduler, None
+    )
     if cls is None:
-        raise ValueError(f"scheduler {settings.scheduler!r} is not in torch.optim.lr_scheduler")
+        where = " or the project's src.scheduler" if project.current() is not None else ""
+        raise ValueError(
+            f"scheduler {settings.scheduler!r} is not in torch.optim.lr_scheduler{where}"
+        )
     return cls(optimizer, settings.scheduler_steps)
 
 

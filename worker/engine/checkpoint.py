@@ -1,7 +1,10 @@
 """Checkpoints: everything needed to continue a run exactly, written atomically (whole or
-absent) to a local folder or an object store (worker/artifacts.py says how).
+absent) to a local folder or an object store (shared/artifacts.py says how).
 
-`latest.pt` holds model, optimizer, scheduler, loop counters and RNG states. Embeddings of a
+`latest.pt` holds model, optimizer, scheduler, loop counters and RNG states. A run that
+finishes also writes `model.pt`: the trained weights and the run's resolved configuration,
+plain tensors and values (loadable with `weights_only=True`), which `sweeps pull` hands back and
+`worker.engine.load_model` rebuilds. Embeddings of a
 validation whose SVC fits were still running are kept beside it (`svc-<step>.pt`) until their
 results are reported, so a resumed run still reports them.
 """
@@ -15,9 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from worker.artifacts import Folder, open_folder
+from shared.artifacts import MODEL_FILE, Folder, open_folder
 
 LATEST = "latest.pt"
+MODEL_FORMAT = "sweeps-model/1"
 
 
 def rng_states() -> dict[str, Any]:
@@ -73,6 +77,13 @@ def load_checkpoint(folder: Folder | Path | str | None) -> dict[str, Any] | None
     return _load(as_folder(folder), LATEST)  # type: ignore[no-any-return]
 
 
+def save_model(folder: Folder | Path | str, model: torch.nn.Module, config: dict[str, Any]) -> None:
+    """The trained model for users: weights on the CPU and the configuration that builds it."""
+    weights = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+    model_file = {"format": MODEL_FORMAT, "state_dict": weights, "config": config}
+    _save(as_folder(folder), MODEL_FILE, model_file)
+
+
 def save_pending_svc(folder: Folder | Path | str, step: int, payload: dict[str, Any]) -> None:
     _save(as_folder(folder), f"svc-{step}.pt", payload)
 
@@ -96,3 +107,19 @@ def load_pending_svc(
         else:
             store.delete(name)
     return dict(sorted(pending.items()))
+
+
+def load_weights(model: torch.nn.Module, where: str, root: Path | None = None) -> None:
+    """`load`: the model's weights from a checkpoint file, or a folder holding best.pt or
+    snapshot.pt (nn-experiments' names); a relative path is taken from `root`."""
+    path = Path(where)
+    if not path.is_absolute() and root is not None:
+        path = root / path
+    if path.is_dir():
+        path = next((path / n for n in ("best.pt", "snapshot.pt") if (path / n).is_file()), path)
+    if not path.is_file():
+        raise FileNotFoundError(f"'load': no checkpoint file at {path}")
+    data = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]  # nn-experiments' checkpoint layout
+    model.load_state_dict(data)

@@ -292,3 +292,17 @@ def to_device_compact(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     for d in expanded:
         base = base.narrow(d, 0, 1)
     return base.contiguous().to(device).expand(t.shape)
+
+
+class Collated(Dataset):
+    """A dataset whose batches are made by `collate_fn` (`dataloader_collate_fn`): always read
+    through a DataLoader, which is given the function."""
+
+    def __init__(self, dataset: Any, collate_fn: Any) -> None:
+        self.dataset, self.collate_fn = dataset, collate_fn
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[index]

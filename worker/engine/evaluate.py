@@ -54,7 +54,9 @@ class EvalBatches:
             self.length = len(self.indices) if self.indices is not None else len(self.tensors[0])
         else:
             source = Subset(dataset, indices.tolist()) if indices is not None else dataset
-            self.loader = DataLoader(source, batch_size=batch_size, num_workers=num_workers)
+            collate = getattr(dataset, "collate_fn", None)  # datasets.Collated
+            self.loader = DataLoader(source, batch_size=batch_size, num_workers=num_workers,
+                                     collate_fn=collate)  # fmt: skip
             self.length = len(source)
         self._frozen: list[Batch] | None = None
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .build import build_model
 from .models import count_trainable
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 
 def inspect_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -21,19 +24,22 @@ def inspect_config(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def inspect_sweep(yaml_text: str | bytes, plugins: str = "") -> list[dict[str, Any]]:
+def inspect_sweep(yaml_text: str | bytes, settings: Settings | None = None) -> list[dict[str, Any]]:
     """Per run: matrix_id, slug, experiment_name, params (trainable), params_total, summary.
 
-    `plugins`: the SWEEPS_PLUGINS setting; their names are given to the runs' code.
+    `settings`: the plugins and project whose names the runs' code is given (default: none).
     """
-    from shared.plugins import plugin_modules
+    from shared.plugins import parse_options
+    from shared.settings import Settings
     from shared.sweepfile import parse_sweep  # pure Python (yaml + simpleeval); imported when used
-    from worker.plugins import load
+    from worker import plugins, project
 
-    load(plugins)
+    settings = settings or Settings(plugins="", project_root=None)
+    plugins.load(settings.plugins)
+    project.load(settings.project_root)
     rows = []
-    for run in parse_sweep(yaml_text, plugins=plugin_modules(plugins)).runs:
+    for run in parse_sweep(yaml_text, **parse_options(settings)).runs:
         row = {"matrix_id": run.matrix_id, "slug": run.slug, "experiment_name": run.experiment_name}
-        row.update(inspect_config(run.config))
+        row.update(inspect_config(project.fill_path(run.config)))
         rows.append(row)
     return rows

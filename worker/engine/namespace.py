@@ -41,10 +41,13 @@ _registered: list[str] = []
 def build_namespace(data_dir: Path | str | None = None) -> dict[str, Any]:
     """The names FORMAT.md promises to a run's code; a new dict every call, so nothing leaks.
 
-    The worker's plugins' names come first, so the built-in names below win a clash. The dict
-    is the `__dict__` of a module in sys.modules: torch.compile finds a function's globals by
-    importing their `__name__` (torch 2.11 fails on a name that is not there; 2.14 falls back).
+    The worker's plugins' names come first, so the built-in names below win a clash; the
+    names of the user's project (its loader's imports, worker/project.py) come last and win, as
+    they would in the project itself. The dict is the `__dict__` of a module in sys.modules:
+    torch.compile finds a function's globals by importing their `__name__` (torch 2.11 fails on
+    a name that is not there; 2.14 falls back).
     """
+    from worker import project
     from worker.plugins import exported_names
 
     module = types.ModuleType(f"{RUN_MODULE_PREFIX}{next(_run_module_ids)}__")
@@ -68,6 +71,7 @@ def build_namespace(data_dir: Path | str | None = None) -> dict[str, Any]:
             "EncoderConv2d": models.EncoderConv2d,
             "TrivialAugmentWidePerSample": augment.TrivialAugmentWidePerSample,
             "TrivialAugmentWideOnDevice": augment.TrivialAugmentWideOnDevice,
+            **project.exported_names(),
         }
     )
     _register(module)
@@ -87,15 +91,25 @@ def run_code(code: str, namespace: dict[str, Any], *, where: str) -> Any:
     """Execute `code` as statements in `namespace`; the last statement, an expression, is the value.
 
     Classes and functions the code defines get `namespace` as their globals, so run globals stay
-    visible inside their methods, and names one block defines are seen by later blocks.
+    visible inside their methods, and names one block defines are seen by later blocks. A last
+    statement that assigns gives the assigned value, as nn-experiments takes it.
     """
+    from shared.sweepfile.validate import gives_value
+    from worker.project import failures_note
+
     filename = f"<{where}>"
     tree = ast.parse(code, filename=filename, mode="exec")
-    if not tree.body or not isinstance(tree.body[-1], ast.Expr):
+    if not tree.body or not gives_value(tree.body[-1]):
         raise ValueError(f"'{where}': the last statement must be an expression giving the value")
-    last = ast.Expression(tree.body.pop().value)
-    exec(compile(tree, filename, "exec"), namespace)  # noqa: S102 - running the user's file is the job
-    return eval(compile(last, filename, "eval"), namespace)  # noqa: S307
+    value = tree.body.pop().value  # type: ignore[attr-defined]
+    try:
+        exec(compile(tree, filename, "exec"), namespace)  # noqa: S102 - running the user's file is the job
+        return eval(compile(ast.Expression(value), filename, "eval"), namespace)  # noqa: S307
+    except NameError as exc:
+        note = failures_note()
+        if note:  # the name may be one a failed project module would have given
+            raise NameError(f"{exc}{note}") from exc
+        raise
 
 
 def evaluate_globals(values: dict[str, Any] | None, namespace: dict[str, Any]) -> None:
@@ -104,6 +118,19 @@ def evaluate_globals(values: dict[str, Any] | None, namespace: dict[str, Any]) -
         if isinstance(value, str):
             value = run_code(value, namespace, where=f"globals.{name}")
         namespace[name] = value
+
+
+def resolve_code_scalars(config: dict[str, Any], data_dir: Path | str | None = None) -> dict:
+    """The configuration with its scalar keys written as code (`seed: |` ...) evaluated, in a
+    namespace of their own with the run's globals; unchanged when there are none."""
+    from shared.sweepfile.run_config import is_code_value
+
+    keys = [k for k, v in config.items() if is_code_value(k, v)]
+    if not keys:
+        return config
+    ns = build_namespace(data_dir)
+    evaluate_globals(config.get("globals"), ns)
+    return {**config, **{k: run_code(str(config[k]), ns, where=k) for k in keys}}
 
 
 def config_value(config: dict[str, Any], key: str, namespace: dict[str, Any]) -> Any:

@@ -51,16 +51,25 @@ class EagerStep:
         )  # fmt: skip
         device = next(iter(run.model.parameters())).device
         self.loss_sum = torch.zeros((), device=device)
+        self.batches = 0  # since the last optimizer step (`gradient_accumulation`)
 
     def __call__(self, batch: tuple[torch.Tensor, ...]) -> int:
         x, target = batch[0], batch[1]
-        full = self.compiled is not None and len(x) == self.run.settings.batch_size
+        s = self.run.settings
+        full = self.compiled is not None and len(x) == s.batch_size
         if full and self.mark_step:
             torch.compiler.cudagraph_mark_step_begin()
         loss = (self.compiled if full else self.forward_loss)(x, target)  # type: ignore[misc]
-        self.run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.run.optimizer.step()
+        self.batches += 1
+        # nn-experiments' rules: the gradients of N batches add up (the loss is not divided),
+        # and each gradient value is clipped to +-gradient_clipping before the step.
+        if self.batches >= s.gradient_accumulation:
+            if s.gradient_clipping is not None:
+                torch.nn.utils.clip_grad_value_(self.run.model.parameters(), s.gradient_clipping)
+            self.run.optimizer.step()
+            self.run.optimizer.zero_grad(set_to_none=True)
+            self.batches = 0
         if self.run.scheduler is not None:
             self.run.scheduler.step()
         self.loss_sum += loss.detach().float()

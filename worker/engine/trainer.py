@@ -382,6 +382,9 @@ def train_run(
         flush(ctx, out, svc, progress)
         with phases.timed("svc_wait"):
             collect_svc(ctx, out, svc, wait=True)
+        if folder is not None:
+            with phases.timed("checkpoint"):
+                ckpt.save_model(folder, run.model, config)
     finally:
         svc.shutdown()
         phases.add("train", progress.train_seconds - trained_before)

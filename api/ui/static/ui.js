@@ -289,6 +289,26 @@ function drawParcoords(div, spec) {
   Plotly.newPlot(div, [trace], layout, PLOT_CONFIG);
 }
 
+// A search's progress: each trial's metric (in the order sampled) and the best so far.
+function drawBestSoFar(div, search) {
+  const points = search.best_so_far;
+  const x = points.map((p) => p.trial);
+  const value = points.map((p) => (p.value === null ? NaN : p.value));
+  const best = points.map((p) => (p.best === null ? NaN : p.best));
+  const traces = [
+    { type: "scatter", mode: "markers", name: "trial", x, y: value,
+      text: points.map((p) => `run #${p.run_id}`) },
+    { type: "scatter", mode: "lines", name: "best so far", x, y: best, line: { shape: "hv" } },
+  ];
+  const layout = {
+    title: { text: `${search.metric} against trial number (${search.mode})`, font: { size: 14 } },
+    xaxis: { title: { text: "trial" }, dtick: points.length > 20 ? undefined : 1 },
+    yaxis: { title: { text: search.metric } },
+    margin: { l: 70, r: 30, t: 50, b: 50 },
+  };
+  Plotly.newPlot(div, traces, layout, PLOT_CONFIG);
+}
+
 // ---- live sweep page -------------------------------------------------------------------
 // While runs are unfinished, the table and status block are re-fetched as an HTML fragment.
 async function refreshFragment(target, url) {
@@ -319,6 +339,9 @@ function initPage() {
   const parcoords = document.getElementById("parcoords");
   const spec = document.getElementById("parcoords-data");
   if (parcoords && spec) drawParcoords(parcoords, JSON.parse(spec.textContent));
+  const bestDiv = document.getElementById("best-so-far");
+  const bestData = document.getElementById("best-so-far-data");
+  if (bestDiv && bestData) drawBestSoFar(bestDiv, JSON.parse(bestData.textContent));
   const upload = document.getElementById("yaml-file");
   if (upload) {
     upload.addEventListener("change", async () => {

@@ -26,8 +26,10 @@ def test_code_block_value_is_its_last_expression() -> None:
     ns = build_namespace()
     assert run_code("a = 2\nb = a * 3\nb + 1\n", ns, where="model") == 7
     assert ns["b"] == 6  # names a block defines are visible to later blocks
+    # an assignment gives the assigned value, as nn-experiments takes it
+    assert run_code("ds = [1, 2]\n", ns, where="train_set") == [1, 2]
     with pytest.raises(ValueError, match="'model': the last statement must be an expression"):
-        run_code("x = 1\n", ns, where="model")
+        run_code("import os\n", ns, where="model")
     with pytest.raises(SyntaxError):
         run_code("def (:\n", ns, where="model")
 

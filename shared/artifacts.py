@@ -17,7 +17,8 @@ A file is whole or absent, never torn:
   S3 has no rename, and a temporary key copied over would double the traffic for no gain.
 Names are overwritten in place (`latest.pt`), so nothing older piles up to prune.
 
-Nothing here imports torch: the worker's parent process runs the start-up check.
+Nothing here imports torch: the worker's parent process runs the start-up check, and the API
+streams a run's model file (`GET /runs/{id}/checkpoint`) through the same folders.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
 OBJECT_SCHEMES = ("s3",)
+# A finished run's trained model: {"state_dict", "config", "run_id", "format"} (engine writes it).
+MODEL_FILE = "model.pt"
 LOCAL_SCHEMES = ("", "file")
 
 Writer = Callable[[IO[bytes]], Any]
@@ -46,6 +49,7 @@ class ArtifactStoreError(Exception):
 class Folder(Protocol):
     def write(self, name: str, writer: Writer) -> None: ...
     def read(self, name: str) -> IO[bytes] | None: ...
+    def stream(self, name: str) -> IO[bytes] | None: ...
     def delete(self, name: str) -> None: ...
     def names(self) -> list[str]: ...
 
@@ -69,6 +73,11 @@ def join_location(location: str | Path, *parts: str) -> Path | str:
     if scheme in OBJECT_SCHEMES:
         return "/".join([str(location).rstrip("/"), *parts])
     return Path(_local_path(location), *parts)
+
+
+def run_location(location: str | Path, run_id: int) -> Path | str:
+    """The folder of one run's files (checkpoints, model) under the artifact location."""
+    return join_location(location, "runs", str(run_id))
 
 
 def open_folder(location: str | Path) -> Folder:
@@ -109,6 +118,9 @@ class LocalFolder:
             return open(self.path / name, "rb")  # noqa: SIM115 -- the caller closes it
         except FileNotFoundError:
             return None
+
+    def stream(self, name: str) -> IO[bytes] | None:
+        return self.read(name)
 
     def delete(self, name: str) -> None:
         (self.path / name).unlink(missing_ok=True)
@@ -156,6 +168,13 @@ class ObjectFolder:
     def read(self, name: str) -> IO[bytes] | None:
         try:
             return io.BytesIO(self.fs.cat_file(f"{self.root}/{name}"))
+        except FileNotFoundError:
+            return None
+
+    def stream(self, name: str) -> IO[bytes] | None:
+        """The object read in blocks as the caller goes (a download of a large model)."""
+        try:
+            return self.fs.open(f"{self.root}/{name}", "rb")  # type: ignore[no-any-return]
         except FileNotFoundError:
             return None
 

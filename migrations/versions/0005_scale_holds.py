@@ -1,7 +1,7 @@
 """Held sweeps: the `held` run and sweep statuses and the sweep's hold columns.
 
-Revision ID: 0004_scale
-Revises: 0003_door
+Revision ID: 0005_scale
+Revises: 0004_search
 Create Date: 2026-12-05
 
 - run status `held`: a queued run of a sweep whose first runs all failed the same way;
@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_scale"
-down_revision: str | None = "0003_door"
+revision: str = "0005_scale"
+down_revision: str | None = "0004_search"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

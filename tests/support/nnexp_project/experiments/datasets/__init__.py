@@ -1,0 +1,3 @@
+from .shifted import shifted_pairs
+
+__all__ = ["shifted_pairs"]
