@@ -11,9 +11,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from api.schemas import Problem
 from shared.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from shared.results_table import UnknownColumn
 from shared.sweepfile import SpecError
 from shared.sweepfile.errors import reportable
-from shared.table import UnknownColumn
 from shared.table_average import TableOptionError
 
 log = logging.getLogger("sweeps.api")

@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import torch  # noqa: E402
 from train_throughput import ROWS, row_config  # noqa: E402
 
+from shared.sweepfile.run_config import RunConfig  # noqa: E402
 from worker.engine import evaluate, train_run  # noqa: E402
 from worker.engine.provenance import device_name  # noqa: E402
 
@@ -103,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
                 points.setdefault(key, {})[step] = value
 
     started = time.perf_counter()
-    summary = train_run(config, report=report, device=device, data_dir=args.data_dir)
+    summary = train_run(
+        RunConfig.from_config(config), report=report, device=device, data_dir=args.data_dir
+    )
     wall = time.perf_counter() - started
     result = {
         "row": args.row, "max_inputs": config["max_inputs"], "precision": args.precision,

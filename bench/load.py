@@ -224,7 +224,7 @@ def _ingest_worker(url: str, run_ids: list[int], batch: int, start: Any) -> int:
         for i in range(0, len(points), batch):
             reporter("metrics", points=points[i : i + batch])
             reporter("progress", inputs=points[i][1])
-            reporter.flush()
+            reporter.write_pending()
         assert reporter.finish(RunStatus.SUCCEEDED, summary={"inputs": 2_100_000})
         written += reporter.points_written
     return written

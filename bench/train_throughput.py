@@ -31,6 +31,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from shared.sweepfile import RunSettings, parse_sweep  # noqa: E402
+from shared.sweepfile.run_config import RunConfig  # noqa: E402
 from worker.engine import train_run  # noqa: E402
 from worker.engine.build import build_model, make_scheduler  # noqa: E402
 from worker.engine.losses import make_loss  # noqa: E402
@@ -163,7 +164,9 @@ def engine_run(config: dict, device: torch.device, steps: int, warmup: int, data
                 cpu_marks["warm"] = time.process_time()
 
     started = time.perf_counter()
-    summary = train_run(config, report=report, device=device, data_dir=data_dir)
+    summary = train_run(
+        RunConfig.from_config(config), report=report, device=device, data_dir=data_dir
+    )
     wall = time.perf_counter() - started
     seconds = points["train_seconds"]
     warm, end = min(seconds), max(seconds)

@@ -18,7 +18,7 @@ from cli.common import (
     prepare_database_dir,
     read_sweep,
 )
-from cli.render import emit
+from cli.render import FINISHED, emit
 
 
 class Role(enum.StrEnum):
@@ -257,7 +257,7 @@ def _cancel_on_interrupt(client: ApiClient, sweep_id: int) -> None:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             runs = client.get(f"/sweeps/{sweep_id}").get("runs", [])
-            if all(r.get("status") not in ("queued", "running") for r in runs):
+            if all(r.get("status") in FINISHED for r in runs):
                 break
             time.sleep(0.5)
     except (CliError, KeyboardInterrupt):

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from shared.table import (
+from shared.results_table import (
     Column,
     Row,
     Table,

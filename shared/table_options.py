@@ -1,4 +1,4 @@
-"""The table options of nn-experiments' `results` command, on top of shared.table.
+"""The table options of nn-experiments' `results` command, on top of shared.results_table.
 
 - include: more columns; any stored metric by its key (`train_loss`), or a column already shown;
 - exclude: columns to drop, by header or key;
@@ -23,7 +23,7 @@ from functools import partial
 from typing import Any
 
 from shared.metric_keys import METRIC_KEYS, VALIDATION_LOSS
-from shared.table import (
+from shared.results_table import (
     Column,
     Row,
     Table,

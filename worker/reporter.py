@@ -1,17 +1,12 @@
 """The engine's `report` callback: buffers events and writes them from a background thread.
 
-The training loop never waits on the database (but for early_stop's rungs, below). A
-flusher thread wakes every `metrics_flush_seconds` (sooner after a checkpoint) and, in one
-transaction, renews the run's lease (the heartbeat), stores progress and provenance, and
-upserts the buffered metric points. While the database is unreachable the points stay in
-memory and every tick tries again; once it is back nothing is lost. The same transaction
-tells us whether the run was cancelled or taken from us (lease lost), which `should_stop()`
-hands to the engine.
-
-With `early_stop`, the same transaction judges each validation that reaches a rung against the
-sweep's stored curves (`judge_rung`, shared/domain/runs.py). The engine's checkpoint call for
-that validation waits for the judgement (up to RUNG_WAIT_SECONDS), so a pruned run stops at
-the next poll, a few steps after its rung's checkpoint, and `prune_reason` says why.
+The training loop never waits on the database (but for early stopping's rungs,
+worker/rung_judge.py). A writer thread wakes every `metrics_flush_seconds` (sooner after a
+checkpoint) and, in one transaction, renews the run's lease (worker/heartbeat.py), stores
+progress and provenance, upserts the buffered metric points and judges the rungs they reached.
+While the database is unreachable the points stay in memory and every tick tries again; once it
+is back nothing is lost. What the transaction learns (cancelled, lease lost, pruned) is what
+`should_stop()` hands to the engine.
 """
 
 from __future__ import annotations
@@ -31,14 +26,9 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 from shared.db.metric_writes import MetricPoint, upsert_metrics
 from shared.db.models import RunStatus
 from shared.db.session import session_scope
-from shared.domain.runs import (
-    finish_run,
-    judge_rung,
-    record_progress,
-    record_provenance,
-    renew_lease,
-)
-from shared.sweepfile.early_stop import EarlyStop
+from shared.domain.runs import finish_run, record_progress, record_provenance
+from worker.heartbeat import Heartbeat
+from worker.rung_judge import RungJudge
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +37,6 @@ SessionFactory = Callable[[], AbstractContextManager[Session]]
 # How long the final write (last points + outcome) keeps retrying while the database is down.
 # Long: the alternative is retraining the run from its last checkpoint.
 FINAL_WRITE_PATIENCE_SECONDS = 3600.0
-# How long the engine's checkpoint call waits for a rung's judgement (early_stop), so a pruned
-# run stops right after the rung's checkpoint; past that, training goes on and the judgement
-# stops it at a later poll.
-RUNG_WAIT_SECONDS = 30.0
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -58,6 +44,53 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+class Outage:
+    """Logs a database outage once when it starts and once when it ends, not every tick."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self.since: float | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning("run %s: database unreachable, keeping points in memory and retrying: %s",
+                        self.run_id, exc)  # fmt: skip
+
+    def succeeded(self) -> None:
+        if self.since is not None:
+            log.info("run %s: database reachable again; buffered points written", self.run_id)
+            self.since = None
+
+
+class Buffer:
+    """What the engine reported and the database has not stored yet."""
+
+    def __init__(self) -> None:
+        self.points: list[MetricPoint] = []
+        self.progress: int | None = None
+        self.provenance: dict[str, Any] | None = None
+
+    def take(self) -> tuple[list[MetricPoint], int | None, dict[str, Any] | None]:
+        points, self.points = self.points, []
+        return points, self.progress, self.provenance
+
+    def restore(self, points: list[MetricPoint], progress: int | None,
+                provenance: dict[str, Any] | None) -> None:  # fmt: skip
+        self.points[:0] = points
+        if self.progress is None:
+            self.progress = progress
+        if self.provenance is None:
+            self.provenance = provenance
+
+    def stored(self, progress: int | None, provenance: dict[str, Any] | None) -> None:
+        """Forget the progress and provenance just stored, unless newer ones came meanwhile."""
+        if self.progress == progress:
+            self.progress = None
+        if self.provenance is provenance:
+            self.provenance = None
 
 
 class Reporter:
@@ -72,84 +105,73 @@ class Reporter:
         flush_seconds: float,
         heartbeat_seconds: float,
         session_factory: SessionFactory = session_scope,
-        early_stop: EarlyStop | None = None,
-        sweep_id: int | None = None,
+        judge: RungJudge | None = None,
     ) -> None:
         self.run_id = run_id
         self.owner = owner
-        self.lease_seconds = lease_seconds
         self.tick = max(0.05, min(flush_seconds, heartbeat_seconds))
-        self.heartbeat_seconds = heartbeat_seconds
+        self.heartbeat = Heartbeat(run_id, owner, lease_seconds=lease_seconds,
+                                   every_seconds=heartbeat_seconds)  # fmt: skip
+        self.judge = judge
         self._sessions = session_factory
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closing = threading.Event()
-        self._pending: list[MetricPoint] = []
-        self._progress: int | None = None
-        self._provenance: dict[str, Any] | None = None
+        self._buffer = Buffer()
+        self._thread: threading.Thread | None = None
+        self._outage = Outage(run_id)
         # {phase: seconds}: the engine's (the "phases" event), the task's, and our own writes;
         # stored with the outcome.
         self.phases: dict[str, float] = {}
-        self._last_renewal = time.monotonic()
-        self._thread: threading.Thread | None = None
-        self._outage_since: float | None = None
-        # What the heartbeat learned; read by should_stop() from the training thread.
-        self.cancel_requested = False
-        self.lease_lost = False
         self.storage_error: BaseException | None = None
         self.points_written = 0
-        # Early stopping: rungs reached and not yet judged, and rungs already settled.
-        self.early_stop = early_stop if sweep_id is not None else None
-        self.sweep_id = sweep_id
-        self._rungs_due: list[tuple[int, float]] = []
-        self._rungs_seen: set[int] = set()
-        self._judged = threading.Event()
-        self.prune_reason: str | None = None
 
     # --- the engine side ------------------------------------------------------------------
 
     def __call__(self, event: str, **payload: Any) -> None:
-        """Record one engine event; never blocks on the database."""
+        """Record one engine event; never blocks on the database (but at a rung's checkpoint)."""
         with self._lock:
             if event in ("metrics", "replay"):  # replay: points again after a resume
-                self._pending.extend(payload["points"])
-                self._note_rungs(payload["points"], judge=event == "metrics")
+                self._buffer.points.extend(payload["points"])
+                if self.judge is not None:
+                    self.judge.note(payload["points"], judge=event == "metrics")
             elif event == "progress":
-                self._progress = int(payload["inputs"])
+                self._buffer.progress = int(payload["inputs"])
             elif event == "provenance":
-                self._provenance = dict(payload["info"])
+                self._buffer.provenance = dict(payload["info"])
             elif event == "phases":
                 self.phases.update(payload["phases"])
         if event in ("checkpoint", "provenance"):
-            with self._lock:
-                judging = bool(self._rungs_due) and self._thread is not None
-            if judging:
-                self._judged.clear()
-            # Points up to a checkpoint should be durable as soon as the checkpoint is.
-            self._wake.set()
-            if judging:  # a rung's validation: the one place training waits on the database
-                self._judged.wait(RUNG_WAIT_SECONDS)
+            self._durable_now()
+
+    def _durable_now(self) -> None:
+        """Points up to a checkpoint should be durable as soon as the checkpoint is; at a
+        rung's validation training waits for the judgement (the one wait on the database)."""
+        judging = (self._thread is not None and self.judge is not None
+                   and self.judge.expect_judgement())  # fmt: skip
+        self._wake.set()
+        if judging:
+            assert self.judge is not None
+            self.judge.wait()
 
     def should_stop(self) -> bool:
         return (
-            self.cancel_requested
-            or self.lease_lost
+            self.heartbeat.should_stop
             or self.storage_error is not None
             or self.prune_reason is not None
         )
 
-    def _note_rungs(self, points: list[Any], *, judge: bool) -> None:
-        """Queue the first validation at each new rung; replayed ones were judged before."""
-        rule = self.early_stop
-        if rule is None:
-            return
-        for key, step, value in points:
-            rung = rule.rung_of(int(step)) if key == rule.metric else None
-            if rung is None or rung in self._rungs_seen:
-                continue
-            self._rungs_seen.add(rung)
-            if judge:
-                self._rungs_due.append((rung, float(value)))
+    @property
+    def cancel_requested(self) -> bool:
+        return self.heartbeat.cancel_requested
+
+    @property
+    def lease_lost(self) -> bool:
+        return self.heartbeat.lease_lost
+
+    @property
+    def prune_reason(self) -> str | None:
+        return self.judge.prune_reason if self.judge is not None else None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -169,7 +191,7 @@ class Reporter:
         self.close()
 
     def close(self) -> None:
-        """Stop the flusher thread (points still pending are written by `finish`)."""
+        """Stop the writer thread (points still pending are written by `finish`)."""
         self._closing.set()
         self._wake.set()
         if self._thread is not None:
@@ -183,68 +205,52 @@ class Reporter:
             if self._closing.is_set():
                 return
             try:
-                self.flush()
-                if self._outage_since is not None:
-                    log.info(
-                        "run %s: database reachable again; buffered points written", self.run_id
-                    )
-                    self._outage_since = None
+                self.write_pending()
+                self._outage.succeeded()
             except Exception as exc:
                 if is_transient(exc):
-                    if self._outage_since is None:  # once per outage, not every tick
-                        self._outage_since = time.monotonic()
-                        log.warning("run %s: database unreachable, keeping points in memory "
-                                    "and retrying: %s", self.run_id, exc)  # fmt: skip
+                    self._outage.failed(exc)
                 else:
                     log.exception("run %s: cannot store results; stopping the run", self.run_id)
                     self.storage_error = exc
 
     # --- writing --------------------------------------------------------------------------
 
-    def flush(self, *, force_heartbeat: bool = False) -> None:
-        """One transaction: renew the lease, store progress, provenance and buffered points
-        (and, with early_stop, judge the rungs those points reached)."""
-        with self._lock:
-            points, self._pending = self._pending, []
-            progress, provenance = self._progress, self._provenance
-            due, self._rungs_due = self._rungs_due, []
-        heartbeat_due = time.monotonic() - self._last_renewal >= self.heartbeat_seconds
-        if not (points or progress is not None or provenance or heartbeat_due or force_heartbeat):
+    def write_pending(self, *, force_heartbeat: bool = False) -> None:
+        """One transaction: renew the lease, store progress, provenance and buffered points,
+        and judge the rungs those points reached."""
+        with self._lock:  # the lock the engine's events take: a rung is due with its points
+            points, progress, provenance = self._buffer.take()
+            due = self.judge.take_due() if self.judge is not None else []
+        if not (points or progress is not None or provenance or self.heartbeat.due
+                or force_heartbeat):  # fmt: skip
             return
         reason = None
         started = time.perf_counter()
         try:
             with self._sessions() as session:
-                lease = renew_lease(session, self.run_id, self.owner, self.lease_seconds)
+                lease = self.heartbeat.renew(session)
                 if lease.owned:
                     self._write(session, points, progress, provenance)
-                    reason = self._judge(session, due)
+                    reason = self.judge.judge(session, due) if self.judge is not None else None
         except BaseException:
-            self._restore(points, progress, provenance)
             with self._lock:
-                self._rungs_due[:0] = due
+                self._buffer.restore(points, progress, provenance)
+            if self.judge is not None:
+                self.judge.put_back(due)
             raise
         with self._lock:
             written = self.phases.get("metric_writes", 0.0) + time.perf_counter() - started
             self.phases["metric_writes"] = round(written, 3)
-        self._last_renewal = time.monotonic()
-        self.cancel_requested = lease.cancel_requested
-        if reason is not None:  # only once the prune mark is committed
-            log.info("run %s: %s", self.run_id, reason)
-            self.prune_reason = reason
-        if due:
-            self._judged.set()
-        if not lease.owned:
-            # Someone else holds the run now (our lease expired); its attempt writes the
-            # points from the shared checkpoint on, so ours are dropped.
-            self.lease_lost = True
-        else:
+        self.heartbeat.note(lease)
+        if self.judge is not None:
+            self.judge.settle(reason, due)
+        # A lost lease: someone else holds the run now; its attempt writes the points from the
+        # shared checkpoint on, so ours are dropped.
+        if lease.owned:
             self.points_written += len(points)
             with self._lock:
-                if self._progress == progress:
-                    self._progress = None
-                if self._provenance is provenance:
-                    self._provenance = None
+                self._buffer.stored(progress, provenance)
 
     def _write(
         self,
@@ -260,31 +266,10 @@ class Reporter:
         if points:
             upsert_metrics(session, self.run_id, points)
 
-    def _judge(self, session: Session, due: list[tuple[int, float]]) -> str | None:
-        """Why the run is pruned at the first of the `due` rungs that prunes it, else None."""
-        rule = self.early_stop
-        if rule is None or self.sweep_id is None or self.prune_reason is not None:
-            return None
-        for rung, value in due:
-            reason = judge_rung(session, self.run_id, self.sweep_id, rule, rung, value)
-            if reason is not None:
-                return reason
-        return None
-
     def discard_pending(self) -> None:
         """Forget buffered points (they cannot be stored; see `storage_error`)."""
         with self._lock:
-            self._pending = []
-
-    def _restore(
-        self, points: list[MetricPoint], progress: int | None, provenance: dict[str, Any] | None
-    ) -> None:
-        with self._lock:
-            self._pending[:0] = points
-            if self._progress is None:
-                self._progress = progress
-            if self._provenance is None:
-                self._provenance = provenance
+            self._buffer.points = []
 
     def finish(
         self,
@@ -309,24 +294,27 @@ class Reporter:
         ):
             with attempt:
                 with self._lock:
-                    points, self._pending = self._pending, []
-                    progress, provenance = self._progress, self._provenance
+                    points, progress, provenance = self._buffer.take()
                 try:
                     with self._sessions() as session:
-                        lease = renew_lease(session, self.run_id, self.owner, self.lease_seconds)
-                        if not lease.owned:
+                        if not self.heartbeat.renew(session).owned:
                             return False
                         self._write(session, points, progress, provenance)
-                        inputs = summary.get("inputs", progress)
-                        seconds = summary.get("train_seconds")
-                        return finish_run(
-                            session, self.run_id, self.owner, status,
-                            error=error, traceback=traceback,
-                            inputs_seen=int(inputs) if inputs is not None else None,
-                            train_seconds=float(seconds) if seconds is not None else None,
-                            phases=dict(self.phases) or None,
-                        )  # fmt: skip
+                        return self._record_outcome(session, status, error, traceback,
+                                                    summary.get("inputs", progress),
+                                                    summary.get("train_seconds"))  # fmt: skip
                 except BaseException:
-                    self._restore(points, progress, provenance)
+                    with self._lock:
+                        self._buffer.restore(points, progress, provenance)
                     raise
         raise AssertionError("unreachable: Retrying either returns or raises")
+
+    def _record_outcome(self, session: Session, status: RunStatus, error: str | None,
+                        traceback: str | None, inputs: Any, seconds: Any) -> bool:  # fmt: skip
+        return finish_run(
+            session, self.run_id, self.owner, status,
+            error=error, traceback=traceback,
+            inputs_seen=int(inputs) if inputs is not None else None,
+            train_seconds=float(seconds) if seconds is not None else None,
+            phases=dict(self.phases) or None,
+        )  # fmt: skip

@@ -26,7 +26,9 @@ from shared.db.session import session_scope
 from shared.domain.runs import claim_run
 from shared.settings import Settings, get_settings
 from shared.sweepfile.early_stop import EarlyStop
+from shared.sweepfile.run_config import RunConfig
 from worker.reporter import Reporter, is_transient
+from worker.rung_judge import RungJudge
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +58,19 @@ def train(run_id: int, *, train_fn: TrainFn | None = None) -> str:
     if config is None:
         log.info("run %s: not claimable (duplicate delivery, cancelled or finished)", run_id)
         return "skipped"
-    early_stop, sweep_id = _early_stop(run_id, config)
+    # A project (SWEEPS_PROJECT_ROOT) may name its own schedulers; the worker resolves them.
+    run_config = _typed(config, own_schedulers=settings.project_root is not None)
+    rule = run_config.settings.early_stop if isinstance(run_config, RunConfig) else None
     reporter = Reporter(
         run_id, owner,
         lease_seconds=settings.lease_seconds,
         flush_seconds=settings.metrics_flush_seconds,
         heartbeat_seconds=settings.heartbeat_seconds,
-        early_stop=early_stop, sweep_id=sweep_id,
+        judge=_rung_judge(run_id, rule),
     )  # fmt: skip
     reporter.phases["claim"] = round(claimed - started, 3)
     with reporter:
-        status, details = _train(run_id, config, reporter, settings, train_fn)
+        status, details = _train(run_id, run_config, reporter, settings, train_fn)
     # Everything up to the final write (which cannot time itself), from the task's start.
     reporter.phases["total"] = round(time.perf_counter() - started, 3)
     if reporter.storage_error is not None:
@@ -99,20 +103,28 @@ def _claim(run_id: int, owner: str, settings: Settings) -> dict[str, Any] | None
     raise AssertionError("unreachable: Retrying either returns or raises")
 
 
-def _early_stop(run_id: int, config: dict[str, Any]) -> tuple[EarlyStop | None, int | None]:
-    """The run's early-stop rule and sweep; no rule for a run retried after being pruned,
+def _typed(config: dict[str, Any], *, own_schedulers: bool) -> RunConfig | Exception:
+    """The run's typed configuration, or the error that fails the run (a stored configuration
+    the format's rules refuse, e.g. one written by hand)."""
+    try:
+        return RunConfig.from_config(config, own_schedulers=own_schedulers)
+    except Exception as exc:  # noqa: BLE001 - recorded as the run's failure by _train
+        return exc
+
+
+def _rung_judge(run_id: int, rule: EarlyStop | None) -> RungJudge | None:
+    """The judge of the run's early-stop rule; none for a run retried after being pruned,
     which the user asked to train to its full budget."""
-    rule = EarlyStop.from_config(config)
     if rule is None:
-        return None, None
+        return None
     with session_scope() as session:
         state = pruning.prune_state(session, run_id)
-    return (None if state.was_pruned else rule), state.sweep_id
+    return None if state.was_pruned else RungJudge(run_id, state.sweep_id, rule)
 
 
 def _train(
     run_id: int,
-    config: dict[str, Any],
+    run_config: RunConfig | Exception,
     reporter: Reporter,
     settings: Settings,
     train_fn: TrainFn | None,
@@ -125,12 +137,14 @@ def _train(
     # ~0 in a warm child (the worker's parent imported the engine before forking it).
     reporter.phases["imports"] = round(time.perf_counter() - imports_started, 3)
     try:
+        if isinstance(run_config, Exception):
+            raise run_config
         plugins.load(settings.plugins)  # checked at the worker's start; here for its names
         project.load(settings.project_root)  # the same for the user's project
         # The trainer is found (or refused) here, before anything is built.
-        run_fn, config = (train_fn, config) if train_fn else engine_for(config)
+        run_fn, run_arg = (train_fn, run_config) if train_fn else engine_for(run_config)
         summary = run_fn(
-            config,
+            run_arg,
             report=reporter,
             checkpoint_dir=run_dir(run_id, settings),
             device=None,

@@ -13,7 +13,7 @@ from api.params import IdsQuery, SweepId, parse_ids
 from api.schemas import Problem, TableOut
 from api.table_params import table_options
 from shared.domain.results import options_table
-from shared.table import page_rows
+from shared.results_table import page_rows
 from shared.table_options import TableOptions
 from shared.table_options import render as render_table
 

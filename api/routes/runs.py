@@ -124,7 +124,7 @@ def run_metrics(
     return Response(body, media_type="application/json", headers=headers)
 
 
-_CHUNK = 1 << 20
+STREAM_BLOCK_BYTES = 1 << 20  # a model file is sent in blocks of this size
 
 
 @router.get(
@@ -145,7 +145,7 @@ def run_checkpoint(run_id: RunId, session: SessionDep, settings: SettingsDep) ->
 
     def chunks() -> Any:
         with found.stream as stream:
-            while chunk := stream.read(_CHUNK):
+            while chunk := stream.read(STREAM_BLOCK_BYTES):
                 yield chunk
 
     headers = {

@@ -16,7 +16,7 @@ from fastapi import Depends, HTTPException, Request, Response
 from sqlalchemy.orm import Session
 
 from api.deps import SessionDep
-from api.ui import session as ui_session
+from api.ui import cookie
 from shared.db.models import ApiToken
 from shared.db.tokens import verify_token
 from shared.domain import access
@@ -24,16 +24,16 @@ from shared.domain import access
 
 def token_from_cookie(request: Request, db: Session) -> ApiToken | None:
     """The live token the request's session cookie names, else None."""
-    value = request.cookies.get(ui_session.COOKIE_NAME)
+    value = request.cookies.get(cookie.COOKIE_NAME)
     if not value:
         return None
-    ref = ui_session.parse_cookie_value(value)
+    ref = cookie.parse_cookie_value(value)
     if ref is None:
         return None
     token = db.get(ApiToken, ref.token_id)
     if token is None or token.revoked_at is not None:
         return None
-    if not ui_session.signature_matches(value, token.token_hash):
+    if not cookie.signature_matches(value, token.token_hash):
         return None
     return token
 
@@ -45,9 +45,9 @@ def login(db: Session, secret: str) -> ApiToken | None:
 
 def set_session_cookie(request: Request, response: Response, token: ApiToken) -> None:
     response.set_cookie(
-        ui_session.COOKIE_NAME,
-        ui_session.make_cookie_value(token.id, token.token_hash),
-        max_age=ui_session.SESSION_SECONDS,
+        cookie.COOKIE_NAME,
+        cookie.make_cookie_value(token.id, token.token_hash),
+        max_age=cookie.SESSION_SECONDS,
         path="/",
         httponly=True,
         samesite="lax",
@@ -57,7 +57,7 @@ def set_session_cookie(request: Request, response: Response, token: ApiToken) ->
 
 def clear_session_cookie(request: Request, response: Response) -> None:
     response.delete_cookie(
-        ui_session.COOKIE_NAME,
+        cookie.COOKIE_NAME,
         path="/",
         httponly=True,
         samesite="lax",

@@ -1,8 +1,8 @@
 """The web UI under /ui: server-rendered pages, a cookie session, and one batch curves endpoint.
 
-Pages call the domain layer (shared.domain) and shared.table, the same functions the JSON API
-uses, so what the browser shows is what `GET /sweeps/{id}/table` returns. Errors are mapped by
-api/errors.py (404, 409, 422) as for the JSON routes. Forms post back here
+Pages call the domain layer (shared.domain) and shared.results_table, the same functions the
+JSON API uses, so what the browser shows is what `GET /sweeps/{id}/table` returns. Errors are
+mapped by api/errors.py (404, 409, 422) as for the JSON routes. Forms post back here
 (post/redirect/get); JavaScript only draws charts and polls while runs are unfinished.
 """
 
@@ -25,7 +25,7 @@ from api.ui import assets, auth, views
 from api.ui.auth import DataUser, FormUser, PageUser
 from api.ui.sweep_page_context import flash_text, sweep_context
 from shared import queue
-from shared.domain import access, reads, retry, search, tables, trials
+from shared.domain import access, reads, retry, search, trials
 from shared.domain import runs as run_state
 from shared.domain.curves import curves_payload, load_runs, parse_after
 from shared.domain.submit import (
@@ -35,17 +35,17 @@ from shared.domain.submit import (
     submit_sweep,
     sweep_name,
 )
+from shared.domain.table_rows import table_runs
 from shared.domain.versions import metrics_version
 from shared.plugins import parse_options
+from shared.results_table import build_table
 from shared.sweepfile import SpecError
-from shared.table import build_table
 from shared.table_options import TableOptions
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 templates.env.globals.update(static_url=assets.static_url, plotly_url=assets.plotly_url)
 
-DbSession = SessionDep
 TablePage = Annotated[int, Query(ge=1, le=2**31 - 1, description="page of the sweep's table")]
 SWEEPS_PER_PAGE = 50
 DEFAULT_MAX_POINTS = 400
@@ -76,7 +76,7 @@ def login_form(request: Request, next: str | None = None) -> HTMLResponse:
 @router.post("/login")
 def login(
     request: Request,
-    db: DbSession,
+    db: SessionDep,
     token: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/ui/",
 ) -> Response:
@@ -123,7 +123,7 @@ def ui_root() -> Response:
 
 
 @router.get("/", response_class=HTMLResponse)
-def sweeps_page(request: Request, db: DbSession, _: PageUser, page: int = 1) -> HTMLResponse:
+def sweeps_page(request: Request, db: SessionDep, _: PageUser, page: int = 1) -> HTMLResponse:
     page = max(1, page)
     sweeps, total = reads.list_sweeps(
         db, limit=SWEEPS_PER_PAGE, offset=(page - 1) * SWEEPS_PER_PAGE
@@ -141,7 +141,7 @@ def sweeps_page(request: Request, db: DbSession, _: PageUser, page: int = 1) -> 
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
 def sweep_page(
     request: Request,
-    db: DbSession,
+    db: SessionDep,
     _: PageUser,
     sweep_id: SweepId,
     options: Options,
@@ -176,7 +176,7 @@ def sweep_page(
 @router.get("/sweeps/{sweep_id}/live", response_class=HTMLResponse)
 def sweep_live(
     request: Request,
-    db: DbSession,
+    db: SessionDep,
     _: DataUser,
     sweep_id: SweepId,
     options: Options,
@@ -187,7 +187,7 @@ def sweep_live(
 
 
 @router.post("/sweeps/{sweep_id}/cancel")
-def cancel_sweep(db: DbSession, user: FormUser, sweep_id: SweepId) -> Response:
+def cancel_sweep(db: SessionDep, user: FormUser, sweep_id: SweepId) -> Response:
     access.check_may_change(db, user, sweep_id)
     try:
         result = run_state.cancel_sweep(db, sweep_id)
@@ -202,7 +202,7 @@ def cancel_sweep(db: DbSession, user: FormUser, sweep_id: SweepId) -> Response:
 
 @router.post("/sweeps/{sweep_id}/retry")
 def retry_sweep(
-    db: DbSession,
+    db: SessionDep,
     settings: SettingsDep,
     user: FormUser,
     sweep_id: SweepId,
@@ -221,7 +221,7 @@ def retry_sweep(
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run_page(request: Request, db: DbSession, _: PageUser, run_id: RunId) -> HTMLResponse:
+def run_page(request: Request, db: SessionDep, _: PageUser, run_id: RunId) -> HTMLResponse:
     run = reads.get_run(db, run_id)
     return render(
         request,
@@ -238,7 +238,7 @@ def run_page(request: Request, db: DbSession, _: PageUser, run_id: RunId) -> HTM
 
 
 @router.post("/runs/{run_id}/cancel")
-def cancel_run(db: DbSession, user: FormUser, run_id: RunId) -> Response:
+def cancel_run(db: SessionDep, user: FormUser, run_id: RunId) -> Response:
     access.check_may_change_run(db, user, run_id)
     with contextlib.suppress(run_state.Conflict):  # finished meanwhile: the page shows it
         run_state.cancel_run(db, run_id)
@@ -257,7 +257,7 @@ def _ids(values: list[str], what: str) -> list[int]:
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(
     request: Request,
-    db: DbSession,
+    db: SessionDep,
     _: PageUser,
     runs: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
     sweeps: Annotated[list[str], Query()] = [],  # noqa: B006
@@ -266,7 +266,7 @@ def compare_page(
     context: dict[str, Any] = {"table": None, "error": None, "candidates": []}
     try:
         run_ids, sweep_ids = _ids(runs, "runs"), _ids(sweeps, "sweeps")
-        rows, param_keys = tables.table_runs(db, sweep_ids=sweep_ids, run_ids=run_ids)
+        rows, param_keys = table_runs(db, sweep_ids=sweep_ids, run_ids=run_ids)
         if rows:
             table = build_table(rows, param_keys, sort=sort)
             context["table"] = views.table_view(table)
@@ -299,7 +299,7 @@ def submit_form(request: Request, _: PageUser) -> HTMLResponse:
 @router.post("/submit", response_class=HTMLResponse)
 async def submit(
     request: Request,
-    db: DbSession,
+    db: SessionDep,
     settings: SettingsDep,
     user: FormUser,
     yaml: Annotated[str, Form()] = "",
@@ -358,7 +358,7 @@ async def submit(
 @router.get("/api/curves")
 def curves(
     request: Request,
-    db: DbSession,
+    db: SessionDep,
     _: DataUser,
     runs: str = "",
     sweeps: str = "",

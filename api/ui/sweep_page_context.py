@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 from api.ui import views
 from api.ui.table_form import table_with_options
 from shared.db.models import LIVE_STATUSES, RETRYABLE_STATUSES, RunStatus
-from shared.domain import reads, tables
-from shared.table import page_of, page_rows, prepare
+from shared.domain import reads
+from shared.domain.table_rows import table_runs
+from shared.results_table import page_of, page_rows, prepare
 from shared.table_options import TableOptions
 
 TABLE_PAGE = 100  # rows of a sweep's table per page
@@ -31,7 +32,7 @@ def sweep_context(
     all_curves: bool = False,
 ) -> dict[str, Any]:
     sweep = reads.get_sweep(db, sweep_id)
-    runs, param_keys = tables.table_runs(db, sweep_ids=[sweep_id], extra_keys=options.metric_keys())
+    runs, param_keys = table_runs(db, sweep_ids=[sweep_id], extra_keys=options.metric_keys())
     table, form = table_with_options(runs, param_keys, options)
     page = max(1, page)
     shown = page_rows(table, TABLE_PAGE, (page - 1) * TABLE_PAGE)

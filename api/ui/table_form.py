@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from shared.metric_keys import METRIC_KEYS
-from shared.table import Table, TableRun, build_table
+from shared.results_table import Table, TableRun, build_table
 from shared.table_options import TableOptionError, TableOptions, build
 
 

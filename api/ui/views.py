@@ -13,8 +13,8 @@ from shared.db.models import Run
 from shared.domain.reads import SweepSummary
 from shared.domain.submit import PlannedRun
 from shared.metric_keys import ACCURACY_KEYS
+from shared.results_table import METRIC_HEADERS, Table, TableRun
 from shared.sweepfile.search import Search
-from shared.table import METRIC_HEADERS, Table, TableRun
 
 # A big sweep's page: what a person can read, drawn quickly (BENCHMARKS.md, "Scale").
 BEST_BY = "validation_loss"  # the "best runs" table and the curves drawn are ranked by it

@@ -46,6 +46,12 @@ def _status_check(table: str, name: str, values: tuple[str, ...]) -> sa.CheckCon
 
 
 def upgrade() -> None:
+    _create_tokens_and_sweeps()
+    _create_runs()
+    _create_metrics()
+
+
+def _create_tokens_and_sweeps() -> None:
     op.create_table(
         "api_tokens",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -70,6 +76,9 @@ def upgrade() -> None:
         _status_check("sweeps", "sweep_status", SWEEP_STATUSES),
     )
     op.create_index(op.f("ix_sweeps_created_at"), "sweeps", ["created_at"])
+
+
+def _create_runs() -> None:
     op.create_table(
         "runs",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -114,6 +123,9 @@ def upgrade() -> None:
     op.create_index(op.f("ix_runs_sweep_id"), "runs", ["sweep_id"])
     # The worker's reconciler scans by status and lease expiry.
     op.create_index("ix_runs_status_lease", "runs", ["status", "lease_expires_at"])
+
+
+def _create_metrics() -> None:
     op.create_table(
         "metrics",
         # BIGSERIAL on Postgres; SQLite autoincrements only an INTEGER PRIMARY KEY.

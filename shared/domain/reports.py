@@ -21,8 +21,8 @@ from shared.domain.metrics import metric_series
 from shared.domain.reads import get_sweep
 from shared.domain.results import options_table
 from shared.plots import Curve, Point, curve, plot_png
+from shared.results_table import Row, Table, to_markdown
 from shared.sweepfile.matrix import make_slug
-from shared.table import Row, Table, to_markdown
 from shared.table_options import TableOptions, render
 
 # (metric key, title, y label): the validation loss and each accuracy, as the seed plots them.

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from shared.domain.tables import table_runs
-from shared.table import Table
+from shared.domain.table_rows import table_runs
+from shared.results_table import Table
 from shared.table_options import TableOptions, build
 
 

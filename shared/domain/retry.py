@@ -21,7 +21,7 @@ from shared.domain import holds
 from shared.domain.errors import Conflict
 from shared.domain.reads import get_sweep
 from shared.domain.runs import retry_runs
-from shared.domain.submit import json_safe, max_inputs_of
+from shared.domain.submit import json_safe
 from shared.domain.sweeps import update_sweep_status
 from shared.sweepfile import SpecError, SweepSpec
 
@@ -76,7 +76,7 @@ def refit(session: Session, sweep_id: int, spec: SweepSpec) -> int:
             "params": json_safe(r.params),
             "config": json_safe(r.config),
             "config_hash": r.config_hash,
-            "max_inputs": max_inputs_of(r),
+            "max_inputs": r.settings.max_inputs,
         }
         for r in spec.runs
         if r.matrix_id in ids

@@ -86,6 +86,10 @@ def stale_queued_runs(session: Session, *, older_than_seconds: float) -> list[in
 # --- running: claim and heartbeat ------------------------------------------------------
 
 
+# A new attempt starts clean: a stale cancel request must not stop it, nor an old error stay.
+_CLEAN_ATTEMPT: dict[str, Any] = {"cancel_requested": False, "error": None, "traceback": None}
+
+
 @dataclass(frozen=True)
 class Lease:
     """What a heartbeat learns: is the run still ours, and has someone asked it to stop."""
@@ -125,11 +129,8 @@ def claim_run(
             started_at=now,
             finished_at=None,
             worker_host=host,
-            # A retried run starts clean; a stale request must not stop the new attempt.
-            cancel_requested=False,
-            error=None,
-            traceback=None,
-        )  # fmt: skip
+            **_CLEAN_ATTEMPT,
+        )
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -181,9 +182,6 @@ def _update_ours(session: Session, run_id: int, owner: str, **values: Any) -> bo
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
-
-
-# --- the end of an attempt -------------------------------------------------------------
 
 
 def finish_run(
@@ -343,8 +341,8 @@ def retry_runs(session: Session, sweep_id: int, run_ids: Sequence[int] | None = 
         session, where,
         status=RunStatus.QUEUED,
         reused_from_id=None,  # a run linked to one that failed now trains itself
-        cancel_requested=False, error=None, traceback=None, finished_at=None,
-        lease_owner=None, lease_expires_at=None, enqueued_at=None,
+        finished_at=None, lease_owner=None, lease_expires_at=None, enqueued_at=None,
+        **_CLEAN_ATTEMPT,
     )  # fmt: skip
     if ids:
         update_sweep_status(session, [sweep_id])

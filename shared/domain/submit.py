@@ -99,8 +99,8 @@ def check_storable(spec: RunSpec) -> None:
             raise SpecError(
                 f"'{key}' holds {problem}, which cannot be stored", key=str(key), run=label
             )
-    max_inputs = spec.config.get("max_inputs")
-    if isinstance(max_inputs, int) and max_inputs > MAX_INPUTS:
+    max_inputs = spec.settings.max_inputs
+    if max_inputs is not None and max_inputs > MAX_INPUTS:
         raise SpecError(
             f"'max_inputs' must be at most {MAX_INPUTS:,}", key="max_inputs", value=max_inputs
         )
@@ -279,14 +279,6 @@ def add_runs(session: Session, sweep_id: int, plans: list[PlannedRun]) -> list[R
     return runs
 
 
-def max_inputs_of(spec: RunSpec) -> int | None:
-    """The run's `max_inputs` when it is an integer (the column a progress bar divides by)."""
-    max_inputs = spec.config.get("max_inputs")
-    if isinstance(max_inputs, bool) or not isinstance(max_inputs, int):
-        return None
-    return max_inputs
-
-
 def _new_run(
     sweep_id: int, plan: PlannedRun, inputs_seen: dict[int, int], now: datetime
 ) -> dict[str, Any]:
@@ -298,7 +290,7 @@ def _new_run(
         "params": json_safe(plan.spec.params),
         "config": json_safe(plan.spec.config),
         "config_hash": plan.spec.config_hash,
-        "max_inputs": max_inputs_of(plan.spec),
+        "max_inputs": plan.spec.settings.max_inputs,
         "status": RunStatus.QUEUED,
         "inputs_seen": 0,
         "reused_from_id": None,

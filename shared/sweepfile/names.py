@@ -66,16 +66,16 @@ TRAINER_METRICS = {
 }
 # Every metric each trainer reports (a search can learn from any of them); a plugin's trainer
 # is known only to the workers, so only what every trainer reports is accepted for it.
-BASE_REPORTS = ("validation_loss", "train_loss", "model_params", "train_seconds", "throughput")
+BASE_REPORTS = (mk.VALIDATION_LOSS, mk.TRAIN_LOSS, mk.MODEL_PARAMS, mk.TRAIN_SECONDS, mk.THROUGHPUT)
 _CLASSIFY_REPORTS = (
     *BASE_REPORTS[:1],
-    "accuracy_argmax",
-    "accuracy_svc",
-    "accuracy_svc_heldout",
+    mk.ACCURACY_ARGMAX,
+    mk.ACCURACY_SVC,
+    mk.ACCURACY_SVC_HELDOUT,
     *BASE_REPORTS[1:],
 )
 TRAINER_REPORTS = {
-    name: _CLASSIFY_REPORTS if "accuracy_argmax" in metrics else BASE_REPORTS
+    name: _CLASSIFY_REPORTS if mk.ACCURACY_ARGMAX in metrics else BASE_REPORTS
     for name, metrics in TRAINER_METRICS.items()
 }
 OPTIMIZERS = (

@@ -13,6 +13,7 @@ from typing import Any
 from shared.project import PATH_PLACEHOLDER, Project
 
 from .bounded import Budget
+from .config_checks import check_config, is_code
 from .document import Locator, load_document
 from .encoding import NotUtf8, decode_utf8
 from .errors import SpecError
@@ -29,7 +30,6 @@ from .matrix import (
 from .run_config import RunSettings
 from .search import Search, parse_search, probe_points
 from .sections import SectionLoader
-from .validate import is_code, validate
 
 DEFAULT_MAX_RUNS = 10_000
 # Each combination costs a $filter evaluation before anything is cut, so this is bounded too.
@@ -312,7 +312,7 @@ def _build_run(
             config = load_document(text, budget)
         if "matrix" in config:
             config["matrix"] = matrix
-        validate(config, Locator(text), plugins, project)
+        check_config(config, Locator(text), plugins, project)
     except SpecError as exc:
         exc.run = exc.run or label
         raise

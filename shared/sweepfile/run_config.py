@@ -1,18 +1,21 @@
 """The typed configuration of one run: its scalar keys, their rules and their defaults.
 
 Written once for both sides: the parser checks every run of a sweep with these rules and keeps
-the typed result on `RunSpec.settings`; the engine rebuilds the same type from the stored
-configuration with `RunSettings.from_config`, which applies the same rules. Pure Python.
+the typed result on `RunSpec.settings`; the worker rebuilds the same type from the stored
+configuration with `RunConfig.from_config`, which applies the same rules, and the engine takes
+that. Pure Python.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import names
+from .early_stop import EarlyStop
 from .errors import SpecError
 
 # Integer keys and their smallest allowed value.
@@ -75,6 +78,7 @@ class RunSettings:
     precision: str
     compile: bool
     step_graph: bool
+    early_stop: EarlyStop | None = None
     gradient_clipping: float | None = None
     gradient_accumulation: int = 1
 
@@ -119,6 +123,7 @@ class RunSettings:
             precision=str(default("precision")),
             compile=bool(default("compile")),
             step_graph=bool(default("step_graph")),
+            early_stop=EarlyStop.from_config(config),
             gradient_clipping=_opt_float(config.get("gradient_clipping")),
             gradient_accumulation=int(default("gradient_accumulation")),
         )
@@ -128,6 +133,22 @@ class RunSettings:
         """A scheduler's length in optimizer steps: max_inputs // batch_size."""
         assert self.max_inputs is not None, "check_schedule requires max_inputs"
         return self.max_inputs // self.batch_size
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run as the engine takes it: the typed settings, and the stored configuration that
+    the code keys (model, datasets, loss, transforms) are read from as the run is built."""
+
+    settings: RunSettings
+    values: Mapping[str, Any]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], *, own_schedulers: bool = False) -> RunConfig:
+        """The typed run of a stored configuration; SpecError naming a rule it breaks.
+        `own_schedulers`: as for RunSettings.from_config."""
+        values = dict(config)
+        return cls(RunSettings.from_config(values, own_schedulers=own_schedulers), values)
 
 
 def _opt_float(value: Any) -> float | None:

@@ -137,7 +137,7 @@ def test_a_running_runs_etag_changes_as_points_arrive(client: TestClient, sessio
         reporter = Reporter(run_id, owner, lease_seconds=lease, flush_seconds=3600,
                             heartbeat_seconds=3600)  # fmt: skip
         reporter("metrics", points=list(points))
-        reporter.flush()
+        reporter.write_pending()
         return reporter
 
     report("worker-1", ("train_loss", 16, 0.5))

@@ -37,7 +37,7 @@ def _reported_run(client: TestClient, session: Session) -> int:
     reporter = Reporter(run_id, "worker-1", lease_seconds=60, flush_seconds=3600,
                         heartbeat_seconds=3600)  # fmt: skip
     reporter("metrics", points=POINTS[:4])
-    reporter.flush()
+    reporter.write_pending()
     reporter("metrics", points=POINTS[4:])
     assert reporter.finish(RunStatus.SUCCEEDED, summary={"inputs": 64})
     return run_id

@@ -1,7 +1,7 @@
 """The OpenAPI document is complete and says what the API checks.
 
 schemathesis, in-process and bounded: the JSON bodies of POST /sweeps and /sweeps/preview are
-generated from SweepSubmission (once missing, so they were skipped) and never give a 5xx; the
+generated from SweepSubmission and never give a 5xx; the
 documented example is accepted; and the GETs' schema-valid parameters are never refused.
 """
 

@@ -18,15 +18,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.ui import session as ui_session
+from api.ui import cookie as ui_cookie
 from shared.db.metric_writes import upsert_metrics
 from shared.db.models import ApiToken, Metric, Run, RunStatus, Sweep
 from shared.db.session import make_engine
 from shared.db.tokens import revoke_token
 from shared.domain.curves import READ_WHOLE_FACTOR
 from shared.domain.metrics import downsample
-from shared.domain.tables import table_runs
-from shared.table import build_table, to_markdown
+from shared.domain.table_rows import table_runs
+from shared.results_table import build_table, to_markdown
 from tests.api.conftest import queued_run_ids
 from tests.api.ui_support import (  # noqa: F401 - fixtures
     CURVE_KEYS,
@@ -86,7 +86,7 @@ def test_login_sets_an_httponly_samesite_cookie_without_the_token(ui_client: Tes
     assert response.status_code == 303
     assert response.headers["location"] == "/ui/submit"
     cookie = response.headers["set-cookie"]
-    assert cookie.startswith(f"{ui_session.COOKIE_NAME}=v1.")
+    assert cookie.startswith(f"{ui_cookie.COOKIE_NAME}=v1.")
     flags = {part.strip().lower() for part in cookie.split(";")}
     assert "httponly" in flags
     assert "samesite=lax" in flags
@@ -107,7 +107,7 @@ def test_logout_clears_the_cookie(logged_in: TestClient) -> None:
     response = logged_in.post("/ui/logout", headers=SAME_ORIGIN)
     assert response.status_code == 303
     cookie = response.headers["set-cookie"].lower()
-    assert cookie.startswith(f"{ui_session.COOKIE_NAME}=")
+    assert cookie.startswith(f"{ui_cookie.COOKIE_NAME}=")
     assert "max-age=0" in cookie and "httponly" in cookie
     assert logged_in.get("/ui/").status_code == 303
 
@@ -116,11 +116,11 @@ def test_tampered_expired_and_revoked_sessions_are_refused(
     logged_in: TestClient, db_url: str
 ) -> None:
     assert logged_in.get("/ui/").status_code == 200
-    value = logged_in.cookies[ui_session.COOKIE_NAME]
+    value = logged_in.cookies[ui_cookie.COOKIE_NAME]
     prefix, token_id, expires, signature = value.split(".")
 
     def status_with(cookie: str) -> int:
-        logged_in.cookies.set(ui_session.COOKIE_NAME, cookie)
+        logged_in.cookies.set(ui_cookie.COOKIE_NAME, cookie)
         return logged_in.get("/ui/").status_code
 
     flipped = signature[:-1] + ("0" if signature[-1] != "0" else "1")
@@ -129,7 +129,7 @@ def test_tampered_expired_and_revoked_sessions_are_refused(
     with db_session(db_url) as session:
         token = session.get(ApiToken, int(token_id))
         assert token is not None
-        expired = ui_session.make_cookie_value(token.id, token.token_hash, now=0)
+        expired = ui_cookie.make_cookie_value(token.id, token.token_hash, now=0)
         assert status_with(expired) == 303
         assert status_with(value) == 200
         revoke_token(session, token.id)

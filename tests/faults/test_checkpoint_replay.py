@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from shared.sweepfile import parse_sweep
+from shared.sweepfile.run_config import RunConfig
 from tests.faults.helpers import FINAL_INPUTS, VALIDATE_EVERY, sweep_yaml
 
 pytestmark = pytest.mark.timeout(120)
@@ -56,18 +57,30 @@ def test_points_before_a_checkpoint_survive_a_death_right_after_it(tmp_path: Pat
     torch.set_num_threads(1)
     config = parse_sweep(sweep_yaml(seeds=(1,), sleep=0.0)).runs[0].config
     reference = LossySink()
-    train_run(config, report=reference, checkpoint_dir=tmp_path / "ref", device="cpu")
+    train_run(
+        RunConfig.from_config(config),
+        report=reference,
+        checkpoint_dir=tmp_path / "ref",
+        device="cpu",
+    )
     reference.flush()
 
     dies = 2 * VALIDATE_EVERY
     first = LossySink(die_at_checkpoint=dies)
     with pytest.raises(Died):
-        train_run(config, report=first, checkpoint_dir=tmp_path / "run", device="cpu")
+        train_run(
+            RunConfig.from_config(config),
+            report=first,
+            checkpoint_dir=tmp_path / "run",
+            device="cpu",
+        )
     lost = {(k, s) for k, s, _ in first.unstored}
     assert ("validation_loss", dies) in lost  # the dead attempt never stored its last points
 
     second = LossySink()
-    summary = train_run(config, report=second, checkpoint_dir=tmp_path / "run", device="cpu")
+    summary = train_run(
+        RunConfig.from_config(config), report=second, checkpoint_dir=tmp_path / "run", device="cpu"
+    )
     second.flush()
     assert summary["inputs"] == FINAL_INPUTS
     # The resumed attempt handed back every point up to its checkpoint, the lost ones too...

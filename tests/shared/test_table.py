@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from shared.table import TableRun, UnknownColumn, build_table, to_csv, to_json, to_markdown
+from shared.results_table import TableRun, UnknownColumn, build_table, to_csv, to_json, to_markdown
 
 KEYS = ["patch", "layer", "head", "hidden", "mlp", "drop", "cs"]
 

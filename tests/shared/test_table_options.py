@@ -10,7 +10,7 @@ import io
 
 import pytest
 
-from shared.table import TableRun
+from shared.results_table import TableRun
 from shared.table_average import NotNumeric
 from shared.table_options import TableOptionError, TableOptions, build, render
 

@@ -37,7 +37,7 @@ def _spying(first_steps: list[int]) -> Callable[..., dict[str, Any]]:
     """The real engine, noting the first metric step each attempt reports."""
     from worker.engine import train_run
 
-    def train_fn(config: dict[str, Any], report: Callable[..., None], **kw: Any) -> dict[str, Any]:
+    def train_fn(config: Any, report: Callable[..., None], **kw: Any) -> dict[str, Any]:
         seen: list[int] = []
 
         def spy(event: str, **payload: Any) -> None:

@@ -5,7 +5,8 @@ Contract (used by worker/tasks.py; keep it stable):
     from worker.engine import train_run, RunCancelled
 
     summary = train_run(
-        config,                 # one run's resolved configuration (shared.sweepfile RunSpec.config)
+        run_config,             # RunConfig.from_config(one run's resolved configuration):
+                                # typed settings (shared/sweepfile/run_config.py) + its code keys
         report=report,          # callable(event: str, **payload) -- see below
         checkpoint_dir=path,    # Path, s3:// URL or None; resume from its latest.pt if there
         device=None,            # "cuda"/"cpu"/None (None: cuda when available, else cpu)

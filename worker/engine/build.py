@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from shared.sweepfile.run_config import RunSettings
+from shared.sweepfile.run_config import RunConfig, RunSettings
 from worker import project
 
 from . import losses, namespace
@@ -53,11 +53,14 @@ def build_model(
 
 
 def build_run(
-    config: dict[str, Any], device: torch.device, data_dir: Path | str | None = None
+    run_config: RunConfig, device: torch.device, data_dir: Path | str | None = None
 ) -> BuiltRun:
-    """Everything a run trains with; its settings follow the spec's rules and defaults."""
-    config = namespace.resolve_code_scalars(config, data_dir)
-    settings = RunSettings.from_config(config, own_schedulers=project.current() is not None)
+    """Everything a run trains with: its typed settings, and what its code gives."""
+    values = dict(run_config.values)
+    config = namespace.resolve_code_scalars(values, data_dir)
+    settings = run_config.settings
+    if config is not values:  # scalars written as code are known only now, in its namespace
+        settings = RunSettings.from_config(config, own_schedulers=project.current() is not None)
     seed = settings.seed if settings.seed is not None else random.SystemRandom().randrange(2**31)
     seed_everything(seed)
     model, ns = build_model(config, data_dir)

@@ -144,7 +144,7 @@ class ValidationResult:
 
 
 @torch.no_grad()
-def validate(
+def validation_pass(
     model: nn.Module,
     batches: Iterable[Batch],
     loss_fn: Callable,

@@ -94,7 +94,7 @@ def run_code(code: str, namespace: dict[str, Any], *, where: str) -> Any:
     visible inside their methods, and names one block defines are seen by later blocks. A last
     statement that assigns gives the assigned value, as nn-experiments takes it.
     """
-    from shared.sweepfile.validate import gives_value
+    from shared.sweepfile.config_checks import gives_value
     from worker.project import failures_note
 
     filename = f"<{where}>"

@@ -28,7 +28,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from shared import metric_keys as mk
 from shared.artifacts import Folder, join_location, open_folder
+from shared.sweepfile.run_config import RunConfig
 from worker import plugins, project
 
 from . import namespace
@@ -51,7 +53,7 @@ TrainFn = Callable[..., dict[str, Any]]
 log = logging.getLogger(__name__)
 
 
-def engine_for(config: dict[str, Any]) -> tuple[TrainFn, dict[str, Any]]:
+def engine_for(run_config: RunConfig) -> tuple[TrainFn, RunConfig]:
     """The function that trains this run, and its configuration with `${PATH}` filled in.
 
     Sweeps' trainers (and plugin subclasses of them) train in `train_run`; any other trainer
@@ -60,20 +62,21 @@ def engine_for(config: dict[str, Any]) -> tuple[TrainFn, dict[str, Any]]:
     """
     from .trainer import TRAINERS
 
-    config = project.fill_path(config)
-    name = str(config.get("trainer") or "Trainer")
+    config = project.fill_path(dict(run_config.values))
+    filled = RunConfig(run_config.settings, config)
+    name = run_config.settings.trainer
     if name in TRAINERS:
-        return train_run, config
+        return train_run, filled
     if plugins.provides(name):
         found = plugins.trainer_class(name, Trainer)
     else:
         found = project.resolve_trainer(name)
     if isinstance(found, type) and issubclass(found, Trainer):
-        return train_run, config
+        return train_run, filled
     if not (isinstance(found, type) and callable(getattr(found, "train", None))):
         raise ValueError(f"trainer {name!r} is not a trainer class (a class with train())")
     check_constructor(name, found, passed_keys(config))
-    return partial(train_project_run, trainer_class=found), config
+    return partial(train_project_run, trainer_class=found), filled
 
 
 def passed_keys(config: dict[str, Any]) -> list[str]:
@@ -164,7 +167,7 @@ def build_kwargs(config: dict[str, Any], ns: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_project_run(
-    config: dict[str, Any],
+    run_config: RunConfig,
     report: Callable[..., None],
     checkpoint_dir: Path | str | None = None,
     device: str | torch.device | None = None,
@@ -174,7 +177,7 @@ def train_project_run(
     trainer_class: type,
 ) -> dict[str, Any]:
     """Construct the project's trainer as the original would, and run its own train()."""
-    config = namespace.resolve_code_scalars(config, data_dir)
+    config = namespace.resolve_code_scalars(dict(run_config.values), data_dir)
     device = resolve_device(device)
     seed = config.get("seed")
     seed = int(seed) if seed is not None else random.SystemRandom().randrange(2**31)
@@ -233,8 +236,8 @@ def _train(trainer: Any, watch: Watch) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     step = watch.inputs()
     throughput = (step - before) / seconds if seconds > 0 else 0.0
-    watch.emit([("model_params", step, float(count_trainable(trainer.model))),
-                ("train_seconds", step, seconds), ("throughput", step, throughput)])  # fmt: skip
+    watch.emit([(mk.MODEL_PARAMS, step, float(count_trainable(trainer.model))),
+                (mk.TRAIN_SECONDS, step, seconds), (mk.THROUGHPUT, step, throughput)])  # fmt: skip
     watch.report("phases", phases={"train": round(seconds, 3)})
     return {**watch.summary, "inputs": step, "epoch": int(getattr(trainer, "epoch", 0))}
 

@@ -95,6 +95,7 @@ def run_compiled_seed_step(device: str, **overrides: Any) -> tuple[dict, list[fl
     import torch
     from torch._dynamo.utils import counters
 
+    from shared.sweepfile.run_config import RunConfig
     from worker.engine import train_run
 
     torch._dynamo.reset()
@@ -103,6 +104,6 @@ def run_compiled_seed_step(device: str, **overrides: Any) -> tuple[dict, list[fl
     config = tiny_config(globals=globals_, train_input_transforms=SEED_TRANSFORMS, compile=True,
                          max_inputs=None, max_epoch=6, scheduler=None, **overrides)  # fmt: skip
     recorder = Recorder()
-    summary = train_run(config, report=recorder, device=device)
+    summary = train_run(RunConfig.from_config(config), report=recorder, device=device)
     losses = [v for _, v in sorted(recorder.series()["validation_loss"].items())]
     return summary, losses, counters

@@ -8,6 +8,7 @@ import torchvision.transforms as VT
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.autoaugment import _apply_op
 
+from shared.sweepfile.run_config import RunConfig
 from tests.worker.engine.support import Recorder, tiny_config
 from worker.engine import TrivialAugmentWideOnDevice, TrivialAugmentWidePerSample, train_run
 from worker.engine.augment import OPS, apply_ops, augmentation_space, device_twin
@@ -82,8 +83,8 @@ def test_usable_from_a_run_file() -> None:
         "    lambda x: x.float() / 255,\n]"
     )
     recorder = Recorder()
-    summary = train_run(
-        tiny_config(max_inputs=300, train_input_transforms=transforms), report=recorder,
+    summary = train_run(RunConfig.from_config(
+        tiny_config(max_inputs=300, train_input_transforms=transforms)), report=recorder,
         device="cpu",
     )  # fmt: skip
     assert summary["inputs"] == 320 and "accuracy_svc" in summary
@@ -119,7 +120,7 @@ def test_device_twin_replaces_only_torchvisions_default_augment() -> None:
 def test_only_compile_swaps_the_runs_augment(compile_: bool) -> None:
     transforms = "[\n    lambda x: (x * 255).to(torch.uint8),\n    VT.TrivialAugmentWide(),\n]"
     config = tiny_config(train_input_transforms=transforms, compile=compile_)
-    run = build_run(config, torch.device("cpu"))
+    run = build_run(RunConfig.from_config(config), torch.device("cpu"))
     expected = TrivialAugmentWideOnDevice if compile_ else VT.TrivialAugmentWide
     assert type(run.transforms[1]) is expected
 

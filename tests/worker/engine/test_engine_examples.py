@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from shared.sweepfile import names, parse_sweep
+from shared.sweepfile.run_config import RunConfig
 from worker.engine import inspect_sweep
 from worker.engine.losses import make_loss
 
@@ -88,7 +89,9 @@ def test_augment_example_compares_torchvisions_and_the_per_image_augment() -> No
     augments = []
     for run in runs:
         assert run.config["max_inputs"] == 2_000_000 and run.config["compile"] is True
-        augments.append(type(build_run(run.config, torch.device("cpu")).transforms[1]))
+        augments.append(
+            type(build_run(RunConfig.from_config(run.config), torch.device("cpu")).transforms[1])
+        )
     # under compile: true torchvision's augment runs as its device twin (same draw per batch)
     assert augments == [TrivialAugmentWideOnDevice, TrivialAugmentWidePerSample]
 

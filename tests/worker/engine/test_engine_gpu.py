@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from shared.sweepfile.run_config import RunConfig
 from tests.worker.engine.support import Recorder, run_compiled_seed_step, tiny_config
 from worker.engine import TrivialAugmentWideOnDevice, TrivialAugmentWidePerSample, train_run
 
@@ -19,7 +20,9 @@ pytestmark = [
 
 def test_cuda_run_reports_every_metric_and_provenance() -> None:
     recorder = Recorder()
-    summary = train_run(tiny_config(max_inputs=1100), report=recorder, device="cuda")
+    summary = train_run(
+        RunConfig.from_config(tiny_config(max_inputs=1100)), report=recorder, device="cuda"
+    )
     assert summary["inputs"] == 1120
     assert {"accuracy_svc", "accuracy_svc_heldout", "train_loss"} <= set(summary)
     info = recorder.of("provenance")[0]["info"]
@@ -30,8 +33,13 @@ def test_cuda_tensor_data_stays_on_the_device() -> None:
     devices: list = []
     transforms = "[\n    lambda x: (DEVICES.append(x.device.type), x)[1],\n]"
     globals_ = {**tiny_config()["globals"], "DEVICES": devices}
-    train_run(tiny_config(globals=globals_, train_input_transforms=transforms, max_inputs=300),
-              report=Recorder(), device="cuda")  # fmt: skip
+    train_run(
+        RunConfig.from_config(
+            tiny_config(globals=globals_, train_input_transforms=transforms, max_inputs=300)
+        ),
+        report=Recorder(),
+        device="cuda",
+    )
     assert devices and set(devices) == {"cuda"}
 
 
@@ -53,9 +61,12 @@ def test_cuda_bf16_and_compile_match_the_eager_run() -> None:
     # 80 images at batch 32 (32, 32, 16): the partial batch runs eagerly, no recompiles.
     globals_ = {**tiny_config()["globals"], "N_TRAIN": 80}
     base = tiny_config(globals=globals_, max_inputs=None, max_epoch=4)
-    eager = train_run(base, report=Recorder(), device="cuda")
-    fast = train_run({**base, "compile": True, "precision": "bf16"}, report=Recorder(),
-                     device="cuda")  # fmt: skip
+    eager = train_run(RunConfig.from_config(base), report=Recorder(), device="cuda")
+    fast = train_run(
+        RunConfig.from_config({**base, "compile": True, "precision": "bf16"}),
+        report=Recorder(),
+        device="cuda",
+    )
     assert fast["inputs"] == eager["inputs"] == 320
     assert fast["validation_loss"] == pytest.approx(eager["validation_loss"], rel=0.05)
 
@@ -64,9 +75,13 @@ def test_cuda_crash_and_resume(tmp_path: Path) -> None:
     config = tiny_config(max_inputs=2000, num_inputs_between_validations=300)
     crashed = Recorder(fail_at=("validation_loss", 1536))
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train_run(config, report=crashed, checkpoint_dir=tmp_path, device="cuda")
+        train_run(
+            RunConfig.from_config(config), report=crashed, checkpoint_dir=tmp_path, device="cuda"
+        )
     resumed = Recorder()
-    summary = train_run(config, report=resumed, checkpoint_dir=tmp_path, device="cuda")
+    summary = train_run(
+        RunConfig.from_config(config), report=resumed, checkpoint_dir=tmp_path, device="cuda"
+    )
     assert summary["inputs"] == 2016
     assert min(resumed.steps("validation_loss")) == 1536
 
@@ -102,8 +117,10 @@ def test_cuda_step_graph_run_matches_the_eager_run() -> None:
                        num_inputs_between_validations=400, precision="bf16",
                        train_input_transforms=PER_SAMPLE)  # fmt: skip
     eager, graph = Recorder(), Recorder()
-    train_run(base, report=eager, device="cuda")
-    summary = train_run({**base, "step_graph": True}, report=graph, device="cuda")
+    train_run(RunConfig.from_config(base), report=eager, device="cuda")
+    summary = train_run(
+        RunConfig.from_config({**base, "step_graph": True}), report=graph, device="cuda"
+    )
     assert summary["inputs"] == 1600
     a, b = eager.series(), graph.series()
     assert a["learnrate"] == pytest.approx(b["learnrate"], rel=1e-6)
@@ -121,7 +138,7 @@ def test_cuda_step_graph_replays_without_reading_the_device() -> None:
 
     config = tiny_config(step_graph=True, scheduler="CosineAnnealingLR", max_inputs=6400,
                          train_input_transforms=PER_SAMPLE)  # fmt: skip
-    run = build_run(config, torch.device("cuda"))
+    run = build_run(RunConfig.from_config(config), torch.device("cuda"))
     batches = TrainBatches(run.train_set, 32, torch.device("cuda"), 0)
     forward_loss = make_forward_loss(run, lambda: torch.autocast("cuda", enabled=False))
     step = GraphStep(run, forward_loss, batches.tensors)

@@ -7,15 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 
+from shared.sweepfile.run_config import RunConfig
 from tests.worker.engine.support import Recorder, tiny_config
 from worker.engine import RunCancelled, load_model, read_model_file, train_run
 from worker.engine.build import build_model
 
 CONFIG = tiny_config(max_inputs=512)
+RUN = RunConfig.from_config(CONFIG)
 
 
 def test_a_finished_run_leaves_a_model_that_rebuilds(tmp_path: Path) -> None:
-    train_run(CONFIG, report=Recorder(), checkpoint_dir=tmp_path, device="cpu")
+    train_run(RUN, report=Recorder(), checkpoint_dir=tmp_path, device="cpu")
     saved = read_model_file(tmp_path / "model.pt")  # weights_only: plain tensors and values
     assert saved["config"] == CONFIG
     latest = torch.load(tmp_path / "latest.pt", weights_only=False)
@@ -32,7 +34,7 @@ def test_a_finished_run_leaves_a_model_that_rebuilds(tmp_path: Path) -> None:
 
 def test_a_cancelled_run_leaves_no_model(tmp_path: Path) -> None:
     with pytest.raises(RunCancelled):
-        train_run(CONFIG, report=Recorder(), checkpoint_dir=tmp_path, device="cpu",
+        train_run(RUN, report=Recorder(), checkpoint_dir=tmp_path, device="cpu",
                   should_stop=lambda: True)  # fmt: skip
     assert not (tmp_path / "model.pt").exists()
 

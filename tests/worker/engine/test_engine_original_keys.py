@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from shared.sweepfile import SpecError, parse_sweep
+from shared.sweepfile.run_config import RunConfig
 from tests.worker.engine.support import Recorder, tiny_config
 from worker.engine import train_run
 
@@ -34,7 +35,7 @@ def weights_seen(**overrides: object) -> list[torch.Tensor]:
         trainer="Trainer", model=RECORDING_MODEL, optimizer="SGD", learnrate=1.0,
         globals={**tiny_config()["globals"], "WEIGHTS": weights}, **overrides,
     )  # fmt: skip
-    train_run(config, report=Recorder(), device="cpu")
+    train_run(RunConfig.from_config(config), report=Recorder(), device="cpu")
     return weights
 
 
@@ -64,7 +65,7 @@ def test_collate_fn_makes_the_batches() -> None:
         trainer="Trainer", max_inputs=64, dataloader_collate_fn=collate,
         globals={**tiny_config()["globals"], "SIZES": sizes},
     )  # fmt: skip
-    summary = train_run(config, report=Recorder(), device="cpu")
+    summary = train_run(RunConfig.from_config(config), report=Recorder(), device="cpu")
     assert summary["inputs"] == 64
     assert sizes == [32, 32, 100]  # two training batches, then the validation set in one
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.sweepfile.run_config import RunConfig
 from tests.worker.engine.support import Recorder, tiny_config
 from worker.engine import RunCancelled, train_run
 
@@ -17,17 +18,29 @@ DETERMINISTIC = ("validation_loss", "accuracy_argmax", "accuracy_svc", "accuracy
 
 def test_crash_and_resume_ends_at_the_same_inputs_with_no_duplicate_points(tmp_path: Path) -> None:
     reference = Recorder()
-    expected = train_run(CONFIG, report=reference, checkpoint_dir=tmp_path / "ref", device="cpu")
+    expected = train_run(
+        RunConfig.from_config(CONFIG),
+        report=reference,
+        checkpoint_dir=tmp_path / "ref",
+        device="cpu",
+    )
 
     # The report callback fails at the validation at 1536 inputs: the latest checkpoint is the
     # mid-epoch validation at 1504 (epoch 5, batch 7 of 8).
     crashed = Recorder(fail_at=("validation_loss", 1536))
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train_run(CONFIG, report=crashed, checkpoint_dir=tmp_path / "run", device="cpu")
+        train_run(
+            RunConfig.from_config(CONFIG),
+            report=crashed,
+            checkpoint_dir=tmp_path / "run",
+            device="cpu",
+        )
     assert [c["inputs"] for c in crashed.of("checkpoint")][-1] == 1504
 
     resumed = Recorder()
-    summary = train_run(CONFIG, report=resumed, checkpoint_dir=tmp_path / "run", device="cpu")
+    summary = train_run(
+        RunConfig.from_config(CONFIG), report=resumed, checkpoint_dir=tmp_path / "run", device="cpu"
+    )
     assert summary["inputs"] == expected["inputs"] == 2016
 
     # The resumed run reports nothing at or before its resume point (except SVC fits that were
@@ -58,14 +71,21 @@ def test_cancel_raises_and_keeps_the_latest_checkpoint_for_resume(tmp_path: Path
 
     recorder = Recorder()
     with pytest.raises(RunCancelled):
-        train_run(CONFIG, report=recorder, checkpoint_dir=tmp_path, device="cpu",
-                  should_stop=should_stop)  # fmt: skip
+        train_run(
+            RunConfig.from_config(CONFIG),
+            report=recorder,
+            checkpoint_dir=tmp_path,
+            device="cpu",
+            should_stop=should_stop,
+        )
     assert len(polls) == 3
     assert max(recorder.steps("validation_loss")) < 960
     assert (tmp_path / "latest.pt").is_file()
     last_checkpoint = recorder.of("checkpoint")[-1]["inputs"]
 
     resumed = Recorder()
-    summary = train_run(CONFIG, report=resumed, checkpoint_dir=tmp_path, device="cpu")
+    summary = train_run(
+        RunConfig.from_config(CONFIG), report=resumed, checkpoint_dir=tmp_path, device="cpu"
+    )
     assert summary["inputs"] == 2016
     assert min(resumed.steps("validation_loss")) > last_checkpoint

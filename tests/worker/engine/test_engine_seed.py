@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from shared.sweepfile import parse_sweep
+from shared.sweepfile.run_config import RunConfig
 from tests.worker.engine.support import Recorder
 from worker.engine import train_run
 
@@ -22,7 +23,7 @@ def test_seed_file_one_epoch_reaches_75_percent(seed_yaml: str) -> None:
     (run,) = parse_sweep(seed_yaml.replace("max_inputs: 2_000_000", "max_inputs: 60000")).runs
     recorder = Recorder()
     started = time.perf_counter()
-    summary = train_run(run.config, report=recorder, device="cpu")
+    summary = train_run(RunConfig.from_config(run.config), report=recorder, device="cpu")
     seconds = time.perf_counter() - started
     print(f"seed file, 60,000 inputs on CPU: {seconds:.0f} s, {summary}")
     assert summary["inputs"] == 60_000  # 937.5 batches of 64: the last batch has 32 images

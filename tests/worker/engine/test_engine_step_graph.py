@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from shared.sweepfile.run_config import RunConfig
 from tests.worker.engine.support import Recorder, tiny_config
 from worker.engine import train_run
 
@@ -25,7 +26,7 @@ def _config(**overrides: Any) -> dict[str, Any]:
 
 def _series(config: dict[str, Any], **kwargs: Any) -> tuple[dict, dict]:
     recorder = Recorder()
-    summary = train_run(config, report=recorder, device="cpu", **kwargs)
+    summary = train_run(RunConfig.from_config(config), report=recorder, device="cpu", **kwargs)
     return summary, recorder.series()
 
 
@@ -47,10 +48,14 @@ def test_step_graph_crash_and_resume_repeat_the_uninterrupted_run(tmp_path: Path
     _, whole = _series(config)
     crash_at = sorted(whole["validation_loss"])[1]  # the second validation
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train_run(config, report=Recorder(fail_at=("validation_loss", crash_at)),
-                  checkpoint_dir=tmp_path, device="cpu")  # fmt: skip
+        train_run(
+            RunConfig.from_config(config),
+            report=Recorder(fail_at=("validation_loss", crash_at)),
+            checkpoint_dir=tmp_path,
+            device="cpu",
+        )
     resumed = Recorder()
-    train_run(config, report=resumed, checkpoint_dir=tmp_path, device="cpu")
+    train_run(RunConfig.from_config(config), report=resumed, checkpoint_dir=tmp_path, device="cpu")
     after = resumed.series()
     assert min(resumed.steps("validation_loss")) == crash_at
     for key in ("train_loss", "learnrate", "validation_loss"):
@@ -60,11 +65,20 @@ def test_step_graph_crash_and_resume_repeat_the_uninterrupted_run(tmp_path: Path
 
 def test_step_graph_names_an_optimizer_it_cannot_capture() -> None:
     with pytest.raises(ValueError, match="'step_graph' needs an optimizer .*'SGD'"):
-        train_run(_config(step_graph=True, optimizer="SGD"), report=Recorder(), device="cpu")
+        train_run(
+            RunConfig.from_config(_config(step_graph=True, optimizer="SGD")),
+            report=Recorder(),
+            device="cpu",
+        )
 
 
 def test_step_graph_needs_a_tensor_dataset() -> None:
     listed = "[(torch.rand(1, 8, 8), torch.zeros(4)) for _ in range(40)]"
     with pytest.raises(ValueError, match="'step_graph' needs a train_set of tensors"):
-        train_run(_config(step_graph=True, train_set=listed, validation_set=listed),
-                  report=Recorder(), device="cpu")  # fmt: skip
+        train_run(
+            RunConfig.from_config(
+                _config(step_graph=True, train_set=listed, validation_set=listed)
+            ),
+            report=Recorder(),
+            device="cpu",
+        )

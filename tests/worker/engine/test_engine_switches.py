@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from shared.sweepfile.run_config import RunConfig
 from tests.worker.engine.support import Recorder, run_compiled_seed_step, tiny_config
 from worker.engine import train_run
 
@@ -35,12 +36,15 @@ def _config(seen: list, **overrides) -> dict:
 def test_bf16_autocasts_training_and_validation_and_keeps_fp32_weights() -> None:
     seen: list = []
     recorder = Recorder()
-    summary = train_run(_config(seen, precision="bf16", max_inputs=300), report=recorder,
-                        device="cpu")  # fmt: skip
+    summary = train_run(
+        RunConfig.from_config(_config(seen, precision="bf16", max_inputs=300)),
+        report=recorder,
+        device="cpu",
+    )
     assert {dtype for _, dtype, _ in seen} == {torch.bfloat16}
     assert math.isfinite(summary["validation_loss"]) and "accuracy_svc_heldout" in summary
     fp32: list = []
-    train_run(_config(fp32, max_inputs=300), report=Recorder(), device="cpu")
+    train_run(RunConfig.from_config(_config(fp32, max_inputs=300)), report=Recorder(), device="cpu")
     assert {dtype for _, dtype, _ in fp32} == {torch.float32}
 
 
@@ -59,8 +63,8 @@ def test_compile_trains_and_a_partial_last_batch_does_not_recompile() -> None:
     counters.clear()
     reference: list = []
     ref_config = {**config, "compile": False, "globals": {**globals_, "SEEN": reference}}
-    expected = train_run(ref_config, report=Recorder(), device="cpu")
-    summary = train_run(config, report=Recorder(), device="cpu")
+    expected = train_run(RunConfig.from_config(ref_config), report=Recorder(), device="cpu")
+    summary = train_run(RunConfig.from_config(config), report=Recorder(), device="cpu")
     assert summary["inputs"] == expected["inputs"] == 320
     # One compiled graph for the full batches, however many epochs and partial batches.
     assert counters["stats"]["unique_graphs"] == 1

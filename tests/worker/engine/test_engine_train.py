@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from shared.sweepfile import parse_sweep
+from shared.sweepfile.run_config import RunConfig
 from tests.worker.engine.support import Recorder, tiny_config
 from worker.engine import train_run
 
@@ -20,7 +21,7 @@ ALL_METRICS = {
 
 def train(config: dict, **kwargs) -> tuple[dict, Recorder]:
     recorder = Recorder()
-    summary = train_run(config, report=recorder, device="cpu", **kwargs)
+    summary = train_run(RunConfig.from_config(config), report=recorder, device="cpu", **kwargs)
     return summary, recorder
 
 
@@ -251,7 +252,11 @@ def test_progress_is_reported_by_time_not_only_every_200_steps(
 
     monkeypatch.setattr(trainer, "FLUSH_EVERY_SECONDS", 0.0)
     recorder = Recorder()
-    train_run(tiny_config(max_inputs=1000, batch_size=10), report=recorder, device="cpu")
+    train_run(
+        RunConfig.from_config(tiny_config(max_inputs=1000, batch_size=10)),
+        report=recorder,
+        device="cpu",
+    )
     seen = sorted({payload["inputs"] for payload in recorder.of("progress")})
     # ~100 steps, polled every 10: about ten progress reports, no stretch of 200 steps silent
     assert len(seen) >= 9, seen

@@ -10,6 +10,7 @@ import pytest
 
 from shared.project import project_at
 from shared.sweepfile import SpecError, parse_sweep
+from shared.sweepfile.run_config import RunConfig
 from tests.worker.engine.support import Recorder
 from worker import project
 from worker.engine.project_trainer import engine_for
@@ -53,11 +54,11 @@ def test_file_previews_and_trains(name: str, loaded: None, tmp_path: Path) -> No
     assert runs
     if name in FAILED_ON_THE_WORKER:
         with pytest.raises(Exception) as failure:
-            train, config = engine_for(runs[0].config)
+            train, config = engine_for(RunConfig.from_config(runs[0].config, own_schedulers=True))
             train(config, Recorder(), checkpoint_dir=tmp_path, device="cpu")
         assert FAILED_ON_THE_WORKER[name] in str(failure.value)
         return
-    train, config = engine_for(runs[0].config)
+    train, config = engine_for(RunConfig.from_config(runs[0].config, own_schedulers=True))
     recorder = Recorder()
     summary = train(config, recorder, checkpoint_dir=tmp_path, device="cpu")
     assert summary["inputs"] >= runs[0].config["max_inputs"]

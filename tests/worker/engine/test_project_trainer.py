@@ -11,6 +11,7 @@ import torch
 
 from shared.project import project_at
 from shared.sweepfile import parse_sweep
+from shared.sweepfile.run_config import RunConfig
 from worker import project
 from worker.engine.export import read_model_file
 from worker.engine.namespace import build_namespace, run_code
@@ -53,6 +54,15 @@ def config_of(text: str) -> dict[str, Any]:
     return parse_sweep(text, project=project_at(PROJECT)).runs[0].config
 
 
+def typed(config: dict[str, Any]) -> RunConfig:
+    """As the task types a stored configuration on a worker with a project."""
+    return RunConfig.from_config(config, own_schedulers=True)
+
+
+def typed_of(text: str) -> RunConfig:
+    return typed(config_of(text))
+
+
 def test_the_loader_names_win_over_the_built_ins(loaded: project.Loaded) -> None:
     ns = build_namespace()
     assert ns["EncoderConv2d"].__module__ == "src.models.encoder"
@@ -70,19 +80,19 @@ def test_the_constructor_is_checked_through_its_kwargs_chain(loaded: project.Loa
     keys = constructor_keys(project.resolve_trainer("experiments.denoise.trainer.TrainDenoising"))
     assert keys is not None and {"noise_amount", "gradient_clipping", "max_inputs"} <= keys
     with pytest.raises(ValueError, match=r"does not take 'noise_amout', 'extra_key' \("):
-        engine_for(config_of(FILE.replace("noise_amount", "noise_amout") + "extra_key: 1\n"))
+        engine_for(typed_of(FILE.replace("noise_amount", "noise_amout") + "extra_key: 1\n"))
     with pytest.raises(ValueError, match="module 'experiments.nope' cannot be imported"):
-        engine_for({**config_of(FILE), "trainer": "experiments.nope.Trainer"})
+        engine_for(typed({**config_of(FILE), "trainer": "experiments.nope.Trainer"}))
 
 
 def test_path_is_the_workers_checkout(loaded: project.Loaded) -> None:
-    _, config = engine_for(config_of(FILE + "globals:\n  TEXT: open('${PATH}/README.md').read()\n"))
-    assert config["globals"]["TEXT"] == f"open('{PROJECT.resolve()}/README.md').read()"
+    _, config = engine_for(typed_of(FILE + "globals:\n  TEXT: open('${PATH}/README.md').read()\n"))
+    assert config.values["globals"]["TEXT"] == f"open('{PROJECT.resolve()}/README.md').read()"
 
 
 def test_trains_resumes_and_loads_weights(loaded: project.Loaded, tmp_path: Path) -> None:
     events: list[tuple[str, dict]] = []
-    train, config = engine_for(config_of(FILE))
+    train, config = engine_for(typed_of(FILE))
     summary = train(config, lambda e, **p: events.append((e, p)), checkpoint_dir=tmp_path / "a")
     assert summary["inputs"] == 128 and summary["seed"] == 3
     points = [pt for e, p in events if e == "metrics" for pt in p["points"]]
@@ -103,7 +113,7 @@ def test_trains_resumes_and_loads_weights(loaded: project.Loaded, tmp_path: Path
     best = torch.load(tmp_path / "a" / "checkpoints" / "best.pt", weights_only=False)
     text = FILE.replace("learnrate: 0.01", "learnrate: 1.0e-30")
     text = text.replace("scheduler: CosineAnnealingWarmupLR\n", "")
-    train, config = engine_for(config_of(text + f"load: {tmp_path}/a/checkpoints\n"))
+    train, config = engine_for(typed_of(text + f"load: {tmp_path}/a/checkpoints\n"))
     trained: dict[str, Any] = {}
     train(config, lambda e, **p: trained.update(p), checkpoint_dir=tmp_path / "b")
     final = torch.load(tmp_path / "b" / "checkpoints" / "snapshot.pt", weights_only=False)

@@ -1,4 +1,4 @@
-"""Rows for the comparison table (shared.table builds and renders it)."""
+"""Rows for the comparison table (shared.results_table builds and renders it)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from shared.db.models import LatestMetric, Run, RunStatus, Sweep
 from shared.domain.errors import NotFound
 from shared.domain.metrics import value_or_null
 from shared.domain.reads import source_of
-from shared.table import TABLE_KEYS, TableRun
+from shared.results_table import TABLE_KEYS, TableRun
 
 
 def table_runs(

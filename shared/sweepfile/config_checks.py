@@ -31,7 +31,7 @@ def is_code(key: str, value: Any) -> bool:
     return isinstance(value, str) and "\n" in value
 
 
-def validate(
+def check_config(
     config: dict[str, Any],
     locator: Locator,
     plugins: tuple[str, ...] = (),
