@@ -22,7 +22,7 @@ from api.etag import is_fresh, make_etag, not_modified
 from api.params import RunId, SweepId, parse_ids
 from api.table_params import table_options
 from api.ui import assets, auth, views
-from api.ui.auth import DataUser, FormUser, PageUser
+from api.ui.auth import DataUser, FormUser, PageUser, SiteUser
 from api.ui.sweep_page_context import flash_text, sweep_context
 from shared import queue
 from shared.domain import access, reads, retry, search, trials
@@ -62,6 +62,8 @@ Options = Annotated[TableOptions, Depends(table_options)]
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     context.setdefault("logged_in", True)
+    token = getattr(request.state, "ui_token", None)
+    context.setdefault("can_submit", token is not None and access.may_write(token))
     return templates.TemplateResponse(request, template, context, status_code=status_code)
 
 
@@ -142,7 +144,7 @@ def sweeps_page(request: Request, db: SessionDep, _: PageUser, page: int = 1) ->
 def sweep_page(
     request: Request,
     db: SessionDep,
-    _: PageUser,
+    user: PageUser,
     sweep_id: SweepId,
     options: Options,
     page: TablePage = 1,
@@ -153,6 +155,7 @@ def sweep_page(
     held: int | None = None,
 ) -> HTMLResponse:
     context = sweep_context(db, sweep_id, options, page, all_curves=curves == "all")
+    context["may_change"] = access.may_change(user, context["sweep"])
     averaged = context["raw_table"].average is not None  # rows are configurations, not runs
     context["parcoords"] = (
         {"params": []} if averaged else views.parcoords_spec(context["runs"], context["param_keys"])
@@ -177,13 +180,15 @@ def sweep_page(
 def sweep_live(
     request: Request,
     db: SessionDep,
-    _: DataUser,
+    user: DataUser,
     sweep_id: SweepId,
     options: Options,
     page: TablePage = 1,
 ) -> HTMLResponse:
     """The status block and table, re-fetched by the page while runs are unfinished."""
-    return render(request, "_sweep_live.html", **sweep_context(db, sweep_id, options, page))
+    context = sweep_context(db, sweep_id, options, page)
+    context["may_change"] = access.may_change(user, context["sweep"])
+    return render(request, "_sweep_live.html", **context)
 
 
 @router.post("/sweeps/{sweep_id}/cancel")
@@ -221,12 +226,13 @@ def retry_sweep(
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run_page(request: Request, db: SessionDep, _: PageUser, run_id: RunId) -> HTMLResponse:
+def run_page(request: Request, db: SessionDep, user: PageUser, run_id: RunId) -> HTMLResponse:
     run = reads.get_run(db, run_id)
     return render(
         request,
         "run.html",
         run=run,
+        may_change=access.may_change(user, reads.get_sweep(db, run.sweep_id)),
         run_finished=run.status.finished,
         params_text=views.params_text(run),
         timings=views.run_timings(run),
@@ -301,7 +307,7 @@ async def submit(
     request: Request,
     db: SessionDep,
     settings: SettingsDep,
-    user: FormUser,
+    user: SiteUser,
     yaml: Annotated[str, Form()] = "",
     name: Annotated[str, Form()] = "",
     force: Annotated[bool, Form()] = False,
@@ -309,6 +315,8 @@ async def submit(
     file: UploadFile | None = None,
     bases: list[UploadFile] | None = None,
 ) -> Response:
+    if action == "submit":  # any role may preview, as POST /sweeps/preview
+        access.check_method(user, request.method)
     source: str | bytes = yaml
     form: dict[str, Any] = {"yaml": yaml, "name": name, "force": force, "preview": None}
     filename = "sweep.yaml"
