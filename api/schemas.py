@@ -126,6 +126,11 @@ class SweepOut(BaseModel):
     run_count: int
     counts: dict[str, int] = Field(description="runs per status")
     progress: float | None = Field(description="inputs seen / max_inputs over the sweep's runs")
+    hold_reason: str | None = Field(
+        None,
+        description="set while the sweep is held: its first runs all failed with the same "
+        "error, and its queued runs wait (status `held`) for `POST /sweeps/{id}/retry`",
+    )
 
 
 class SweepPage(BaseModel):
@@ -176,8 +181,15 @@ class SearchOut(BaseModel):
 class SweepDetail(SweepOut):
     matrix_keys: list[str]
     yaml_text: str
+    held_at: datetime | None = None
     search: SearchOut | None = Field(None, description="a sweep with `search`: its trials")
-    runs: list[RunSummary]
+    runs: list[RunSummary] = Field(
+        description="one page of runs by id (`limit`, `offset`, `status`); `runs_total` counts "
+        "every run that matches"
+    )
+    runs_total: int
+    runs_limit: int
+    runs_offset: int
 
 
 class SweepCancelled(BaseModel):
@@ -188,7 +200,10 @@ class SweepCancelled(BaseModel):
 
 class SweepRetried(BaseModel):
     sweep_id: int
-    retried: list[int] = Field(description="failed, cancelled or pruned runs now queued again")
+    retried: list[int] = Field(
+        description="held, failed, cancelled or pruned runs now queued again"
+    )
+    refitted: int = Field(0, description="runs given the configuration of the file sent")
     enqueued: int
     warnings: list[str] = []
 
@@ -300,11 +315,15 @@ class TableOptionsOut(BaseModel):
 
 class TableOut(BaseModel):
     columns: list[TableColumn]
-    rows: list[TableRow] | list[AveragedRow]
+    rows: list[TableRow] | list[AveragedRow] = Field(
+        description="one page of rows (`limit`, `offset`)"
+    )
     sort: str | None = Field(description="the first sort column, if any")
     options: TableOptionsOut | None = None
     average: str | None = Field(default=None, description="the matrix key averaged over")
     std_columns: list[str] | None = None
+    total: int = Field(description="rows in the whole table")
+    offset: int
 
 
 class Check(BaseModel):

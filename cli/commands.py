@@ -14,14 +14,11 @@ from cli.common import (
     SweepArg,
     TableFormat,
     console,
-    err_console,
     parse_options_here,
     read_sweep,
 )
 from cli.render import (
-    SweepView,
     emit,
-    poll_until_finished,
     print_inspect,
     print_json,
     print_preview,
@@ -37,6 +34,9 @@ from cli.table_opts import (
     SortOpt,
     table_query,
 )
+from cli.watch import watch_sweep
+
+RUNS_PAGE = 1000  # runs per request when `sweeps status --all` pages through a sweep
 
 
 def submit(
@@ -74,7 +74,13 @@ def submit_file(
     return sweep_id
 
 
-def preview(file: FileArg, json_out: JsonOpt = False) -> None:
+def preview(
+    file: FileArg,
+    json_out: JsonOpt = False,
+    every: Annotated[
+        bool, typer.Option("--all", help="list every run (above 50, only the first are)")
+    ] = False,
+) -> None:
     """Expand FILE locally (no server): matrix_id, slug, params, experiment_name, config_hash."""
     from shared.domain.search import preview_specs
     from shared.settings import get_settings
@@ -96,7 +102,7 @@ def preview(file: FileArg, json_out: JsonOpt = False) -> None:
     if json_out:
         print_json(console, {"search": search, "runs": runs} if search else runs)
     else:
-        print_preview(console, runs, search=search)
+        print_preview(console, runs, search=search, every=every)
 
 
 def inspect(
@@ -127,17 +133,38 @@ def inspect(
 def status(
     sweep: Annotated[int | None, typer.Argument(help="sweep id (omit to list sweeps)")] = None,
     json_out: JsonOpt = False,
-    limit: Annotated[int, typer.Option(help="sweeps to list")] = 20,
+    limit: Annotated[int, typer.Option(help="sweeps to list, or runs of a sweep per page")] = 20,
+    offset: Annotated[int, typer.Option(help="runs of the sweep to skip")] = 0,
+    status_: Annotated[
+        str | None, typer.Option("--status", help="only runs of these statuses: failed,held")
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="every run of the sweep")] = False,
 ) -> None:
-    """List recent sweeps, or show one sweep's runs."""
+    """List recent sweeps, or show one sweep's counts and runs (a page at a time)."""
     with ApiClient.from_settings() as client:
         if sweep is None:
             data = client.get("/sweeps", limit=limit)
             items = data.get("items", data) if isinstance(data, dict) else data
             print_json(console, data) if json_out else print_sweep_list(console, items)
-        else:
-            data = client.get(f"/sweeps/{sweep}")
-            print_json(console, data) if json_out else print_sweep(console, data)
+            return
+        data = _sweep_runs(client, sweep, limit=limit, offset=offset, status=status_, every=every)
+        print_json(console, data) if json_out else print_sweep(console, data)
+
+
+def _sweep_runs(
+    client: ApiClient, sweep: int, *, limit: int, offset: int, status: str | None, every: bool
+) -> dict[str, Any]:
+    """GET /sweeps/{id}: one page of its runs, or (`every`) all pages joined."""
+    page = RUNS_PAGE if every else max(1, limit)
+    data: dict[str, Any] = client.get(f"/sweeps/{sweep}", limit=page, offset=offset, status=status)
+    while every and len(data["runs"]) < data.get("runs_total", 0) - offset:
+        more = client.get(
+            f"/sweeps/{sweep}", limit=page, offset=offset + len(data["runs"]), status=status
+        )
+        if not more.get("runs"):
+            break
+        data["runs"].extend(more["runs"])
+    return data
 
 
 def watch(
@@ -152,40 +179,6 @@ def watch(
             raise typer.Exit(130) from None
     if failed:
         raise typer.Exit(1)
-
-
-def watch_sweep(client: ApiClient, sweep_id: int, *, interval: float, check: Any = None) -> int:
-    """Progress until every run ends, then the markdown table; returns the number failed."""
-    latest: dict[int, dict[str, Any]] = {}
-    final: set[int] = set()  # finished runs whose last values have been fetched
-
-    def fetch() -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
-        if check is not None:
-            check()
-        runs = client.get(f"/sweeps/{sweep_id}").get("runs", [])
-        for run_ in runs:
-            run_id, status_ = int(run_["id"]), str(run_.get("status"))
-            # Latest values only for runs that are training, plus once after each one ends.
-            if status_ == "queued" or run_id in final:
-                continue
-            detail = client.get(f"/runs/{run_id}")
-            latest[run_id] = {k: p.get("value") for k, p in (detail.get("latest") or {}).items()}
-            if status_ != "running":
-                final.add(run_id)
-        return runs, latest
-
-    with SweepView(console) as view:
-        runs = poll_until_finished(fetch, view, interval=interval)
-    failed = [r for r in runs if r.get("status") == "failed"]
-    for run_ in failed:
-        error = str(run_.get("error") or "no error recorded").strip().splitlines()
-        err_console.print(
-            f"run {run_['id']} failed: {error[-1] if error else ''} "
-            f"(details: sweeps status {sweep_id} --json)",
-            highlight=False,
-        )
-    emit(client.get_text(f"/sweeps/{sweep_id}/table", format="md"))
-    return len(failed)
 
 
 def table(
@@ -208,6 +201,7 @@ def table(
 def _print_table(client: ApiClient, path: str, format: TableFormat, **params: Any) -> None:
     params["format"] = format.value
     if format is TableFormat.json:
+        params["limit"] = 100_000  # JSON pages by default; the command prints every row
         print_json(console, client.get(path, **params))
     else:
         emit(client.get_text(path, **params))
@@ -265,10 +259,30 @@ def cancel(
     console.print(f"cancel requested for {what}{_summary(result)}", highlight=False)
 
 
-def retry(sweep: SweepArg) -> None:
-    """Queue a sweep's failed, cancelled and pruned runs again (pruned ones to the end)."""
+def retry(
+    sweep: SweepArg,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help="the fixed file (same matrix): its configuration replaces that of the runs "
+            "that have not trained",
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="release a held sweep's runs unchanged")] = False,
+) -> None:
+    """Queue a sweep's held, failed, cancelled and pruned runs again (pruned ones to the end).
+
+    A held sweep (its first runs all failed alike) needs --file FIXED.yaml or --force.
+    """
+    body: dict[str, Any] = {}
+    if file is not None:
+        sweep_file = read_sweep(file)
+        body = {"json": {"yaml": sweep_file.text, "filename": file.name, "files": sweep_file.bases}}
     with ApiClient.from_settings() as client:
-        result = client.post(f"/sweeps/{sweep}/retry")
+        result = client.post(
+            f"/sweeps/{sweep}/retry", params={"force": "true"} if force else None, **body
+        )
     console.print(f"retry requested for sweep {sweep}{_summary(result)}", highlight=False)
 
 
@@ -276,7 +290,10 @@ def _summary(result: Any) -> str:
     if not isinstance(result, dict):
         return ""
     if "retried" in result:
-        return f": {len(result['retried'])} run(s) queued again"
+        refitted = result.get("refitted") or 0
+        return f": {len(result['retried'])} run(s) queued again" + (
+            f", {refitted} with the new file's configuration" if refitted else ""
+        )
     if "cancel_requested" in result and "cancelled" in result:
         return (
             f": {len(result['cancelled'])} queued run(s) cancelled, "

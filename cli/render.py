@@ -25,6 +25,7 @@ from shared import metric_keys as mk
 from shared.db.models import FINISHED_STATUSES
 
 FINISHED = {status.value for status in FINISHED_STATUSES}
+PREVIEW_ROWS = 50  # `sweeps preview` lists this many runs unless --all
 # Latest-value keys shown beside each progress bar, with their short labels.
 WATCHED_METRICS = (
     (mk.VALIDATION_LOSS, "val loss", "{:.5f}"),
@@ -67,9 +68,23 @@ def _name_is_redundant(rows: list[dict[str, Any]]) -> bool:
 
 
 def print_preview(
-    console: Console, runs: list[dict[str, Any]], *, search: str | None = None
+    console: Console,
+    runs: list[dict[str, Any]],
+    *,
+    search: str | None = None,
+    every: bool = False,
 ) -> None:
-    title = f"{len(runs)} run(s)"
+    """A table of the runs; above PREVIEW_ROWS, the first ones and a line saying how many more
+    (`every`: all of them, as plain tab-separated lines, which print fast)."""
+    if every and len(runs) > PREVIEW_ROWS:
+        lines = ["matrix_id\tslug\texperiment_name\tconfig_hash"]
+        lines += [
+            f"{r['matrix_id']}\t{r['slug'] or '-'}\t{r['experiment_name']}\t{r['config_hash'][:12]}"
+            for r in runs
+        ]
+        emit("\n".join(lines))
+        return
+    title = f"{len(runs):,} run(s)"
     if search is not None:
         console.print(f"search: {search}", highlight=False, soft_wrap=True)
         title = f"its first {len(runs)} sampled trial(s)" if runs and runs[0]["params"] else title
@@ -78,11 +93,17 @@ def print_preview(
     names = ["matrix_id", "slug"] + (["experiment_name"] if show_name else []) + ["config_hash"]
     for name in names:
         table.add_column(name, overflow="fold")
-    for run in runs:
+    for run in runs[:PREVIEW_ROWS]:
         cells = [run["matrix_id"], run["slug"] or "-"]
         cells += [run["experiment_name"]] if show_name else []
         table.add_row(*cells, run["config_hash"][:12])
     console.print(table)
+    if len(runs) > PREVIEW_ROWS:
+        console.print(
+            f"... and {len(runs) - PREVIEW_ROWS:,} more runs: --all lists every one, "
+            "--json prints them as JSON",
+            highlight=False,
+        )
 
 
 def print_inspect(console: Console, rows: list[dict[str, Any]]) -> None:
@@ -146,6 +167,8 @@ def print_sweep(console: Console, sweep: dict[str, Any]) -> None:
         + (f" ({_counts_text(counts)})" if counts else ""),
         highlight=False,
     )
+    if sweep.get("hold_reason"):
+        console.print(hold_text(sweep), highlight=False)
     if search := sweep.get("search"):
         best = search.get("best_value")
         console.print(
@@ -169,6 +192,24 @@ def print_sweep(console: Console, sweep: dict[str, Any]) -> None:
             str(run.get("error") or ""),
         )
     console.print(table)
+    shown, total = len(sweep.get("runs", [])), sweep.get("runs_total")
+    if total is not None and shown < total:
+        first = int(sweep.get("runs_offset") or 0) + 1
+        console.print(
+            f"runs {first:,}-{first + shown - 1:,} of {total:,} shown; --all shows every run, "
+            "--offset/--limit a page, --status only some",
+            highlight=False,
+        )
+
+
+def hold_text(sweep: dict[str, Any]) -> str:
+    """Why a sweep is held and how to go on."""
+    sweep_id = sweep["id"]
+    return (
+        f"sweep {sweep_id} is held: {sweep['hold_reason']}\n"
+        f"fix the file, then `sweeps retry {sweep_id} --file FILE`; or release the runs "
+        f"unchanged with `sweeps retry {sweep_id} --force`"
+    )
 
 
 def _inputs_text(run: dict[str, Any]) -> str:
@@ -237,6 +278,11 @@ class SweepView:
         self.progress.__exit__(None, None, None)
 
     def update(self, runs: list[dict[str, Any]], latest: dict[int, dict[str, Any]]) -> None:
+        """Bars for `runs`; a bar whose run is no longer listed (a big sweep lists only the
+        runs training now) is removed."""
+        listed = {int(run["id"]) for run in runs}
+        for run_id in set(self.tasks) - listed:
+            self.progress.remove_task(self.tasks.pop(run_id))
         for run in runs:
             run_id = int(run["id"])
             status = str(run.get("status", ""))
@@ -309,18 +355,18 @@ def _duration(seconds: float) -> str:
 
 
 def poll_until_finished(
-    fetch: Callable[[], tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]],
+    fetch: Callable[[], tuple[list[dict[str, Any]], dict[int, dict[str, Any]], bool]],
     view: SweepView,
     *,
     interval: float,
     timeout: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Call fetch() every `interval` seconds, feeding the view, until every run has ended."""
+    """Call fetch() every `interval` seconds, feeding the view, until it says it is done."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        runs, latest = fetch()
+        runs, latest, done = fetch()
         view.update(runs, latest)
-        if runs and all(str(r.get("status")) in FINISHED for r in runs):
+        if done:
             return runs
         if deadline is not None and time.monotonic() > deadline:
             return runs

@@ -59,6 +59,8 @@ class Table:
     columns: list[Column]
     rows: list[Row]
     sort: str | None = None
+    total: int | None = None  # rows before paging (build_table's limit/offset)
+    offset: int = 0
     average: str | None = None  # the matrix key the rows average over (shared/table_average.py)
 
 
@@ -87,16 +89,54 @@ class UnknownColumn(ValueError):
     """A sort column that is not in the table; the message lists the ones that are."""
 
 
-def build_table(runs: list[TableRun], param_keys: list[str], *, sort: str | None = None) -> Table:
-    """Rows for `runs`, in order, or by `sort` (a column name or key; '-' for descending)."""
+def build_table(
+    runs: list[TableRun],
+    param_keys: list[str],
+    *,
+    sort: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> Table:
+    """Rows for `runs`, in order, or by `sort` (a column name or key; '-' for descending).
+
+    `limit`/`offset` page the rows after sorting; best values are the whole table's, and only
+    the page's cells are formatted (a 10,000-run sweep's first page costs little).
+    """
+    return page_of(prepare(runs, param_keys), sort=sort, limit=limit, offset=offset)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Every row's values and best marks, before sorting, paging and formatting: what several
+    pages (or orders) of one table share."""
+
+    columns: list[Column]
+    rows: list[Row]
+    common: int | None  # the most common validation step
+
+
+def prepare(runs: list[TableRun], param_keys: list[str]) -> Prepared:
     steps = [r.metrics[_VALIDATION][0] for r in runs if _VALIDATION in r.metrics]
     common = _most_common(steps)
     columns = _columns(runs, param_keys, common)
-    rows = [_row(run, columns, common) for run in runs]
-    rows = mark_best(rows, columns)
-    if sort:
-        rows = _sorted(rows, columns, sort)
-    return Table(columns=columns, rows=rows, sort=sort)
+    rows = mark_best([_row(run, columns) for run in runs], columns)
+    return Prepared(columns, rows, common)
+
+
+def page_rows(table: Table, limit: int | None, offset: int = 0) -> Table:
+    """One page of a built table's rows (its cells already formatted), with the total."""
+    end = None if limit is None else offset + limit
+    return replace(table, rows=table.rows[offset:end], total=len(table.rows), offset=offset)
+
+
+def page_of(
+    prepared: Prepared, *, sort: str | None = None, limit: int | None = None, offset: int = 0
+) -> Table:
+    """One page of the prepared table, in run order or by `sort`, with its cells formatted."""
+    rows = _sorted(prepared.rows, prepared.columns, sort) if sort else prepared.rows
+    page = rows[offset:] if limit is None else rows[offset : offset + limit]
+    page = [_with_cells(row, prepared.columns, prepared.common) for row in page]
+    return Table(columns=prepared.columns, rows=page, sort=sort, total=len(rows), offset=offset)
 
 
 def _most_common(steps: list[int]) -> int | None:
@@ -141,14 +181,18 @@ def _value(run: TableRun, column: Column) -> Any:
     return int(value) if column.key == mk.MODEL_PARAMS and math.isfinite(value) else value
 
 
-def _row(run: TableRun, columns: list[Column], common: int | None) -> Row:
+def _row(run: TableRun, columns: list[Column]) -> Row:
     values = {c.name: _value(run, c) for c in columns}
     validation_inputs = run.metrics[_VALIDATION][0] if _VALIDATION in run.metrics else None
-    cells = {c.name: format_cell(c, values[c.name]) for c in columns}
-    if validation_inputs is not None and validation_inputs != common:
+    return Row(run=run, values=values, validation_inputs=validation_inputs)
+
+
+def _with_cells(row: Row, columns: list[Column], common: int | None) -> Row:
+    cells = {c.name: format_cell(c, row.values[c.name]) for c in columns}
+    if row.validation_inputs is not None and row.validation_inputs != common:
         loss = next(c.name for c in columns if c.key == _VALIDATION)
-        cells[loss] = f"({validation_inputs:,} steps) {cells[loss]}"
-    return Row(run=run, values=values, validation_inputs=validation_inputs, cells=cells)
+        cells[loss] = f"({row.validation_inputs:,} steps) {cells[loss]}"
+    return Row(row.run, row.values, row.validation_inputs, cells, row.best)
 
 
 def mark_best(rows: list[Row], columns: list[Column]) -> list[Row]:
@@ -260,6 +304,9 @@ def to_markdown(table: Table) -> str:
             text = _md_escape(row.cells[column.name])
             cells.append(f"**{text}**" if column.name in row.best and text else text)
         lines.append("| " + " | ".join(cells) + " |")
+    if table.total is not None and (table.offset or len(table.rows) < table.total):
+        shown = f"{table.offset + 1:,}-{table.offset + len(table.rows):,}" if table.rows else "none"
+        lines.append(f"\n(rows {shown} of {table.total:,}; limit and offset page the rest)")
     return "\n".join(lines) + "\n"
 
 
@@ -311,6 +358,8 @@ def to_json(table: Table) -> dict[str, Any]:
             for r in table.rows
         ],
         "sort": table.sort,
+        "total": len(table.rows) if table.total is None else table.total,
+        "offset": table.offset,
     }
 
 

@@ -13,6 +13,7 @@ from api.params import IdsQuery, SweepId, parse_ids
 from api.schemas import Problem, TableOut
 from api.table_params import table_options
 from shared.domain.results import options_table
+from shared.results_table import page_rows
 from shared.table_options import TableOptions
 from shared.table_options import render as render_table
 
@@ -41,6 +42,18 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+Limit = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=100_000,
+        description="rows per page; JSON defaults to 500 (see `total`), md and csv to every row",
+    ),
+]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="rows to skip, after sorting")]
+JSON_PAGE = 500
+
+
 def render(
     session: SessionDep,
     fmt: str,
@@ -48,28 +61,41 @@ def render(
     *,
     sweep_ids: list[int] = (),  # type: ignore[assignment]
     run_ids: list[int] = (),  # type: ignore[assignment]
+    limit: int | None = None,
+    offset: int = 0,
 ) -> Response:
     table = options_table(session, options, sweep_ids=sweep_ids, run_ids=run_ids)
-    out = render_table(table, fmt, options)
+    if limit is None and fmt == "json":
+        limit = JSON_PAGE
+    page = page_rows(table, limit, offset)
+    out = render_table(page, fmt, options)
     if fmt == "md":
         return PlainTextResponse(out, media_type="text/markdown; charset=utf-8")
     if fmt == "csv":
         return PlainTextResponse(out, media_type="text/csv; charset=utf-8")
     # Built by to_json in TableOut's shape; returned as is, since validating a 1,000-row
     # table again would cost more than building it.
+    assert isinstance(out, dict)
+    out.update(total=page.total, offset=offset)  # an averaged table's document too
     return JSONResponse(out)
 
 
 @router.get("/sweeps/{sweep_id}/table", response_model=TableOut, responses=_RESPONSES)
 def sweep_table(
-    sweep_id: SweepId, session: SessionDep, options: Options, format: Format = "json"
+    sweep_id: SweepId,
+    session: SessionDep,
+    options: Options,
+    format: Format = "json",
+    limit: Limit = None,
+    offset: Offset = 0,
 ) -> Any:
     """The seed's comparison table for one sweep: parameters, losses, accuracies, size, time.
 
     With `average=trial`: one row per configuration, the mean (and, for `average_std`
-    columns, the std) over the trials that finished; JSON rows carry mean, std and n.
+    columns, the std) over the trials that finished; JSON rows carry mean, std and n. Paged by
+    `limit`/`offset` after sorting; best values are the whole table's.
     """
-    return render(session, format, options, sweep_ids=[sweep_id])
+    return render(session, format, options, sweep_ids=[sweep_id], limit=limit, offset=offset)
 
 
 @router.get("/compare", response_model=TableOut, responses=_RESPONSES)
@@ -81,10 +107,14 @@ def compare(
         str | None, IdsQuery(alias="sweeps", description="sweep ids, e.g. 4,5")
     ] = None,
     format: Format = "json",
+    limit: Limit = None,
+    offset: Offset = 0,
 ) -> Any:
     """The same table across sweeps: the listed runs plus every run of the listed sweeps."""
     run_ids = parse_ids(runs, "runs")
     sweep_ids = parse_ids(sweeps_, "sweeps")
     if not run_ids and not sweep_ids:
         raise InvalidInput("give runs=1,2 and/or sweeps=3 to compare")
-    return render(session, format, options, sweep_ids=sweep_ids, run_ids=run_ids)
+    return render(
+        session, format, options, sweep_ids=sweep_ids, run_ids=run_ids, limit=limit, offset=offset
+    )

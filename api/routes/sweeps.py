@@ -30,8 +30,9 @@ from api.schemas import (
     SweepSubmission,
 )
 from shared import queue
+from shared.db.models import RunStatus, SweepStatus
 from shared.db.session import commit
-from shared.domain import access, reads, search, submit, trials
+from shared.domain import access, reads, retry, search, submit, trials
 from shared.domain import runs as run_state
 from shared.domain.submit import check_sweep_name, parse_submission, sweep_name
 from shared.plugins import parse_options
@@ -65,6 +66,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     ]
 }
 Body = Annotated[bytes, Depends(read_body)]
+RUNS_PAGE = 1000  # runs in GET /sweeps/{id} unless `limit` says otherwise
+_ONE_STATUS = "(?:" + "|".join(s.value for s in RunStatus) + ")"
+STATUS_LIST = f"^(?:{_ONE_STATUS}(?:,{_ONE_STATUS})*)?$"  # documented; parse_statuses checks
 
 
 def NameQuery(**kwargs: Any) -> Any:  # noqa: N802 - used like fastapi.Query
@@ -220,6 +224,8 @@ def _summary(summary: reads.SweepSummary) -> dict[str, Any]:
         "run_count": summary.run_count,
         "counts": summary.counts,
         "progress": summary.progress,
+        # Kept after a held sweep is cancelled (retry still asks for a file), shown while held.
+        "hold_reason": sweep.hold_reason if sweep.status == SweepStatus.HELD else None,
     }
 
 
@@ -235,19 +241,48 @@ def list_sweeps(
     return SweepPage(items=summaries, total=total, limit=limit, offset=offset)
 
 
+def parse_statuses(text: str | None) -> list[RunStatus]:
+    """`queued,running` -> statuses; 422 naming a word that is not one."""
+    words = [w.strip() for w in (text or "").split(",") if w.strip()]
+    known = {s.value: s for s in RunStatus}
+    unknown = [w for w in words if w not in known]
+    if unknown:
+        raise InvalidInput(f"unknown run status {unknown[0]!r}; choose from {', '.join(known)}")
+    return [known[w] for w in words]
+
+
 @router.get("/sweeps/{sweep_id}", response_model=SweepDetail, responses={404: {"model": Problem}})
-def get_sweep(sweep_id: SweepId, session: SessionDep) -> SweepDetail:
-    """One sweep: status counts, progress, its file and its runs."""
+def get_sweep(
+    sweep_id: SweepId,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=5000, description="runs per page")] = RUNS_PAGE,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    status: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            json_schema_extra={"pattern": STATUS_LIST},
+            description="only runs of these statuses, comma-separated: failed,held",
+        ),
+    ] = None,
+) -> SweepDetail:
+    """One sweep: status counts, progress, its file, and a page of its runs by id."""
     sweep = reads.get_sweep(session, sweep_id)
     (summary,) = reads.summarize(session, [sweep])
-    runs = [RunSummary.model_validate(r) for r in reads.sweep_runs(session, sweep_id)]
+    statuses = parse_statuses(status)
+    rows = reads.sweep_runs(session, sweep_id, limit=limit, offset=offset, statuses=statuses)
+    total = sum(summary.counts.get(s.value, 0) for s in statuses) if statuses else summary.run_count
     progress = trials.search_progress(session, sweep_id, sweep.search)
     return SweepDetail(
         **_summary(summary),
         matrix_keys=sweep.matrix_keys,
         yaml_text=sweep.yaml_text,
+        held_at=sweep.held_at,
         search=SearchOut.model_validate(progress.to_json()) if progress else None,
-        runs=runs,
+        runs=[RunSummary.model_validate(r) for r in rows],
+        runs_total=total,
+        runs_limit=limit,
+        runs_offset=offset,
     )
 
 
@@ -266,16 +301,45 @@ def cancel_sweep(sweep_id: SweepId, session: SessionDep, token: CurrentToken) ->
 
 
 @router.post(
-    "/sweeps/{sweep_id}/retry", response_model=SweepRetried, responses={404: {"model": Problem}}
+    "/sweeps/{sweep_id}/retry",
+    response_model=SweepRetried,
+    openapi_extra={"requestBody": {**_BODY_DOC["requestBody"], "required": False}},
+    responses={
+        404: {"model": Problem},
+        409: {"model": Problem, "description": "held: send the fixed file, or force=true"},
+        422: {"model": Problem, "description": "the file is invalid or gives other runs"},
+    },
 )
 def retry_sweep(
-    sweep_id: SweepId, session: SessionDep, settings: SettingsDep, token: CurrentToken
+    sweep_id: SweepId,
+    request: Request,
+    body: Body,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: CurrentToken,
+    force: Annotated[
+        bool, Query(description="release a held sweep's runs unchanged, without a file")
+    ] = False,
 ) -> SweepRetried:
-    """Queue failed, cancelled and pruned runs again, resuming from checkpoints (owner or admin)."""
+    """Queue held, failed, cancelled and pruned runs again, resuming from checkpoints (owner or
+    admin). A held sweep needs the fixed file in the body (as for POST /sweeps; it must give
+    the same runs, and replaces the configuration of those that have not trained) or `force`.
+    """
     access.check_may_change(session, token, sweep_id)
-    ids = run_state.retry_runs(session, sweep_id)
+    spec = None
+    if body.strip():
+        submission = read_submission(request, body, None)
+        spec = parse_submission(
+            submission.text, settings, filename=submission.filename, files=submission.files
+        )
+    refitted = retry.refit(session, sweep_id, spec) if spec is not None else 0
+    ids = retry.retry_sweep(session, sweep_id, force=force or spec is not None)
     run_state.enqueue_after_commit(session, ids, queue.sender(settings.broker_url))
     outcome = commit(session)  # here, so that the reply says what was sent
     return SweepRetried(
-        sweep_id=sweep_id, retried=ids, enqueued=len(outcome.sent), warnings=outcome.warnings
+        sweep_id=sweep_id,
+        retried=ids,
+        refitted=refitted,
+        enqueued=len(outcome.sent),
+        warnings=outcome.warnings,
     )

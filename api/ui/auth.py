@@ -95,13 +95,19 @@ def page_user(request: Request, db: SessionDep) -> ApiToken:
     token = token_from_cookie(request, db)
     if token is None:
         raise login_redirect(request)
+    request.state.ui_token = token  # pages show only the actions this token may take
     return token
+
+
+def site_user(request: Request, db: SessionDep) -> ApiToken:
+    """Form posts any role may send (a preview): logged in, sent from one of our own pages."""
+    check_same_origin(request)
+    return page_user(request, db)
 
 
 def form_user(request: Request, db: SessionDep) -> ApiToken:
     """Form posts: logged in with a write or admin token, sent from one of our own pages."""
-    check_same_origin(request)
-    token = page_user(request, db)
+    token = site_user(request, db)
     access.check_method(token, request.method)
     return token
 
@@ -115,5 +121,6 @@ def data_user(request: Request, db: SessionDep) -> ApiToken:
 
 
 PageUser = Annotated[ApiToken, Depends(page_user)]
+SiteUser = Annotated[ApiToken, Depends(site_user)]
 FormUser = Annotated[ApiToken, Depends(form_user)]
 DataUser = Annotated[ApiToken, Depends(data_user)]

@@ -15,7 +15,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy.orm import Session
 
 from api.deps import SessionDep, SettingsDep, ensure_bootstrap
 from api.errors import InvalidInput
@@ -23,11 +22,10 @@ from api.etag import is_fresh, make_etag, not_modified
 from api.params import RunId, SweepId, parse_ids
 from api.table_params import table_options
 from api.ui import assets, auth, views
-from api.ui.auth import DataUser, FormUser, PageUser
-from api.ui.table_form import table_with_options
+from api.ui.auth import DataUser, FormUser, PageUser, SiteUser
+from api.ui.sweep_page_context import flash_text, sweep_context
 from shared import queue
-from shared.db.models import LIVE_STATUSES, RETRYABLE_STATUSES
-from shared.domain import access, reads, search, trials
+from shared.domain import access, reads, retry, search, trials
 from shared.domain import runs as run_state
 from shared.domain.curves import curves_payload, load_runs, parse_after
 from shared.domain.submit import (
@@ -48,6 +46,7 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 templates.env.globals.update(static_url=assets.static_url, plotly_url=assets.plotly_url)
 
+TablePage = Annotated[int, Query(ge=1, le=2**31 - 1, description="page of the sweep's table")]
 SWEEPS_PER_PAGE = 50
 DEFAULT_MAX_POINTS = 400
 # Points per chart the browser is asked to draw at most: many runs get fewer points each.
@@ -63,6 +62,8 @@ Options = Annotated[TableOptions, Depends(table_options)]
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     context.setdefault("logged_in", True)
+    token = getattr(request.state, "ui_token", None)
+    context.setdefault("can_submit", token is not None and access.may_write(token))
     return templates.TemplateResponse(request, template, context, status_code=status_code)
 
 
@@ -139,77 +140,55 @@ def sweeps_page(request: Request, db: SessionDep, _: PageUser, page: int = 1) ->
     )
 
 
-def _sweep_context(db: Session, sweep_id: int, options: TableOptions) -> dict[str, Any]:
-    sweep = reads.get_sweep(db, sweep_id)
-    runs, param_keys = table_runs(db, sweep_ids=[sweep_id], extra_keys=options.metric_keys())
-    table, form = table_with_options(runs, param_keys, options)
-    summary = reads.summarize(db, [sweep])[0]
-    statuses = {r.status for r in runs}
-    live = {status.value for status in LIVE_STATUSES}
-    return {
-        "sweep": sweep,
-        "table": views.table_view(table),
-        "raw_table": table,
-        "options_form": form,
-        "param_keys": param_keys,
-        "counts": views.sweep_row(summary)["counts"],
-        "progress": views.progress_fraction(summary),
-        "created": views.when(sweep.created_at),
-        "finished": views.when(sweep.finished_at),
-        "active": bool(statuses & live),
-        "can_cancel": bool(statuses & live),
-        "can_retry": bool(statuses & {status.value for status in RETRYABLE_STATUSES}),
-    }
-
-
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
 def sweep_page(
     request: Request,
     db: SessionDep,
-    _: PageUser,
+    user: PageUser,
     sweep_id: SweepId,
     options: Options,
+    page: TablePage = 1,
+    curves: str | None = None,
     cancelled: int | None = None,
     stopping: int | None = None,
     retried: int | None = None,
+    held: int | None = None,
 ) -> HTMLResponse:
-    context = _sweep_context(db, sweep_id, options)
+    context = sweep_context(db, sweep_id, options, page, all_curves=curves == "all")
+    context["may_change"] = access.may_change(user, context["sweep"])
     averaged = context["raw_table"].average is not None  # rows are configurations, not runs
     context["parcoords"] = (
-        {"params": []}
-        if averaged
-        else views.parcoords_spec(context["raw_table"], context["param_keys"])
+        {"params": []} if averaged else views.parcoords_spec(context["runs"], context["param_keys"])
     )
     progress = trials.search_progress(db, sweep_id, context["sweep"].search)
     context["search"] = progress.to_json() if progress else None
+    flash = flash_text(cancelled, stopping, retried)
+    if held:
+        flash = "This sweep is held: release its runs below, or retry with the fixed file."
     return render(
         request,
         "sweep.html",
         # Options that do not fit: the plain table, the form and the reason, as a 422.
         status_code=422 if context["options_form"].error else 200,
-        max_points=max_points_for(len(context["table"].rows)),
-        flash=_flash(cancelled, stopping, retried),
+        max_points=max_points_for(len(context["curves"]["run_ids"]) or len(context["runs"])),
+        flash=flash,
         **context,
     )
 
 
-def _flash(cancelled: int | None, stopping: int | None, retried: int | None) -> str | None:
-    if retried is not None:
-        return f"Queued {retried} run{'s' if retried != 1 else ''} again."
-    if cancelled is not None or stopping is not None:
-        return (
-            f"Cancelled {cancelled or 0} queued run{'s' if cancelled != 1 else ''}; "
-            f"asked {stopping or 0} running run{'s' if stopping != 1 else ''} to stop."
-        )
-    return None
-
-
 @router.get("/sweeps/{sweep_id}/live", response_class=HTMLResponse)
 def sweep_live(
-    request: Request, db: SessionDep, _: DataUser, sweep_id: SweepId, options: Options
+    request: Request,
+    db: SessionDep,
+    user: DataUser,
+    sweep_id: SweepId,
+    options: Options,
+    page: TablePage = 1,
 ) -> HTMLResponse:
     """The status block and table, re-fetched by the page while runs are unfinished."""
-    return render(request, "_sweep_live.html", **_sweep_context(db, sweep_id, options))
+    context = sweep_context(db, sweep_id, options, page)
+    context["may_change"] = access.may_change(user, context["sweep"])
+    return render(request, "_sweep_live.html", **context)
 
 
 @router.post("/sweeps/{sweep_id}/cancel")
@@ -228,10 +207,17 @@ def cancel_sweep(db: SessionDep, user: FormUser, sweep_id: SweepId) -> Response:
 
 @router.post("/sweeps/{sweep_id}/retry")
 def retry_sweep(
-    db: SessionDep, settings: SettingsDep, user: FormUser, sweep_id: SweepId
+    db: SessionDep,
+    settings: SettingsDep,
+    user: FormUser,
+    sweep_id: SweepId,
+    force: Annotated[bool, Form()] = False,
 ) -> Response:
     access.check_may_change(db, user, sweep_id)
-    run_ids = run_state.retry_runs(db, sweep_id)
+    try:
+        run_ids = retry.retry_sweep(db, sweep_id, force=force)
+    except run_state.Conflict:  # held: the page says how to release it
+        return RedirectResponse(f"/ui/sweeps/{sweep_id}?held=1", status_code=303)
     run_state.enqueue_after_commit(db, run_ids, queue.sender(settings.broker_url))
     return RedirectResponse(f"/ui/sweeps/{sweep_id}?retried={len(run_ids)}", status_code=303)
 
@@ -240,12 +226,13 @@ def retry_sweep(
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run_page(request: Request, db: SessionDep, _: PageUser, run_id: RunId) -> HTMLResponse:
+def run_page(request: Request, db: SessionDep, user: PageUser, run_id: RunId) -> HTMLResponse:
     run = reads.get_run(db, run_id)
     return render(
         request,
         "run.html",
         run=run,
+        may_change=access.may_change(user, reads.get_sweep(db, run.sweep_id)),
         run_finished=run.status.finished,
         params_text=views.params_text(run),
         timings=views.run_timings(run),
@@ -320,7 +307,7 @@ async def submit(
     request: Request,
     db: SessionDep,
     settings: SettingsDep,
-    user: FormUser,
+    user: SiteUser,
     yaml: Annotated[str, Form()] = "",
     name: Annotated[str, Form()] = "",
     force: Annotated[bool, Form()] = False,
@@ -328,6 +315,8 @@ async def submit(
     file: UploadFile | None = None,
     bases: list[UploadFile] | None = None,
 ) -> Response:
+    if action == "submit":  # any role may preview, as POST /sweeps/preview
+        access.check_method(user, request.method)
     source: str | bytes = yaml
     form: dict[str, Any] = {"yaml": yaml, "name": name, "force": force, "preview": None}
     filename = "sweep.yaml"

@@ -13,8 +13,14 @@ from shared.db.models import Run
 from shared.domain.reads import SweepSummary
 from shared.domain.submit import PlannedRun
 from shared.metric_keys import ACCURACY_KEYS
-from shared.results_table import METRIC_HEADERS, Table
+from shared.results_table import METRIC_HEADERS, Table, TableRun
 from shared.sweepfile.search import Search
+
+# A big sweep's page: what a person can read, drawn quickly (BENCHMARKS.md, "Scale").
+BEST_BY = "validation_loss"  # the "best runs" table and the curves drawn are ranked by it
+CURVE_RUNS = 20  # curves of all runs up to this many; above, of the best this many
+LIVE_CURVE_RUNS = 10  # ... plus this many of the runs training now
+PARCOORDS_RUNS = 1000  # lines in the parallel-coordinates plot, the most accurate runs
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ def progress_fraction(summary: SweepSummary) -> float:
 
 def sweep_row(summary: SweepSummary) -> dict[str, Any]:
     sweep = summary.sweep
-    order = ("running", "queued", "succeeded", "reused", "pruned", "failed", "cancelled")
+    order = ("running", "queued", "held", "succeeded", "reused", "pruned", "failed", "cancelled")
     return {
         "id": sweep.id,
         "name": sweep.name,
@@ -91,9 +97,9 @@ def sweep_row(summary: SweepSummary) -> dict[str, Any]:
     }
 
 
-def parcoords_spec(table: Table, param_keys: list[str]) -> dict[str, Any]:
-    """Matrix parameters and final accuracy per run, for the parallel-coordinates plot."""
-    runs = [row.run for row in table.rows]
+def parcoords_spec(runs: list[TableRun], param_keys: list[str]) -> dict[str, Any]:
+    """Matrix parameters and final accuracy per run (the PARCOORDS_RUNS most accurate), for
+    the parallel-coordinates plot."""
     # Runs are coloured by the first accuracy that any run has.
     key = next((k for k in ACCURACY_KEYS if any(k in r.metrics for r in runs)), None)
     label = METRIC_HEADERS[key] if key else "accuracy"
@@ -103,7 +109,8 @@ def parcoords_spec(table: Table, param_keys: list[str]) -> dict[str, Any]:
         return point[1] if point and math.isfinite(point[1]) else None
 
     # Runs without a final accuracy yet (queued, running, failed) have no line to draw.
-    lines = [(r, accuracy(r.metrics)) for r in runs]
+    lines = [(r, value) for r in runs if (value := accuracy(r.metrics)) is not None]
+    lines.sort(key=lambda line: -line[1])
     return {
         "params": list(param_keys),
         "accuracy_label": label,
@@ -114,9 +121,47 @@ def parcoords_spec(table: Table, param_keys: list[str]) -> dict[str, Any]:
                 "params": {k: _plain(r.params.get(k)) for k in param_keys},
                 "accuracy": value,
             }
-            for r, value in lines
-            if value is not None
+            for r, value in lines[:PARCOORDS_RUNS]
         ],
+        "left_out": max(0, len(lines) - PARCOORDS_RUNS),
+    }
+
+
+def pager(table: Table, page: int, size: int, query: str) -> dict[str, Any]:
+    """Where this page of a table sits: rows shown, total, and links to the neighbouring pages
+    (`query`: the table options' '?...' or '', kept in the links)."""
+    total = table.total if table.total is not None else len(table.rows)
+    pages = max(1, -(-total // size))
+    join = "&" if query else "?"
+    return {
+        "first": table.offset + 1 if table.rows else 0,
+        "last": table.offset + len(table.rows),
+        "total": total,
+        "page": page,
+        "pages": pages,
+        "prev": f"{query}{join}page={page - 1}" if page > 1 else None,
+        "next": f"{query}{join}page={page + 1}" if page < pages else None,
+    }
+
+
+def curve_choice(
+    sweep_id: int, runs: list[TableRun], ranked: Table, *, all_curves: bool
+) -> dict[str, Any]:
+    """Which runs' curves the page draws: all of a small sweep (or when asked); else the
+    CURVE_RUNS best by validation loss (`ranked`: the table sorted by BEST_BY) plus up to
+    LIVE_CURVE_RUNS runs training now."""
+    if all_curves or len(runs) <= CURVE_RUNS:
+        return {"url": f"/ui/api/curves?sweeps={sweep_id}", "run_ids": [], "all": True}
+    best = [row.run.run_id for row in ranked.rows if row.run.metrics.get(BEST_BY)]
+    running = [r.run_id for r in runs if r.status == "running"][:LIVE_CURVE_RUNS]
+    ids = list(dict.fromkeys([*best, *running])) or [r.run_id for r in runs[:CURVE_RUNS]]
+    return {
+        "url": "/ui/api/curves?runs=" + ",".join(map(str, ids)),
+        "run_ids": ids,
+        "all": False,
+        "best": len(best),
+        "running": len(running),
+        "total": len(runs),
     }
 
 

@@ -72,6 +72,7 @@ class RunStatus(enum.StrEnum):
     CANCELLED = "cancelled"
     REUSED = "reused"
     PRUNED = "pruned"  # stopped early: its rung's metric was outside the sweep's top fraction
+    HELD = "held"  # waits for a person: its sweep's first runs all failed alike (holds.py)
 
     @property
     def finished(self) -> bool:
@@ -97,6 +98,7 @@ SWEEP_NAME_MAX = 200  # sweeps.name's length
 class SweepStatus(enum.StrEnum):
     ACTIVE = "active"  # some run queued or running
     FINISHED = "finished"  # every run ended
+    HELD = "held"  # none queued or running, some held (shared/domain/holds.py)
 
 
 class TokenRole(enum.StrEnum):
@@ -138,6 +140,11 @@ class Sweep(Base):
     # The file's `search` (shared/sweepfile/search.py, as Search.to_json), or None for a
     # sweep that enumerates its whole matrix up front.
     search: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Set while its queued runs are held (shared/domain/holds.py); released_at once a person
+    # released them, after which the sweep is not held again.
+    hold_reason: Mapped[str | None] = mapped_column(Text)
+    held_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     runs: Mapped[list[Run]] = relationship(
         back_populates="sweep", order_by="Run.id", foreign_keys="Run.sweep_id"
@@ -149,6 +156,10 @@ class Run(Base):
     __table_args__ = (
         UniqueConstraint("sweep_id", "matrix_id"),
         Index("ix_runs_status_lease", "status", "lease_expires_at"),
+        # Per-sweep status counts and "is any run live/held" stay index-only on 10,000 runs.
+        Index("ix_runs_sweep_id_status", "sweep_id", "status"),
+        # Runs linked to / reusing a run are found by it whenever a run ends (links.py).
+        Index("ix_runs_reused_from_id", "reused_from_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

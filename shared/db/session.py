@@ -78,6 +78,7 @@ Send = Callable[[int], None]
 AfterSend = Callable[[Session, list[int]], None]
 _PENDING = "sweeps.enqueue.pending"  # list[(send, run ids, then)] of the open transaction
 _OUTCOME = "sweeps.enqueue.outcome"  # Enqueued of the last commit
+SEND_BATCH = 500  # ids per `many` call: what one failure can leave unsent (and unmarked)
 
 
 @dataclass
@@ -137,13 +138,19 @@ def _send_recorded(session: Session) -> None:
 
 
 def _send_each(send: Send, run_ids: list[int], sent: list[int]) -> tuple[int, Exception] | None:
-    """Send each id, noting it in `sent`; (id, error) of the first send that failed."""
-    for run_id in run_ids:
+    """Send each id, noting it in `sent`; (id, error) of the first send that failed.
+
+    A sender with `many` (shared.queue.Sender) sends SEND_BATCH ids in one round trip; a
+    failed batch counts as unsent as a whole (a duplicate message is refused by the claim)."""
+    many = getattr(send, "many", None)
+    size = SEND_BATCH if many is not None else 1
+    for start in range(0, len(run_ids), size):
+        chunk = run_ids[start : start + size]
         try:
-            send(run_id)
+            many(chunk) if many is not None else send(chunk[0])
         except Exception as exc:  # noqa: BLE001 - any broker failure is handled the same way
-            return run_id, exc
-        sent.append(run_id)
+            return chunk[0], exc
+        sent.extend(chunk)
     return None
 
 

@@ -20,7 +20,7 @@ COMPARE_MAX_CANDIDATES = 400
 def source_of(run_id: int, status: RunStatus | str, reused_from_id: int | None) -> int:
     """The run whose metrics a run shows: the one it reuses or is linked to (shared/domain/runs.py,
     a queued run waiting on another's training), or itself."""
-    linked = RunStatus(status) in (RunStatus.REUSED, RunStatus.QUEUED)
+    linked = status in (RunStatus.REUSED, RunStatus.QUEUED)  # a StrEnum equals its value
     if linked and reused_from_id is not None:
         return reused_from_id
     return run_id
@@ -98,13 +98,23 @@ def summarize(session: Session, sweeps: Sequence[Sweep]) -> list[SweepSummary]:
     ]
 
 
-def sweep_runs(session: Session, sweep_id: int) -> list[Run]:
-    """The sweep's runs by id, without their large columns (config, provenance, traceback)."""
+def sweep_runs(
+    session: Session,
+    sweep_id: int,
+    *,
+    limit: int | None = None,
+    offset: int = 0,
+    statuses: Sequence[RunStatus] = (),
+) -> list[Run]:
+    """The sweep's runs by id (one page, of `statuses` if given), without their large columns
+    (config, provenance, traceback)."""
     query = (
         select(Run)
-        .where(Run.sweep_id == sweep_id)
+        .where(Run.sweep_id == sweep_id, *([Run.status.in_(statuses)] if statuses else []))
         .order_by(Run.id)
         .options(defer(Run.config), defer(Run.provenance), defer(Run.traceback))
+        .limit(limit)
+        .offset(offset)
     )
     return list(session.scalars(query))
 

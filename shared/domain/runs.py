@@ -34,6 +34,7 @@ from shared.db.models import (
 from shared.db.pruning import PRUNED_AT_KEY, rung_values
 from shared.db.session import Send, send_after_commit
 from shared.domain.errors import Conflict
+from shared.domain.holds import hold_if_failing
 from shared.domain.reads import get_run, get_sweep
 from shared.domain.sweeps import runs_ended, update_sweep_status
 from shared.sweepfile.early_stop import EarlyStop
@@ -205,6 +206,7 @@ def finish_run(
     ).scalar()
     if sweep_id is None:
         return False
+    hold_if_failing(session, sweep_id, status)
     sweep_ids = [sweep_id, *settle_links(session, [run_id])]
     runs_ended(session, sweep_ids, ask_next=status is not RunStatus.CANCELLED)
     return True
@@ -321,7 +323,7 @@ def cancel_sweep(session: Session, sweep_id: int) -> CancelResult:
 
 def _cancel_queued(session: Session, where: Any) -> list[int]:
     ids = _update_ids(
-        session, and_(where, Run.status == RunStatus.QUEUED),
+        session, and_(where, Run.status.in_((RunStatus.QUEUED, RunStatus.HELD))),
         status=RunStatus.CANCELLED, finished_at=utcnow(),
     )  # fmt: skip
     # Runs of other sweeps linked to these end cancelled too, and their sweeps may finish.
@@ -368,11 +370,9 @@ def settle_links(session: Session, source_ids: Sequence[int]) -> list[int]:
     """Give the runs linked to these (now finished) sources their outcome; their sweep ids."""
     if not source_ids:
         return []
-    sources = session.execute(
-        select(Run.id, Run.status, Run.inputs_seen, Run.sweep_id).where(
-            Run.id.in_(list(source_ids))
-        )
-    ).all()
+    has_links = Run.id.in_(select(Run.reused_from_id).where(is_linked()).correlate(None))
+    columns = (Run.id, Run.status, Run.inputs_seen, Run.sweep_id)
+    sources = session.execute(select(*columns).where(Run.id.in_(source_ids), has_links)).all()
     sweep_ids: set[int] = set()
     now = utcnow()
     for source_id, status, inputs_seen, source_sweep in sources:

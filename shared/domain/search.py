@@ -84,9 +84,12 @@ def ask_trials(session: Session, sweep_id: int, *, at_submit: bool = False) -> l
         .execution_options(synchronize_session=False)
     )
     stored = session.execute(
-        select(Sweep.search, Sweep.yaml_text).where(Sweep.id == sweep_id)
+        select(Sweep.search, Sweep.yaml_text, Sweep.hold_reason, Sweep.released_at).where(
+            Sweep.id == sweep_id
+        )
     ).one()
-    if not stored.search:
+    # A held sweep waits for a person (holds.py): new trials would fail as its first ones did.
+    if not stored.search or (stored.hold_reason is not None and stored.released_at is None):
         return []
     search, force = Search.from_json(stored.search), bool(stored.search.get("force"))
     trials = sweep_trials(session, sweep_id, search.metric)

@@ -1,4 +1,4 @@
-"""A sweep's status: finished once none of its runs is live (queued or running).
+"""A sweep's status: active, held (holds.py), or finished once none of its runs is live.
 
 Applied after every change of a run's state (shared/domain/runs.py) and by the reconciler.
 When a trial of a searching sweep ends, the search first asks its next trials
@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import exists, update
+from sqlalchemy import and_, exists, update
 from sqlalchemy.orm import Session
 
-from shared.db.models import LIVE_STATUSES, Run, Sweep, SweepStatus, utcnow
+from shared.db.models import LIVE_STATUSES, Run, RunStatus, Sweep, SweepStatus, utcnow
 
 
 def update_sweep_status(session: Session, sweep_ids: Sequence[int] | None = None) -> list[int]:
-    """A sweep is finished once none of its runs is queued or running, and active otherwise.
+    """A sweep is active while some run is queued or running; else held while some run is
+    held (shared/domain/holds.py); else finished.
 
     Applies the rule to `sweep_ids` (every sweep when None); returns the ids it finished.
     """
@@ -24,15 +25,22 @@ def update_sweep_status(session: Session, sweep_ids: Sequence[int] | None = None
         return []
     scope = [] if sweep_ids is None else [Sweep.id.in_(list(sweep_ids))]
     live = exists().where(Run.sweep_id == Sweep.id, Run.status.in_(LIVE_STATUSES))
-    session.execute(
-        update(Sweep)
-        .where(*scope, Sweep.status == SweepStatus.FINISHED, live)
-        .values(status=SweepStatus.ACTIVE, finished_at=None)
-        .execution_options(synchronize_session=False)
+    held = exists().where(Run.sweep_id == Sweep.id, Run.status == RunStatus.HELD)
+    # Only an active sweep becomes held (holds.py holds the queued runs of a running sweep).
+    changes = (
+        (SweepStatus.ACTIVE, Sweep.status != SweepStatus.ACTIVE, live),
+        (SweepStatus.HELD, Sweep.status == SweepStatus.ACTIVE, and_(~live, held)),
     )
+    for status, current, condition in changes:
+        session.execute(
+            update(Sweep)
+            .where(*scope, current, condition)
+            .values(status=status, finished_at=None)
+            .execution_options(synchronize_session=False)
+        )
     finished = session.scalars(
         update(Sweep)
-        .where(*scope, Sweep.status == SweepStatus.ACTIVE, ~live)
+        .where(*scope, Sweep.status != SweepStatus.FINISHED, ~live, ~held)
         .values(status=SweepStatus.FINISHED, finished_at=utcnow())
         .returning(Sweep.id)
         .execution_options(synchronize_session=False)

@@ -58,7 +58,7 @@ def table_runs(
             slug=r.slug,
             status="linked"
             if source[r.id] != r.id and r.status == RunStatus.QUEUED
-            else RunStatus(r.status).value,
+            else r.status.value,
             params=r.params or {},
             metrics=metrics.get(source[r.id], {}),
             reused_from_id=r.reused_from_id,

@@ -29,6 +29,7 @@ from .matrix import (
 )
 from .run_config import RunSettings
 from .search import Search, parse_search, probe_points
+from .sections import SectionLoader
 
 DEFAULT_MAX_RUNS = 10_000
 # Each combination costs a $filter evaluation before anything is cut, so this is bounded too.
@@ -166,6 +167,10 @@ def parse_sweep(
             search, trials=min(search.trials or len(entries), len(entries))
         )
         entries = entries[: search.trials]
+    # Per run, each top-level key's substituted text is loaded once across runs (sections.py).
+    sections = (
+        SectionLoader.of(template, budget) if matrix is not None and len(entries) > 1 else None
+    )
     runs = [
         _build_run(
             template,
@@ -174,9 +179,10 @@ def parse_sweep(
             plugins=plugins,
             project=project,
             budget=budget,
+            sections=sections,
         )  # fmt: skip
         for entry in entries
-    ]
+    ]  # fmt: skip
     total = count_combinations(matrix) if matrix is not None else 1
     return SweepSpec(yaml_text=text, matrix_keys=keys, combinations=total, runs=runs, search=search)
 
@@ -292,13 +298,19 @@ def _build_run(
     plugins: tuple[str, ...] = (),
     project: Project | None = None,
     budget: Budget | None = None,
+    sections: SectionLoader | None = None,
 ) -> RunSpec:
     label = f"{entry.matrix_id} ({entry.slug})" if entry.slug else None
     # ${PATH} is left for the worker: its checkout may live elsewhere than the API's.
     variables = {"PATH": PATH_PLACEHOLDER, **entry.variables()}
-    text = template if matrix is None or matrix == {} else substitute(template, variables)
+    loaded = sections.load(variables) if sections is not None else None
     try:
-        config = load_document(text, budget)
+        if loaded is not None:
+            text, config = loaded
+        else:
+            no_matrix = matrix is None or matrix == {}
+            text = template if no_matrix else substitute(template, variables)
+            config = load_document(text, budget)
         if "matrix" in config:
             config["matrix"] = matrix
         check_config(config, Locator(text), plugins, project)

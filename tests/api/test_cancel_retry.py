@@ -64,7 +64,8 @@ def test_cancel_sweep_and_retry_requeues(
     _set_status(session, running, RunStatus.CANCELLED)
     assert client.post(f"/sweeps/{sweep_id}/cancel").status_code == 409
     assert client.post(f"/sweeps/{sweep_id}/retry").json() == {
-        "sweep_id": sweep_id, "retried": [running, queued], "enqueued": 2, "warnings": [],
+        "sweep_id": sweep_id, "retried": [running, queued], "refitted": 0, "enqueued": 2,
+        "warnings": [],
     }  # fmt: skip
     assert queued_run_ids(queue) == [running, queued]
     session.expire_all()

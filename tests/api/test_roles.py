@@ -134,7 +134,16 @@ def test_ui_forms_obey_the_same_roles(
     session.commit()
 
     _ui_login(anon, read_secret)
-    assert anon.get(f"/ui/sweeps/{sweep_id}").status_code == 200
+    # Pages offer only what the token may do: no cancel, retry or submit, but preview.
+    page = anon.get(f"/ui/sweeps/{sweep_id}")
+    assert page.status_code == 200
+    assert 'id="read-only"' in page.text and f"/ui/sweeps/{sweep_id}/cancel" not in page.text
+    assert f"/ui/runs/{run_id}/cancel" not in anon.get(f"/ui/runs/{run_id}").text
+    form = anon.get("/ui/submit").text
+    assert 'value="preview"' in form and 'value="submit"' not in form
+    previewed = anon.post("/ui/submit", data={"yaml": TINY_YAML, "action": "preview"},
+                          headers=SAME_ORIGIN)  # fmt: skip
+    assert previewed.status_code == 200 and "lr:0.01" in previewed.text
     for path in (f"/ui/sweeps/{sweep_id}/cancel", f"/ui/runs/{run_id}/cancel"):
         response = anon.post(path, headers=SAME_ORIGIN, follow_redirects=False)
         assert response.status_code == 403 and "role read" in response.text, path
@@ -143,9 +152,13 @@ def test_ui_forms_obey_the_same_roles(
     assert submitted.status_code == 403
 
     _ui_login(anon, write_secret)
+    assert 'id="read-only"' in anon.get(f"/ui/sweeps/{sweep_id}").text  # not its sweep
+    assert 'value="submit"' in anon.get("/ui/submit").text
     response = anon.post(f"/ui/sweeps/{sweep_id}/cancel", headers=SAME_ORIGIN)
     assert response.status_code == 403 and "submitted by another token" in response.text
     _ui_login(anon, API_TOKEN)  # the admin
+    page = anon.get(f"/ui/sweeps/{sweep_id}").text
+    assert f"/ui/sweeps/{sweep_id}/cancel" in page and 'id="read-only"' not in page
     response = anon.post(
         f"/ui/sweeps/{sweep_id}/cancel", headers=SAME_ORIGIN, follow_redirects=False
     )

@@ -19,6 +19,7 @@ from shared.db.metric_writes import upsert_metrics
 from shared.db.models import Run, RunStatus, Sweep, SweepStatus, utcnow
 from shared.db.session import commit, make_engine
 from shared.domain import search as search_domain
+from shared.domain.holds import release
 from shared.domain.runs import claim_run, finish_run
 from shared.domain.submit import create_sweep, parse_submission
 from shared.domain.trials import best_so_far, sweep_trials
@@ -186,6 +187,28 @@ def test_pruned_failed_and_running_trials_are_told_as_such(
         TrialState.RUNNING,
     ]  # fmt: skip
     assert states[1] is not None and states[1].intermediate_values == {64: 0.9}
+
+
+def test_a_held_search_asks_for_no_trials_until_released(
+    session: Session, search_settings: Settings
+) -> None:
+    sweep_id, ids = submit(
+        session, search_yaml(method="random", trials=8, in_flight=2), search_settings
+    )
+    for _ in range(3):  # the first three trials fail alike: the sweep is held
+        end_trial(session, live(session, sweep_id)[0], 0.5, RunStatus.FAILED)
+    sweep = session.get_one(Sweep, sweep_id)
+    assert sweep.hold_reason is not None
+    statuses = [r.status for r in runs_of(session, sweep_id)]
+    assert statuses.count(RunStatus.FAILED) == 3 and RunStatus.QUEUED not in statuses
+    held = [r.id for r in runs_of(session, sweep_id) if r.status == RunStatus.HELD]
+    assert len(held) == 1  # the trial queued when the third failed; no new one was asked
+    assert search_domain.ask_trials(session, sweep_id) == []
+    release(session, sweep_id)
+    commit(session)
+    assert live(session, sweep_id) == held
+    end_trial(session, held[0], 0.25)  # released: the search goes on
+    assert len(runs_of(session, sweep_id)) == 6
 
 
 def test_a_cancelled_trial_asks_for_no_other(session: Session, search_settings: Settings) -> None:
