@@ -251,7 +251,14 @@ def parse_statuses(text: str | None) -> list[RunStatus]:
     return [known[w] for w in words]
 
 
-@router.get("/sweeps/{sweep_id}", response_model=SweepDetail, responses={404: {"model": Problem}})
+@router.get(
+    "/sweeps/{sweep_id}",
+    response_model=SweepDetail,
+    responses={
+        404: {"model": Problem},
+        422: {"model": Problem, "description": "a page out of range or an unknown run status"},
+    },
+)
 def get_sweep(
     sweep_id: SweepId,
     session: SessionDep,
