@@ -15,7 +15,9 @@ from .safe_filter import evaluate_filter, make_evaluator
 
 RESERVED = ("matrix_slug", "matrix_id")
 FILTER_KEY = "$filter"
-SLUG_VALUE_CHARS = 96
+# nn-experiments' loader cuts each value's str() to 40 characters in a slug; the same cut keeps
+# experiment names (and the checkpoint folders and `load:` paths built from them) identical.
+SLUG_VALUE_CHARS = 40
 _SLUG_KEEP = set(".,-_:")
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 # A safety net for filters that are cheap each but many: the API answers within this.

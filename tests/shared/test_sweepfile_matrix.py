@@ -140,16 +140,23 @@ def test_slug_drops_characters_outside_alnum_and_punctuation(params: dict, slug:
     assert make_slug(params) == slug
 
 
-def test_slug_value_cut_to_96_characters_before_dropping() -> None:
+def test_slug_value_cut_to_40_characters_before_dropping() -> None:
     value = "a" * 200
-    assert make_slug({"k": value}) == "k:" + "a" * 96
+    assert make_slug({"k": value}) == "k:" + "a" * 40
     # the cut applies to str(value), then dropped characters shrink it further
-    spaced = "a " * 100  # str() is 200 chars; first 96 are 48 x "a "
-    assert make_slug({"k": spaced}) == "k:" + "a" * 48
+    spaced = "a " * 100  # str() is 200 chars; first 40 are 20 x "a "
+    assert make_slug({"k": spaced}) == "k:" + "a" * 20
     long_list = list(range(100))
     assert make_slug({"k": long_list}) == "k:" + "".join(
-        c for c in str(long_list)[:96] if c.isalnum() or c in ".,-_:"
+        c for c in str(long_list)[:40] if c.isalnum() or c in ".,-_:"
     )
+
+
+def test_slug_of_a_long_list_is_the_one_nn_experiments_gives() -> None:
+    """A real file's `dil` list of 18 ints: the original's experiment name (and so its
+    checkpoint folder) ends the value after 40 characters of `str(list)`."""
+    dil = [1, 2, 3, 4, 5, 1, 1, 2, 3, 4, 5, 1, 1, 2, 3, 4, 5, 1]
+    assert make_slug({"l": 18, "dil": dil}) == "l:18_dil:1,2,3,4,5,1,1,2,3,4,5,1,1,"
 
 
 def test_slug_joins_keys_with_underscores_in_matrix_order() -> None:
