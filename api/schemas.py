@@ -176,6 +176,9 @@ class SearchOut(BaseModel):
     best_run_id: int | None
     best_value: float | None
     best_so_far: list[BestSoFar]
+    stopped: str | None = Field(
+        None, description="why the search could not ask its next trial (e.g. `$filter`)"
+    )
 
 
 class SweepDetail(SweepOut):

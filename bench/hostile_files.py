@@ -1,7 +1,7 @@
 """Hostile sweep files against a real API (issue 20, "the door"): status and time of each.
 
     .venv/bin/python bench/hostile_files.py                    # this checkout
-    .venv/bin/python bench/hostile_files.py --repo /work/main  # another checkout's API
+    .venv/bin/python bench/hostile_files.py --repo ../before   # another checkout's API
 
 Starts the API of `--repo` under uvicorn on a fresh SQLite database (migrated with that
 checkout's migrations), submits one small valid sweep (so `GET /sweeps/1` has something to

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/scale.py                          # SQLite + a private redis-server
     .venv/bin/python bench/scale.py --database-url postgresql+psycopg://postgres@127.0.0.1/test
-    .venv/bin/python bench/scale.py --repo /work/main        # the same steps on other code
+    .venv/bin/python bench/scale.py --repo ../before          # the same steps on other code
 
 Times, against the code in --repo (default: this checkout), with its API under uvicorn:
 1. `sweeps preview FILE` (the CLI, a fresh process: imports, expansion, printing);

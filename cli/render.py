@@ -179,6 +179,8 @@ def print_sweep(console: Console, sweep: dict[str, Any]) -> None:
             highlight=False,
             soft_wrap=True,
         )  # fmt: skip
+        if search.get("stopped"):
+            console.print(f"search {search['stopped']}", highlight=False, soft_wrap=True)
     table = Table()
     for name in ("run", "matrix_id", "slug", "status", "inputs", "error"):
         table.add_column(name, overflow="fold")

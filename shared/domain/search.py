@@ -39,7 +39,7 @@ from shared import queue
 from shared.db.models import Run, RunStatus, Sweep
 from shared.domain.runs import enqueue_after_commit
 from shared.domain.submit import PlannedRun, add_runs, plan_specs
-from shared.domain.trials import Trial, metric_values, sweep_trials
+from shared.domain.trials import STOPPED_KEY, Trial, metric_values, sweep_trials
 from shared.plugins import parse_options
 from shared.project import Project
 from shared.settings import get_settings
@@ -98,6 +98,7 @@ def ask_trials(session: Session, sweep_id: int, *, at_submit: bool = False) -> l
         return []
     asker = _asker(search, trials, stored.yaml_text, **parse_options(get_settings()))
     created: list[Run] = []
+    stopped: str | None = None
     while started < search.trials and live < search.in_flight:
         try:
             spec = asker.ask(started + 1)
@@ -106,6 +107,7 @@ def ask_trials(session: Session, sweep_id: int, *, at_submit: bool = False) -> l
                 raise exc.error from None
             log.warning("sweep %s: search stops asking at trial %s: %s",
                         sweep_id, started + 1, exc.error)  # fmt: skip
+            stopped = f"stopped asking at trial {started + 1}: {exc.error}"[:1000]
             break
         (plan,) = plan_specs(session, [spec], force=force)
         (run,) = add_runs(session, sweep_id, [plan])
@@ -113,7 +115,25 @@ def ask_trials(session: Session, sweep_id: int, *, at_submit: bool = False) -> l
         created.append(run)
         started += 1
         live += run.status == RunStatus.QUEUED
+    if stopped is not None or (created and STOPPED_KEY in stored.search):
+        _record_stop(session, sweep_id, stored.search, stopped)
     return created
+
+
+def _record_stop(
+    session: Session, sweep_id: int, stored: dict[str, Any], reason: str | None
+) -> None:
+    """Keep why the search could not ask (the sweep, `sweeps status` and the UI say why it has
+    fewer trials), or forget an old reason once it asks again."""
+    search = {k: v for k, v in stored.items() if k != STOPPED_KEY}
+    if reason is not None:
+        search[STOPPED_KEY] = reason
+    session.execute(
+        update(Sweep)
+        .where(Sweep.id == sweep_id)
+        .values(search=search)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def continue_searches(session: Session, sweep_ids: Sequence[int]) -> list[int]:

@@ -118,11 +118,16 @@ def best_so_far(trials: list[Trial], search: Search) -> list[BestPoint]:
     return points
 
 
+# Where a running search records, in `sweeps.search`, why it could not ask its next trial.
+STOPPED_KEY = "stopped"
+
+
 @dataclass(frozen=True)
 class SearchProgress:
     search: Search
     started: int  # trials started (runs of the sweep)
     points: list[BestPoint]  # per trial, in the order asked
+    stopped: str | None = None  # why the search could not ask its next trial
 
     @property
     def best(self) -> BestPoint | None:
@@ -147,6 +152,7 @@ class SearchProgress:
             "best_run_id": best.run_id if best else None,
             "best_value": best.value if best else None,
             "best_so_far": [vars(p) for p in self.points],
+            "stopped": self.stopped,
         }
 
 
@@ -158,4 +164,4 @@ def search_progress(
         return None
     search = Search.from_json(stored)
     trials = sweep_trials(session, sweep_id, search.metric)
-    return SearchProgress(search, len(trials), best_so_far(trials, search))
+    return SearchProgress(search, len(trials), best_so_far(trials, search), stored.get(STOPPED_KEY))

@@ -22,7 +22,7 @@ from shared.domain import search as search_domain
 from shared.domain.holds import release
 from shared.domain.runs import claim_run, finish_run
 from shared.domain.submit import create_sweep, parse_submission
-from shared.domain.trials import best_so_far, sweep_trials
+from shared.domain.trials import best_so_far, search_progress, sweep_trials
 from shared.settings import Settings, get_settings
 from shared.sweepfile import SpecError, parse_sweep
 from shared.sweepfile.search import Search
@@ -226,6 +226,34 @@ def test_filter_is_applied_by_rejection(session: Session, search_settings: Setti
     sweep_id, ids = submit(session, text, search_settings)
     assert len(ids) == 8
     assert {r.params["hidden"] for r in runs_of(session, sweep_id)} <= {4, 16}
+
+
+def test_a_search_that_cannot_sample_says_why_and_forgets_it_once_it_asks_again(
+    session: Session, search_settings: Settings
+) -> None:
+    text = search_yaml(method="random", trials=6, in_flight=1).replace(
+        "  hidden: [4, 8, 16]\n", "  hidden: [4, 8, 16]\n  $filter: ${hidden} != 8\n"
+    )
+    sweep_id, ids = submit(session, text, search_settings)
+    sweep = session.get_one(Sweep, sweep_id)
+    stored = dict(sweep.search or {})
+    # Arranged as if the filter kept no point: every ask is refused.
+    sweep.search = {**stored, "filter": "${hidden} > 100"}
+    commit(session)
+    end_trial(session, ids[0], 0.5)
+    session.expire_all()
+    progress = search_progress(session, sweep_id, session.get_one(Sweep, sweep_id).search)
+    assert progress is not None and progress.stopped is not None
+    assert progress.stopped.startswith("stopped asking at trial 2:")
+    assert "$filter" in progress.stopped and len(runs_of(session, sweep_id)) == 1
+
+    sweep = session.get_one(Sweep, sweep_id)
+    sweep.search = {**(sweep.search or {}), "filter": stored["filter"]}
+    commit(session)
+    assert len(search_domain.ask_trials(session, sweep_id)) == 1  # it asks again
+    commit(session)
+    session.expire_all()
+    assert "stopped" not in (session.get_one(Sweep, sweep_id).search or {})
 
 
 def test_two_trials_ending_at_once_never_overshoot_trials(

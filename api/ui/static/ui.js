@@ -321,6 +321,7 @@ async function refreshFragment(target, url) {
 function initPage() {
   initTables(document);
   const board = document.getElementById("curves");
+  let curvesDrawn = Promise.resolve();
   if (board) {
     const curves = new CurveBoard(board);
     const live = document.getElementById("live");
@@ -332,13 +333,17 @@ function initPage() {
         refreshFragment(live, live.dataset.fragmentUrl);
       }, POLL_MS * 3);
     }
-    curves.load().catch((err) => {
+    curvesDrawn = curves.load().catch((err) => {
       board.textContent = `Could not load curves: ${err.message}`;
     });
   }
+  // The parallel-coordinates plot sits below the curves and is WebGL: about a second of the
+  // main thread on a machine without a GPU. Drawn after the curves, it no longer holds them up.
   const parcoords = document.getElementById("parcoords");
   const spec = document.getElementById("parcoords-data");
-  if (parcoords && spec) drawParcoords(parcoords, JSON.parse(spec.textContent));
+  if (parcoords && spec) {
+    curvesDrawn.then(() => drawParcoords(parcoords, JSON.parse(spec.textContent)));
+  }
   const bestDiv = document.getElementById("best-so-far");
   const bestData = document.getElementById("best-so-far-data");
   if (bestDiv && bestData) drawBestSoFar(bestDiv, JSON.parse(bestData.textContent));
