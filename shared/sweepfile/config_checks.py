@@ -161,6 +161,17 @@ def _check_values(config: dict[str, Any], source: str, project: Project | None) 
 
 
 def _check_trainer(config: dict[str, Any], source: str, project: Project | None) -> None:
+    value = config.get("trainer")
+    if source == "engine" and project is None and _is_module_path(value):
+        # A dotted name is a class of some project's module: a look-alike of ours ("did you
+        # mean 'experiments.trainer.Trainer'?") would lead away from the real fix.
+        raise SpecError(
+            f"'trainer' {short(value)} is not supported: it is none of sweeps' trainers "
+            f"({', '.join(names.TRAINERS)}); if it is your project's, set SWEEPS_PROJECT_ROOT "
+            "to the checkout of your project that has it",
+            key="trainer",
+            value=value,
+        )
     if source == "engine":
         where = "the engine's trainers" + (
             ""
@@ -172,6 +183,11 @@ def _check_trainer(config: dict[str, Any], source: str, project: Project | None)
         problem = project.trainer_problem(str(config.get("trainer") or DEFAULT_TRAINER))
         if problem:
             raise SpecError(problem, key="trainer", value=config.get("trainer"))
+
+
+def _is_module_path(value: Any) -> bool:
+    """`pkg.module.Class`, not one of sweeps' own names."""
+    return isinstance(value, str) and "." in value and value not in names.TRAINERS
 
 
 def _check_project_scheduler(config: dict[str, Any], project: Project | None) -> None:

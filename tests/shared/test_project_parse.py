@@ -62,6 +62,8 @@ def test_without_a_project_the_same_file_is_refused() -> None:
     assert "${PATH} stands for your project's root: set SWEEPS_PROJECT_ROOT" in err.message
     err = error_of(FILE.replace("load: ${PATH}/checkpoints/earlier\n", ""), None)
     assert err.key == "trainer" and "is not supported" in err.message
+    # A project's dotted name: the fix is the project root, not a look-alike built-in.
+    assert "set SWEEPS_PROJECT_ROOT" in err.message and "did you mean" not in err.message
 
 
 def test_a_built_in_trainer_name_the_checkout_defines_is_the_checkouts(project: Project) -> None:
