@@ -352,7 +352,9 @@ def test_last_statement_must_give_a_value() -> None:
 
 def test_last_statement_may_be_an_assignment() -> None:
     # nn-experiments takes the assigned value: `ds = ...` ends a dataset block
-    parse_sweep(BASE.replace("  nn.Linear(4, 2)\n", "  import torch\n  m = nn.Linear(4, 2)\n"))
+    text = BASE.replace("  nn.Linear(4, 2)\n", "  import torch\n  m = nn.Linear(4, 2)\n")
+    (run,) = parse_sweep(text).runs
+    assert run.config["model"] == "import torch\nm = nn.Linear(4, 2)\n"
 
 
 def test_empty_code_block_is_refused() -> None:
