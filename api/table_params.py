@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import Depends, Query
 
 from shared.table_options import TableOptions
 
@@ -33,3 +33,7 @@ def table_options(
 ) -> TableOptions:
     """The table options of nn-experiments' `results` command (shared/table_options.py)."""
     return TableOptions.of(include, exclude, sort, average, average_std)
+
+
+# A route's table options, read from its query.
+Options = Annotated[TableOptions, Depends(table_options)]

@@ -11,7 +11,7 @@ from api.deps import SessionDep, require_token
 from api.errors import AUTH_RESPONSES, InvalidInput
 from api.params import IdsQuery, SweepId, parse_ids
 from api.schemas import Problem, TableOut
-from api.table_params import table_options
+from api.table_params import Options
 from shared.domain.results import options_table
 from shared.results_table import page_rows
 from shared.table_options import TableOptions
@@ -24,7 +24,6 @@ router = APIRouter(
 )
 
 Format = Annotated[Literal["json", "md", "csv"], Query(description="json, md or csv")]
-Options = Annotated[TableOptions, Depends(table_options)]
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {

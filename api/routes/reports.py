@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, Response
 
@@ -10,9 +10,8 @@ from api.deps import SessionDep, require_token
 from api.errors import AUTH_RESPONSES
 from api.params import SweepId
 from api.schemas import Problem
-from api.table_params import table_options
+from api.table_params import Options
 from shared.domain.reports import Report, sweep_report
-from shared.table_options import TableOptions
 
 router = APIRouter(
     tags=["tables"],
@@ -34,7 +33,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 def sweep_report_zip(
     sweep_id: SweepId,
     session: SessionDep,
-    options: Annotated[TableOptions, Depends(table_options)],
+    options: Options,
 ) -> Response:
     """The sweep's write-up: its table (with the table options), learning curves, its file."""
     return zip_response(sweep_report(session, sweep_id, options), sweep_id)

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Response
 
 from api.deps import SessionDep
 from api.params import SweepId
 from api.routes.reports import zip_response
-from api.table_params import table_options
+from api.table_params import Options
 from api.ui.routes import PageUser
 from shared.domain.reports import sweep_report
 from shared.domain.results import options_table
-from shared.table_options import TableOptions
 from shared.table_options import render as render_table
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
-Options = Annotated[TableOptions, Depends(table_options)]
 
 
 @router.get("/sweeps/{sweep_id}/table.{fmt}")

@@ -12,7 +12,7 @@ import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -20,7 +20,7 @@ from api.deps import SessionDep, SettingsDep, ensure_bootstrap
 from api.errors import InvalidInput
 from api.etag import is_fresh, make_etag, not_modified
 from api.params import RunId, SweepId, parse_ids
-from api.table_params import table_options
+from api.table_params import Options
 from api.ui import assets, auth, views
 from api.ui.auth import DataUser, FormUser, PageUser, SiteUser
 from api.ui.sweep_page_context import flash_text, sweep_context
@@ -40,7 +40,6 @@ from shared.domain.versions import metrics_version
 from shared.plugins import parse_options
 from shared.results_table import build_table
 from shared.sweepfile import SpecError
-from shared.table_options import TableOptions
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
@@ -55,9 +54,6 @@ CHART_POINT_BUDGET = 20_000
 
 def max_points_for(runs: int) -> int:
     return max(50, min(DEFAULT_MAX_POINTS, CHART_POINT_BUDGET // max(1, runs)))
-
-
-Options = Annotated[TableOptions, Depends(table_options)]
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
