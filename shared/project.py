@@ -85,8 +85,7 @@ class Project:
     def defined_names(self, module: str) -> set[str] | None:
         """Top-level names a module of the checkout defines or imports; None when that cannot
         be told from its text (a star import, a syntax error, no such file)."""
-        path = self.module_file(module)
-        tree = _parse(path) if path is not None else None
+        tree = self._tree(module)  # parsed once per Project, not once per run of a sweep
         if tree is None:
             return None
         names: set[str] = set()

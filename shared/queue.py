@@ -43,7 +43,7 @@ def enqueue_runs(run_ids: Sequence[int], *, broker_url: str | None = None) -> No
 
 @dataclass(frozen=True)
 class Sender:
-    """`enqueue_run` bound to a broker, for `shared.db.session.enqueue_after_commit`; `many`
+    """`enqueue_run` bound to a broker, for `shared.domain.runs.enqueue_after_commit`; `many`
     sends a batch at once."""
 
     broker_url: str | None = None

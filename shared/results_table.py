@@ -233,10 +233,15 @@ def _resolve(columns: list[Column], name: str) -> Column:
 def _sorted(rows: list[Row], columns: list[Column], sort: str) -> list[Row]:
     descending = sort.startswith("-")
     column = _resolve(columns, sort.removeprefix("-").strip())
-    present = [r for r in rows if r.values[column.name] is not None]
-    missing = [r for r in rows if r.values[column.name] is None]
-    present.sort(key=lambda r: _sort_key(r.values[column.name]), reverse=descending)
-    return present + missing  # rows without a value last, whichever the direction
+    return sort_rows(rows, column.name, descending)
+
+
+def sort_rows(rows: list[Row], name: str, descending: bool) -> list[Row]:
+    """`rows` by column `name` (stable); rows without a value last, whichever the direction."""
+    present = [r for r in rows if r.values.get(name) is not None]
+    missing = [r for r in rows if r.values.get(name) is None]
+    present.sort(key=lambda r: _sort_key(r.values[name]), reverse=descending)
+    return present + missing
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

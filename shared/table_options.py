@@ -19,7 +19,6 @@ leave the column in the published table unnoticed).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from functools import partial
 from typing import Any
 
 from shared.metric_keys import METRIC_KEYS, VALIDATION_LOSS
@@ -30,6 +29,7 @@ from shared.results_table import (
     TableRun,
     build_table,
     format_cell,
+    sort_rows,
     to_csv,
     to_json,
     to_markdown,
@@ -163,21 +163,8 @@ def _sort(table: Table, names: tuple[str, ...]) -> Table:
     for name in reversed(names):
         wanted, descending = sort_spec(name)
         column = find_column(table.columns, wanted, "sort by", partial=True)
-        present = [r for r in rows if r.values.get(column.name) is not None]
-        missing = [r for r in rows if r.values.get(column.name) is None]
-        present.sort(key=partial(_row_key, column.name), reverse=descending)
-        rows = present + missing
+        rows = sort_rows(rows, column.name, descending)
     return replace(table, rows=rows, sort=names[0] if names else table.sort)
-
-
-def _row_key(name: str, row: Row) -> tuple[int, Any]:
-    return _sort_key(row.values[name])
-
-
-def _sort_key(value: Any) -> tuple[int, Any]:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return (0, value)
-    return (1, str(value))
 
 
 def _exclude(table: Table, names: tuple[str, ...]) -> Table:

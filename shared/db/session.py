@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.db.chunks import chunked
 from shared.settings import get_settings
 
 
@@ -144,8 +145,7 @@ def _send_each(send: Send, run_ids: list[int], sent: list[int]) -> tuple[int, Ex
     failed batch counts as unsent as a whole (a duplicate message is refused by the claim)."""
     many = getattr(send, "many", None)
     size = SEND_BATCH if many is not None else 1
-    for start in range(0, len(run_ids), size):
-        chunk = run_ids[start : start + size]
+    for chunk in chunked(run_ids, size):
         try:
             many(chunk) if many is not None else send(chunk[0])
         except Exception as exc:  # noqa: BLE001 - any broker failure is handled the same way
