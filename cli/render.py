@@ -22,9 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shared import metric_keys as mk
-from shared.db.models import FINISHED_STATUSES
 
-FINISHED = {status.value for status in FINISHED_STATUSES}
 PREVIEW_ROWS = 50  # `sweeps preview` lists this many runs unless --all
 # Latest-value keys shown beside each progress bar, with their short labels.
 WATCHED_METRICS = (
@@ -104,6 +102,14 @@ def print_preview(
             "--json prints them as JSON",
             highlight=False,
         )
+
+
+def finished_statuses() -> frozenset[str]:
+    """The statuses a run ends in. Their module, the database layer, is imported only here:
+    at the CLI's start it would double the time every command takes to begin."""
+    from shared.db.models import FINISHED_STATUSES
+
+    return frozenset(status.value for status in FINISHED_STATUSES)
 
 
 def print_inspect(console: Console, rows: list[dict[str, Any]]) -> None:
@@ -256,6 +262,7 @@ class SweepView:
         self.console = console
         self.live = console.is_interactive
         self.plain_every = plain_every
+        self.finished = finished_statuses()
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(bar_width=30),
@@ -307,10 +314,10 @@ class SweepView:
                 label.strip()[:40], total=total, status=status, metrics=metrics
             )
         task_id = self.tasks[run_id]
-        if status in FINISHED and total and status in {"succeeded", "reused"}:
+        if status in self.finished and total and status in {"succeeded", "reused"}:
             seen = max(seen, int(total))
         self.progress.update(task_id, completed=seen, total=total, status=status, metrics=metrics)
-        if status in FINISHED:
+        if status in self.finished:
             self.progress.stop_task(task_id)
 
     def _plain_line(
@@ -322,7 +329,7 @@ class SweepView:
         if previous is not None:
             old_status, old_seen, printed_at = previous
             if status == old_status and (
-                seen == old_seen or status in FINISHED or now - printed_at < self.plain_every
+                seen == old_seen or status in self.finished or now - printed_at < self.plain_every
             ):
                 return
         self.last_line[run_id] = (status, seen, now)

@@ -18,7 +18,7 @@ from cli.common import (
     prepare_database_dir,
     read_sweep,
 )
-from cli.render import FINISHED, emit
+from cli.render import emit, finished_statuses
 
 
 class Role(enum.StrEnum):
@@ -254,10 +254,10 @@ def _cancel_on_interrupt(client: ApiClient, sweep_id: int) -> None:
     err_console.print(f"cancelling sweep {sweep_id} ...", highlight=False)
     try:
         client.post(f"/sweeps/{sweep_id}/cancel")
-        deadline = time.monotonic() + 20
+        deadline, finished = time.monotonic() + 20, finished_statuses()
         while time.monotonic() < deadline:
             runs = client.get(f"/sweeps/{sweep_id}").get("runs", [])
-            if all(r.get("status") in FINISHED for r in runs):
+            if all(r.get("status") in finished for r in runs):
                 break
             time.sleep(0.5)
     except (CliError, KeyboardInterrupt):

@@ -122,15 +122,16 @@ def make_optimizer(settings: RunSettings, model: nn.Module) -> torch.optim.Optim
 def make_scheduler(settings: RunSettings, optimizer: torch.optim.Optimizer) -> Any:
     if not settings.scheduler:
         return None
-    cls = project.scheduler_class(settings.scheduler) or getattr(
-        torch.optim.lr_scheduler, settings.scheduler, None
-    )
+    return scheduler_class(settings.scheduler)(optimizer, settings.scheduler_steps)
+
+
+def scheduler_class(name: str) -> Any:
+    """The project's scheduler of that name (src.scheduler), else torch's; ValueError if neither."""
+    cls = project.scheduler_class(name) or getattr(torch.optim.lr_scheduler, name, None)
     if cls is None:
         where = " or the project's src.scheduler" if project.current() is not None else ""
-        raise ValueError(
-            f"scheduler {settings.scheduler!r} is not in torch.optim.lr_scheduler{where}"
-        )
-    return cls(optimizer, settings.scheduler_steps)
+        raise ValueError(f"scheduler {name!r} is not in torch.optim.lr_scheduler{where}")
+    return cls
 
 
 def make_graph_optimizer(settings: RunSettings, cls: type, params: list) -> torch.optim.Optimizer:

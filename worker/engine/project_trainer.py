@@ -34,7 +34,7 @@ from shared.sweepfile.config_checks import trainer_source
 from shared.sweepfile.run_config import RunConfig
 from worker import plugins, project
 
-from . import namespace
+from . import build, namespace
 from .checkpoint import load_weights, save_model, seed_everything
 from .models import count_trainable
 from .project_hooks import POINTS_FILE, CheckpointSync, Watch, points_blob, points_of
@@ -160,13 +160,7 @@ def build_kwargs(config: dict[str, Any], ns: dict[str, Any]) -> dict[str, Any]:
     optimizer = optimizer_class(model.parameters(), lr=float(values["learnrate"]))
     kwargs["optimizers"] = [optimizer]
     if values.get("scheduler"):
-        name = str(values["scheduler"])
-        scheduler_class = project.scheduler_class(name) or getattr(
-            torch.optim.lr_scheduler, name, None
-        )
-        if scheduler_class is None:
-            raise ValueError(f"scheduler {name!r} is in neither the project's src.scheduler "
-                             "nor torch.optim.lr_scheduler")  # fmt: skip
+        scheduler_class = build.scheduler_class(str(values["scheduler"]))
         kwargs["schedulers"] = [scheduler_class(optimizer, int(values["max_inputs"]) // batch_size)]
     return kwargs
 
