@@ -96,6 +96,9 @@ class ResponseCache:
             partial.unlink(missing_ok=True)
 
 
+RUNS_PAGE = 1000  # runs per request when a command pages through a sweep's runs
+
+
 class ApiClient:
     """Thin wrapper over httpx: every non-2xx answer becomes a CliError with the API's reason."""
 
@@ -156,6 +159,26 @@ class ApiClient:
         if "etag" in response.headers:
             self.cache.store(url, response.headers["etag"], response.content)
         return response.json()
+
+    def sweep(
+        self,
+        sweep: int,
+        *,
+        limit: int = RUNS_PAGE,
+        offset: int = 0,
+        status: str | None = None,
+        every: bool = False,
+    ) -> dict[str, Any]:
+        """GET /sweeps/{id}: one page of its runs, or (`every`) all pages joined."""
+        page = RUNS_PAGE if every else max(1, limit)
+        path = f"/sweeps/{sweep}"
+        data: dict[str, Any] = self.get(path, limit=page, offset=offset, status=status)
+        while every and len(data["runs"]) < data.get("runs_total", 0) - offset:
+            more = self.get(path, limit=page, offset=offset + len(data["runs"]), status=status)
+            if not more.get("runs"):
+                break
+            data["runs"].extend(more["runs"])
+        return data
 
     def get_text(self, path: str, **params: Any) -> str:
         clean = {k: v for k, v in params.items() if v is not None}

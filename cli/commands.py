@@ -36,8 +36,6 @@ from cli.table_opts import (
 )
 from cli.watch import watch_sweep
 
-RUNS_PAGE = 1000  # runs per request when `sweeps status --all` pages through a sweep
-
 
 def submit(
     file: FileArg,
@@ -147,24 +145,8 @@ def status(
             items = data.get("items", data) if isinstance(data, dict) else data
             print_json(console, data) if json_out else print_sweep_list(console, items)
             return
-        data = _sweep_runs(client, sweep, limit=limit, offset=offset, status=status_, every=every)
+        data = client.sweep(sweep, limit=limit, offset=offset, status=status_, every=every)
         print_json(console, data) if json_out else print_sweep(console, data)
-
-
-def _sweep_runs(
-    client: ApiClient, sweep: int, *, limit: int, offset: int, status: str | None, every: bool
-) -> dict[str, Any]:
-    """GET /sweeps/{id}: one page of its runs, or (`every`) all pages joined."""
-    page = RUNS_PAGE if every else max(1, limit)
-    data: dict[str, Any] = client.get(f"/sweeps/{sweep}", limit=page, offset=offset, status=status)
-    while every and len(data["runs"]) < data.get("runs_total", 0) - offset:
-        more = client.get(
-            f"/sweeps/{sweep}", limit=page, offset=offset + len(data["runs"]), status=status
-        )
-        if not more.get("runs"):
-            break
-        data["runs"].extend(more["runs"])
-    return data
 
 
 def watch(

@@ -97,7 +97,7 @@ def export(
 
     taken: set[Path] = set()
     with ApiClient.from_settings() as client:
-        runs = client.get(f"/sweeps/{sweep}").get("runs", [])
+        runs = client.sweep(sweep, every=True)["runs"]  # a big sweep's runs span pages
         folders = {
             r["id"]: run_folder(tensorboard, r["experiment_name"], r["id"], taken) for r in runs
         }

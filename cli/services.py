@@ -256,8 +256,9 @@ def _cancel_on_interrupt(client: ApiClient, sweep_id: int) -> None:
         client.post(f"/sweeps/{sweep_id}/cancel")
         deadline, finished = time.monotonic() + 20, finished_statuses()
         while time.monotonic() < deadline:
-            runs = client.get(f"/sweeps/{sweep_id}").get("runs", [])
-            if all(r.get("status") in finished for r in runs):
+            # The counts cover every run; the runs list is only the first page.
+            counts = client.get(f"/sweeps/{sweep_id}", limit=1).get("counts", {})
+            if all(status in finished for status, n in counts.items() if n):
                 break
             time.sleep(0.5)
     except (CliError, KeyboardInterrupt):

@@ -1,14 +1,17 @@
-"""`sweeps metrics` against a real API: NaN and infinities printed, and a repeat is a 304."""
+"""The CLI against a real API: `sweeps metrics` prints NaN and infinities and revalidates with
+its ETag; a sweep's runs are read across pages."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cli.client import RUNS_PAGE, ApiClient
 from shared.db.metric_writes import upsert_metrics
-from shared.db.models import RunStatus
+from shared.db.models import Run, RunStatus
 from shared.domain.runs import claim_run, finish_run
 from tests.cli.conftest import cli_env, sweeps
 from tests.support.db import insert_runs
@@ -42,3 +45,17 @@ def test_metrics_prints_nan_and_revalidates_with_its_etag(
     answers = [line for line in log.splitlines() if f"/runs/{run_id}/metrics" in line]
     assert len(answers) == 2, log
     assert " 200" in answers[0] and " 304" in answers[1], answers
+
+
+def test_a_sweeps_runs_are_read_across_pages(
+    db_url: str, broker_url: str, session: Session, tmp_path: Path
+) -> None:
+    """`sweeps status --all` and `sweeps export` need every run, not the API's first page."""
+    ids = insert_runs(session, [{"max_inputs": 64}] * (RUNS_PAGE + 5), status=RunStatus.SUCCEEDED)
+    sweep_id = session.scalar(select(Run.sweep_id).where(Run.id == ids[0]))
+    env = stack_env(database_url=db_url, broker_url=broker_url, artifact_dir=tmp_path / "a",
+                    api_token=TOKEN)  # fmt: skip
+    with start_api(env, log_path=tmp_path / "api.log") as api, ApiClient(api.url, TOKEN) as client:
+        assert len(client.sweep(sweep_id)["runs"]) == RUNS_PAGE
+        every = client.sweep(sweep_id, every=True)["runs"]
+    assert [r["id"] for r in every] == ids
